@@ -1,0 +1,3 @@
+from hallpass_gateway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""The all-in-one gateway: every service mounted under its prefix in one process.
+
+Each service keeps its own app, database and lifespan; the gateway adds what callers see once for
+the whole system: health, the dev identity's JWKS, request ids and one merged OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from hallpass_consent.settings import ConsentSettings
+from hallpass_kit.app import RequestIdMiddleware
+from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.db import Database
+from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
+from hallpass_kit.settings import CommonSettings
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True)
+class ServiceBuild:
+    """What a service needs from the gateway to build its app in-process."""
+
+    common: CommonSettings
+    verifier: TokenVerifier
+    run_background: bool
+    consent: ConsentSettings | None = None
+
+
+def _build_consent(build: ServiceBuild) -> FastAPI:
+    # Imported when built, not when listed: the CLI's offline commands list services without
+    # paying for (or depending on) every service's app and its imports.
+    from hallpass_consent.app import create_app
+
+    return create_app(
+        common=build.common,
+        settings=build.consent,
+        verifier=build.verifier,
+        run_background=build.run_background,
+    )
+
+
+def _migrate_consent(common: CommonSettings) -> None:
+    from hallpass_consent.migrations import upgrade
+
+    database = Database(ConsentSettings().resolved_database_url(common))
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+
+
+@dataclass(frozen=True)
+class Service:
+    """How the gateway builds one service in-process and brings its database up to date."""
+
+    build: Callable[[ServiceBuild], FastAPI]
+    migrate: Callable[[CommonSettings], None]
+
+
+# Mount prefix -> service. The prefix is also the service's public name: its operationIds and its
+# file under openapi/ are named after it.
+SERVICES: dict[str, Service] = {
+    "/consent": Service(build=_build_consent, migrate=_migrate_consent),
+}
+
+
+def service_name(prefix: str) -> str:
+    return prefix.strip("/").replace("/", "-")
+
+
+class Gateway(FastAPI):
+    """A FastAPI app that knows the service apps mounted in it and the dev issuer, if any."""
+
+    services: dict[str, FastAPI]
+    dev_issuer: DevIssuer | None
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = merged_openapi(self, self.services)
+        return self.openapi_schema
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+class JsonWebKeySet(BaseModel):
+    """RFC 7517 key set: the public keys that verify tokens from the built-in dev issuer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[dict[str, Any]]
+
+
+def _gateway_operation_id(route: APIRoute) -> str:
+    return f"gateway-{route.name}"
+
+
+def _public_router(dev_issuer: DevIssuer | None) -> APIRouter:
+    # Deliberately public: load balancers probe health and token verifiers fetch keys before
+    # anyone can hold a token.
+    router = APIRouter(tags=["gateway"])
+
+    @router.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        """Answers while the process is up; says nothing about the services' databases."""
+        return Health(status="ok")
+
+    @router.get(
+        "/.well-known/jwks.json",
+        response_model=JsonWebKeySet,
+        responses=problem_responses(404),
+    )
+    def jwks() -> JsonWebKeySet:
+        """Public keys of the built-in dev issuer (embedded mode only)."""
+        if dev_issuer is None:
+            raise NotFound(
+                "Tokens come from the school's identity provider; its keys are published there.",
+                code="no_dev_issuer",
+            )
+        return JsonWebKeySet.model_validate(dev_issuer.jwks())
+
+    return router
+
+
+def create_gateway(
+    common: CommonSettings | None = None,
+    consent_settings: ConsentSettings | None = None,
+    *,
+    run_background: bool = True,
+) -> Gateway:
+    """All-in-one mode: every service in this process, mounted under its prefix."""
+    common = common if common is not None else CommonSettings()
+    dev_issuer: DevIssuer | None = None
+    if common.uses_dev_issuer:
+        dev_issuer = DevIssuer.load_or_create(
+            common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+        )
+        verifier = TokenVerifier(common, key_set=dev_issuer.key_set())
+    else:
+        verifier = TokenVerifier(common)
+
+    build = ServiceBuild(
+        common=common,
+        verifier=verifier,
+        run_background=run_background,
+        consent=consent_settings,
+    )
+    services = {prefix: service.build(build) for prefix, service in SERVICES.items()}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Starlette runs only the outer app's lifespan; mounted apps would otherwise never start
+        # their dispatchers nor stop them cleanly.
+        state: dict[str, Any] = {}
+        async with AsyncExitStack() as stack:
+            for service_app in services.values():
+                service_state = await stack.enter_async_context(
+                    service_app.router.lifespan_context(service_app)
+                )
+                if isinstance(service_state, Mapping):
+                    state.update(service_state)
+            yield state
+
+    gateway = Gateway(
+        title="Hallpass",
+        version="1.0.0",
+        description=(
+            "One entry point for Hallpass. Each service sits under its prefix "
+            "(`/consent/v1/...`); every request needs a bearer JWT except the gateway's own "
+            "health and key-set endpoints."
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=_gateway_operation_id,
+    )
+    gateway.services = services
+    gateway.dev_issuer = dev_issuer
+    install_error_handlers(gateway)
+    gateway.include_router(_public_router(dev_issuer))
+    for prefix, service_app in services.items():
+        gateway.mount(prefix, service_app, name=service_name(prefix))
+    gateway.add_middleware(RequestIdMiddleware)
+    return gateway
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def merged_openapi(gateway_app: FastAPI, mounts: Mapping[str, FastAPI]) -> dict[str, Any]:
+    """One OpenAPI document: the gateway's own paths plus each mounted app's, under its prefix.
+
+    Schemas shared by several services (``Problem``) appear once; a name two services define
+    differently is prefixed with the later service's name. operationIds are prefixed with the
+    service's name so code generators see each operation once.
+    """
+    # Built from the routes, not gateway_app.openapi(), which may itself be this merge.
+    document = copy.deepcopy(
+        get_openapi(
+            title=gateway_app.title,
+            version=gateway_app.version,
+            openapi_version=gateway_app.openapi_version,
+            description=gateway_app.description,
+            routes=gateway_app.routes,
+            tags=gateway_app.openapi_tags,
+            servers=gateway_app.servers,
+        )
+    )
+    paths: dict[str, Any] = document.setdefault("paths", {})
+    components: dict[str, dict[str, Any]] = document.setdefault("components", {})
+    tags: list[dict[str, Any]] = document.get("tags", [])
+    webhooks: dict[str, Any] = document.get("webhooks", {})
+
+    for prefix, service_app in mounts.items():
+        service = service_name(prefix)
+        spec = copy.deepcopy(service_app.openapi())
+        spec_components: dict[str, dict[str, Any]] = spec.get("components", {})
+        renames = _schema_renames(
+            components.get("schemas", {}), spec_components.get("schemas", {}), service
+        )
+        spec = _rewrite_schema_refs(spec, renames)
+        spec_components = spec.get("components", {})
+
+        for section, entries in spec_components.items():
+            target = components.setdefault(section, {})
+            for name, value in entries.items():
+                merged_name = renames.get(name, name) if section == "schemas" else name
+                existing = target.get(merged_name)
+                if existing is None:
+                    target[merged_name] = value
+                elif existing != value:
+                    raise ValueError(
+                        f"{service} defines components.{section}.{name} differently from "
+                        "another service; give it a distinct name"
+                    )
+
+        for path, item in spec.get("paths", {}).items():
+            merged_path = prefix.rstrip("/") + path
+            if merged_path in paths:
+                raise ValueError(f"{merged_path} is defined twice")
+            _prefix_operation_ids(item, service)
+            paths[merged_path] = item
+
+        for name, item in spec.get("webhooks", {}).items():
+            _prefix_operation_ids(item, service)
+            webhooks[f"{service}-{name}"] = item
+
+        known_tags = {tag["name"] for tag in tags}
+        tags.extend(tag for tag in spec.get("tags", []) if tag["name"] not in known_tags)
+
+    if tags:
+        document["tags"] = tags
+    if webhooks:
+        document["webhooks"] = webhooks
+    _require_unique_operation_ids(document)
+    return document
+
+
+def _schema_renames(
+    existing: Mapping[str, Any], incoming: Mapping[str, Any], service: str
+) -> dict[str, str]:
+    # Renaming one schema rewrites the $refs inside the schemas that use it, which can make those
+    # differ from a same-named schema too; repeat until nothing new clashes.
+    renames: dict[str, str] = {}
+    while True:
+        rewritten = _rewrite_schema_refs(dict(incoming), renames)
+        clashes = {
+            name
+            for name, value in rewritten.items()
+            if name not in renames and name in existing and existing[name] != value
+        }
+        if not clashes:
+            break
+        for name in clashes:
+            renamed = f"{service}_{name}"
+            if renamed in existing or renamed in incoming:
+                raise ValueError(f"cannot rename {service}'s schema {name}: {renamed} is taken")
+            renames[name] = renamed
+    return renames
+
+
+def _rewrite_schema_refs(node: Any, renames: Mapping[str, str]) -> Any:
+    if not renames:
+        return node
+    if isinstance(node, dict):
+        rewritten: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(_SCHEMA_REF):
+                name = value.removeprefix(_SCHEMA_REF)
+                rewritten[key] = _SCHEMA_REF + renames.get(name, name)
+            else:
+                rewritten[key] = _rewrite_schema_refs(value, renames)
+        return rewritten
+    if isinstance(node, list):
+        return [_rewrite_schema_refs(value, renames) for value in node]
+    return node
+
+
+def _prefix_operation_ids(path_item: dict[str, Any], service: str) -> None:
+    for method, operation in path_item.items():
+        if method in _HTTP_METHODS and isinstance(operation, dict) and "operationId" in operation:
+            operation["operationId"] = f"{service}-{operation['operationId']}"
+
+
+def _require_unique_operation_ids(document: Mapping[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for section in ("paths", "webhooks"):
+        for path, item in document.get(section, {}).items():
+            for method, operation in item.items():
+                if method not in _HTTP_METHODS or not isinstance(operation, dict):
+                    continue
+                operation_id = operation.get("operationId")
+                if operation_id is None:
+                    continue
+                where = f"{method.upper()} {path}"
+                if operation_id in seen:
+                    raise ValueError(
+                        f"operationId {operation_id} is used by {seen[operation_id]} and {where}"
+                    )
+                seen[operation_id] = where

@@ -1,0 +1,379 @@
+"""The ``hallpass`` command: run the system, mint dev tokens, migrate, import, seed, write specs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import getpass
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from hallpass_consent.settings import ConsentSettings
+from hallpass_kit.auth import DevIssuer, Role
+from hallpass_kit.db import Database
+from hallpass_kit.errors import HallpassError
+from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
+from pydantic import ValidationError
+
+Command = Callable[[argparse.Namespace], int]
+
+_EIGHT_HOURS = 8 * 3600
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hallpass`` command; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return command(args)
+    except (InsecureSettingsError, ValidationError) as exc:
+        print(f"hallpass: settings refused: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hallpass",
+        description="Hallpass: consent, publishing and parent communications for schools.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run every service in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=os.environ.get("PORT", "8000"))
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(command=_serve)
+
+    token = commands.add_parser("token", help="print a bearer token from the dev issuer")
+    token.add_argument(
+        "--role",
+        dest="roles",
+        action="append",
+        required=True,
+        choices=[role.value for role in Role],
+        help="repeat for several roles",
+    )
+    token.add_argument("--school", default="demo")
+    token.add_argument("--guardian", type=uuid.UUID, help="guardian id (required for parent)")
+    token.add_argument("--sub", help="subject; default ROLE@SCHOOL")
+    token.add_argument("--email", help="default ROLE@SCHOOL.sch.uk")
+    token.add_argument("--ttl", type=int, default=_EIGHT_HOURS, help="lifetime in seconds")
+    token.set_defaults(command=_token)
+
+    migrate = commands.add_parser("migrate", help="bring every service's database up to date")
+    migrate.set_defaults(command=_migrate)
+
+    import_ = commands.add_parser("import", help="import pupils and carers from an MIS CSV export")
+    import_.add_argument("file", type=Path, metavar="FILE.csv")
+    import_.add_argument("--school", default="demo")
+    import_.add_argument("--dry-run", action="store_true", help="validate and report, save nothing")
+    import_.set_defaults(command=_import)
+
+    demo = commands.add_parser("demo", help="seed a demo school (safe to run again)")
+    demo.add_argument("--school", default="demo")
+    demo.add_argument("--reset", action="store_true", help="delete the demo school's data first")
+    demo.set_defaults(command=_demo)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI documents under --out")
+    openapi.add_argument("--out", type=Path, default=Path("openapi"))
+    openapi.add_argument(
+        "--check", action="store_true", help="compare with the files instead of writing them"
+    )
+    openapi.set_defaults(command=_openapi)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hallpass_gateway.app import SERVICES
+
+    host: str = args.host
+    port: int = args.port
+    workers: int = args.workers
+    common = CommonSettings()
+    # Done once here rather than by each worker at start-up, where several processes would race
+    # to migrate the same database and to create the same signing key.
+    for service in SERVICES.values():
+        service.migrate(common)
+    if common.uses_dev_issuer:
+        DevIssuer.load_or_create(
+            common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+        )
+
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+    url = f"http://{shown_host}:{port}"
+    print(f"Hallpass is listening on {url}  (API documentation: {url}/docs)")
+    if common.uses_dev_issuer:
+        print("Requests need a bearer token from the dev issuer, for example:")
+        print("  TOKEN=$(uv run hallpass token --role head)")
+        print(f'  curl -H "Authorization: Bearer $TOKEN" {url}/consent/v1/purposes')
+    sys.stdout.flush()
+
+    uvicorn.run(
+        "hallpass_gateway.app:create_gateway",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # uvloop is not built for Windows; the pyproject leaves it out there.
+        loop="uvloop" if importlib.util.find_spec("uvloop") is not None else "auto",
+        http="httptools",
+        log_level="info",
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    roles: list[str] = args.roles
+    school: str = args.school
+    guardian: uuid.UUID | None = args.guardian
+    ttl: int = args.ttl
+    common = CommonSettings()
+    if not common.uses_dev_issuer:
+        print(
+            "hallpass token: tokens come from the school's identity provider "
+            f"({common.auth_issuer}); the dev issuer is off because HALLPASS_AUTH_JWKS_URL is set.",
+            file=sys.stderr,
+        )
+        return 2
+    if Role.parent.value in roles and guardian is None:
+        print(
+            "hallpass token: a parent's token must name the guardian (--guardian UUID).",
+            file=sys.stderr,
+        )
+        return 2
+    if ttl <= 0:
+        print("hallpass token: --ttl must be a positive number of seconds.", file=sys.stderr)
+        return 2
+    sub: str = args.sub or f"{roles[0]}@{school}"
+    email: str = args.email or f"{roles[0]}@{school}.sch.uk"
+    issuer = DevIssuer.load_or_create(
+        common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+    )
+    print(
+        issuer.issue(
+            sub=sub,
+            school=school,
+            roles=[Role(role) for role in roles],
+            guardian_id=guardian,
+            email=email,
+            ttl_seconds=ttl,
+        )
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from hallpass_gateway.app import SERVICES, service_name
+
+    common = CommonSettings()
+    for prefix, service in SERVICES.items():
+        service.migrate(common)
+        print(f"{service_name(prefix)}: database is up to date")
+    return 0
+
+
+def _consent_database(common: CommonSettings) -> Database:
+    from hallpass_consent.migrations import upgrade
+
+    database = Database(ConsentSettings().resolved_database_url(common))
+    upgrade(database)
+    return database
+
+
+def _cli_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        # Containers often run as a uid with no passwd entry.
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}"
+
+
+class ProgressBar:
+    """A one-line progress bar redrawn in place; redraws only when what it shows changes."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self._stream = stream
+        self._width = width
+        self._shown: tuple[str, int, int] | None = None
+        self._line_length = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        filled = self._width if total <= 0 else min(self._width, self._width * done // total)
+        percent = 100 if total <= 0 else min(100, 100 * done // total)
+        if self._shown == (stage, filled, percent) and done != total:
+            return
+        self._shown = (stage, filled, percent)
+        bar = "#" * filled + "." * (self._width - filled)
+        line = f"{stage:<12} [{bar}] {percent:>3}% {done}/{total}"
+        # Padding wipes the tail of a longer previous line.
+        self._stream.write("\r" + line.ljust(self._line_length))
+        self._stream.flush()
+        self._line_length = len(line)
+
+    def finish(self) -> None:
+        if self._shown is not None:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._shown = None
+            self._line_length = 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from hallpass_consent.pupils.importer import import_csv_file
+
+    path: Path = args.file
+    school: str = args.school
+    dry_run: bool = args.dry_run
+    if not path.is_file():
+        print(f"hallpass import: {path} is not a file", file=sys.stderr)
+        return 2
+    database = _consent_database(CommonSettings())
+    progress = ProgressBar(sys.stderr)
+    try:
+        summary = import_csv_file(
+            database=database,
+            school=school,
+            path=path,
+            actor=_cli_actor(),
+            dry_run=dry_run,
+            progress=progress,
+        )
+    except HallpassError as exc:
+        progress.finish()
+        print(f"hallpass import: {exc.detail}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem.where or '-'}: {problem.code}: {problem.detail}", file=sys.stderr)
+        return 1
+    finally:
+        database.dispose()
+    progress.finish()
+    print(f"rows read:          {summary.rows}")
+    print(f"pupils created:     {summary.created}")
+    print(f"pupils updated:     {summary.updated}")
+    print(f"guardians created:  {summary.guardians_created}")
+    if dry_run:
+        print("dry run: nothing was saved")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from hallpass_consent.demo import seed_demo
+
+    school: str = args.school
+    reset: bool = args.reset
+    database = _consent_database(CommonSettings())
+    try:
+        summary = seed_demo(database=database, school=school, reset=reset)
+    finally:
+        database.dispose()
+    print(f"demo school {school!r}:")
+    for field, value in dataclasses.asdict(summary).items():
+        print(f"  {field}: {value}")
+    return 0
+
+
+def render_openapi(document: Mapping[str, Any]) -> str:
+    """The committed form of a spec: stable key order, so regenerating changes nothing."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@contextmanager
+def _without_hallpass_environment() -> Iterator[None]:
+    # The committed specs must come out the same on every machine, whatever HALLPASS_* settings
+    # (batch limits, database URLs, production mode) the shell that runs the generator carries.
+    saved = {key: value for key, value in os.environ.items() if key.startswith("HALLPASS_")}
+    for key in saved:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def openapi_documents() -> dict[str, str]:
+    """File name under ``openapi/`` -> rendered spec, for every service and the gateway."""
+    from hallpass_gateway.app import create_gateway, merged_openapi, service_name
+
+    with (
+        _without_hallpass_environment(),
+        tempfile.TemporaryDirectory(prefix="hallpass-openapi-", ignore_cleanup_errors=True) as tmp,
+    ):
+        common = CommonSettings(
+            env=Environment.development,
+            data_dir=Path(tmp),
+            auth_issuer=DEV_ISSUER,
+            auth_jwks_url=None,
+        )
+        gateway = create_gateway(common, ConsentSettings(database_url=None), run_background=False)
+        documents = {
+            f"{service_name(prefix)}.json": render_openapi(service_app.openapi())
+            for prefix, service_app in gateway.services.items()
+        }
+        documents["gateway.json"] = render_openapi(merged_openapi(gateway, gateway.services))
+    return documents
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    check: bool = args.check
+    documents = openapi_documents()
+    if check:
+        return _check_openapi(out, documents)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in sorted(documents.items()):
+        (out / name).write_text(text, encoding="utf-8", newline="\n")
+        print(f"wrote {out / name}")
+    return 0
+
+
+def _check_openapi(out: Path, documents: Mapping[str, str]) -> int:
+    stale = 0
+    for name, expected in sorted(documents.items()):
+        path = out / name
+        if not path.is_file():
+            print(f"{path}: missing", file=sys.stderr)
+            stale += 1
+            continue
+        committed = path.read_text(encoding="utf-8")
+        if committed == expected:
+            continue
+        stale += 1
+        diff = list(
+            difflib.unified_diff(
+                committed.splitlines(),
+                expected.splitlines(),
+                fromfile=f"{path} (committed)",
+                tofile=f"{path} (from the code)",
+                lineterm="",
+                n=1,
+            )
+        )
+        changed = sum(
+            1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        )
+        print(f"{path}: differs from the code ({changed} lines)", file=sys.stderr)
+        shown = 60
+        for line in diff[:shown]:
+            print(f"  {line}", file=sys.stderr)
+        if len(diff) > shown:
+            print(f"  ... {len(diff) - shown} more diff lines", file=sys.stderr)
+    if stale:
+        print(
+            f"{stale} OpenAPI document(s) out of date; run `make openapi` and commit the result.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{out}: OpenAPI documents match the code")
+    return 0

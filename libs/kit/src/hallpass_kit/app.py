@@ -1,0 +1,184 @@
+"""What every service app shares: its context, request dependencies and the app factory."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
+from hallpass_kit.db import Database
+from hallpass_kit.errors import PROBLEM_RESPONSES, Unauthenticated, install_error_handlers
+from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.tables import KitTables
+
+logger = logging.getLogger("hallpass")
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service's requests need, built once at start-up."""
+
+    name: str
+    database: Database
+    tables: KitTables
+    verifier: TokenVerifier
+    dispatcher: Dispatcher
+    audit: AuditChain
+    run_background: bool = True
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def audit_refusal(self, exc: AccessRefused) -> None:
+        # The request's own transaction is rolled back, so the refusal is kept in a fresh one.
+        with self.database.session() as session:
+            self.audit.append(
+                session,
+                actor=exc.principal.actor,
+                school=exc.principal.school,
+                action=exc.action,
+                target=exc.target,
+                outcome="refused",
+                details={"code": exc.code, "status": exc.status},
+            )
+
+
+def context_of(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.hallpass
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(context_of)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with context_of(request).database.session() as session:
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit can never
+# be reported to the client as success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="A JWT from the school's identity provider."
+)
+
+
+def authenticated(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("A bearer token is required.", rule="A1")
+    principal = context_of(request).verifier.verify(credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
+
+
+def require_roles(*roles: Role) -> Any:
+    """Dependency: the caller must hold at least one of ``roles``; refusals are audited."""
+    allowed = frozenset(roles)
+
+    def check(request: Request, principal: CurrentPrincipal) -> Principal:
+        if principal.has_any(allowed):
+            return principal
+        route = request.scope.get("route")
+        raise AccessRefused(
+            "Your role does not allow this.",
+            principal=principal,
+            action=f"refused:{getattr(route, 'name', request.url.path)}",
+            target=request.url.path,
+        )
+
+    return Depends(check)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,100}$")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (kept from the caller when sane) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = list(scope["headers"])
+        incoming = next((v.decode("latin-1") for k, v in headers if k == b"x-request-id"), None)
+        if incoming is None or not _REQUEST_ID.match(incoming):
+            request_id = uuid.uuid4().hex
+            headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+            headers.append((b"x-request-id", request_id.encode()))
+            scope = {**scope, "headers": headers}
+        else:
+            request_id = incoming
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                out.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": out}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _operation_id(route: APIRoute) -> str:
+    tag = route.tags[0] if route.tags else "default"
+    return f"{tag}-{route.name}"
+
+
+def create_service_app(
+    *,
+    context: ServiceContext,
+    title: str,
+    version: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    public_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """A service app: authenticated routers, problem+json errors, background dispatcher."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if context.run_background:
+            context.dispatcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(context.dispatcher.stop)
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        responses={401: PROBLEM_RESPONSES[401]},
+    )
+    app.state.hallpass = context
+    install_error_handlers(app, on_refusal=context.audit_refusal)
+    for router in public_routers:
+        app.include_router(router)
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(authenticated)])
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,251 @@
+"""Typed domain errors and the one place that turns them into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("hallpass.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDetail(BaseModel):
+    """One thing wrong with a request: what, where and which policy rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    detail: str
+    where: str | None = None
+    rule: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem document, extended with a stable ``code`` and the rule that applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    rule: str | None = None
+    problems: list[ProblemDetail] = []
+    instance: str | None = None
+    request_id: str | None = None
+
+
+class HallpassError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        rule: str | None = None,
+        problems: Sequence[ProblemDetail] = (),
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.rule = rule
+        self.problems = list(problems)
+
+
+class BadRequest(HallpassError):
+    status, code, title = 400, "bad_request", "Bad request"
+
+
+class Unauthenticated(HallpassError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(HallpassError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(HallpassError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(HallpassError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(HallpassError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaType(HallpassError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class Unprocessable(HallpassError):
+    """The request is well formed but a rule or a reference in it cannot be honoured."""
+
+    status, code, title = 422, "unprocessable", "Cannot be processed"
+
+
+class ServiceUnavailable(HallpassError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    rule: str | None = None,
+    problems: Sequence[ProblemDetail] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    problem = Problem(
+        type=f"https://hallpass.school/problems/{code}",
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        rule=rule,
+        problems=list(problems),
+        instance=request.url.path,
+        request_id=request.headers.get("x-request-id"),
+    )
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _where(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        head, rest = parts[0], parts[1:]
+        return f"{head}." + ".".join(rest) if rest else head
+    return ".".join(parts)
+
+
+RefusalHook = Callable[[Any], None]
+
+
+def _hallpass_error_handler(
+    on_refusal: RefusalHook | None,
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HallpassError)
+        if on_refusal is not None and getattr(exc, "principal", None) is not None:
+            await run_in_threadpool(on_refusal, exc)
+        return await _hallpass_error(request, exc)
+
+    return handle
+
+
+async def _hallpass_error(request: Request, exc: HallpassError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        rule=exc.rule,
+        problems=exc.problems,
+        headers=headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        ProblemDetail(
+            code=str(err.get("type", "invalid")),
+            detail=str(err.get("msg", "")),
+            where=_where(err.get("loc", ())),
+        )
+        for err in exc.errors()
+    ]
+    return problem_response(
+        request,
+        status=422,
+        code="invalid_request",
+        title="Invalid request",
+        detail="The request does not match the API's schema.",
+        problems=problems,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+    return problem_response(
+        request,
+        status=exc.status_code,
+        code=codes.get(exc.status_code, "http_error"),
+        title=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
+        detail=str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A bug, not a client mistake: log it with the request id; tell the client nothing inside.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        request,
+        status=500,
+        code="internal_error",
+        title="Internal error",
+        detail="Something went wrong on our side; the request id identifies it in the logs.",
+    )
+
+
+def install_error_handlers(app: FastAPI, *, on_refusal: RefusalHook | None = None) -> None:
+    """One handler for every error; ``on_refusal`` records refused accesses (audit)."""
+    app.add_exception_handler(HallpassError, _hallpass_error_handler(on_refusal))
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "No valid bearer token",
+    403: "Your role does not allow this",
+    404: "Not found (or not yours)",
+    409: "Conflicts with the current state",
+    413: "Too large",
+    415: "Send the body in the documented media type",
+    422: "Invalid request or a rule forbids it",
+    503: "A service this depends on cannot answer",
+}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": Problem,
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in _DESCRIPTIONS.items()
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses an endpoint can give."""
+    return {status: PROBLEM_RESPONSES[status] for status in statuses}

@@ -1,0 +1,85 @@
+"""Kit tables that live in every service's own database: audit chain, outbox, idempotency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+
+from hallpass_kit.db import UTCDateTime
+
+
+@dataclass(frozen=True)
+class KitTables:
+    audit_entry: Table
+    outbox_event: Table
+    consumed_event: Table
+    idempotency_record: Table
+
+
+def define_kit_tables(metadata: MetaData) -> KitTables:
+    """Declare the kit's tables on a service's metadata so its migrations own them."""
+    audit_entry = Table(
+        "audit_entry",
+        metadata,
+        Column(
+            "seq",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        Column("recorded_at", UTCDateTime(), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("school", String(64), nullable=True, index=True),
+        Column("action", String(100), nullable=False),
+        Column("target", String(200), nullable=True),
+        Column("outcome", String(40), nullable=False),
+        Column("details", Text(), nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False, unique=True),
+    )
+    outbox_event = Table(
+        "outbox_event",
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("school", String(64), nullable=False),
+        Column("type", String(100), nullable=False),
+        Column("payload", JSON(), nullable=False),
+        Column("occurred_at", UTCDateTime(), nullable=False),
+        Column("dispatched_at", UTCDateTime(), nullable=True, index=True),
+        Column("attempts", Integer(), nullable=False, default=0),
+        Column("next_attempt_at", UTCDateTime(), nullable=False),
+        Column("last_error", Text(), nullable=True),
+    )
+    consumed_event = Table(
+        "consumed_event",
+        metadata,
+        Column("consumer", String(100), nullable=False),
+        Column("event_id", Uuid(), nullable=False),
+        Column("consumed_at", UTCDateTime(), nullable=False),
+        PrimaryKeyConstraint("consumer", "event_id"),
+    )
+    idempotency_record = Table(
+        "idempotency_record",
+        metadata,
+        Column("school", String(64), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("key", String(200), nullable=False),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status_code", Integer(), nullable=False),
+        Column("response", JSON(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False, index=True),
+        PrimaryKeyConstraint("school", "actor", "key"),
+    )
+    return KitTables(audit_entry, outbox_event, consumed_event, idempotency_record)

@@ -1,0 +1,111 @@
+"""The consent service as an ASGI app (standalone, or mounted by the gateway)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from fastapi import APIRouter, FastAPI
+from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.audit_endpoints import audit_router
+from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.db import Database, utcnow
+from hallpass_kit.idempotency import purge_expired
+from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.settings import CommonSettings
+
+from hallpass_consent import migrations
+from hallpass_consent.common import audit
+from hallpass_consent.consents import service as consents
+from hallpass_consent.consents.endpoints import router as consents_router
+from hallpass_consent.decisions.endpoints import router as decisions_router
+from hallpass_consent.me.endpoints import router as me_router
+from hallpass_consent.models import kit_tables
+from hallpass_consent.pupils.endpoints import router as pupils_router
+from hallpass_consent.roster.endpoints import router as roster_router
+from hallpass_consent.schools.endpoints import router as schools_router
+from hallpass_consent.settings import ConsentSettings
+from hallpass_consent.sheets.endpoints import router as sheets_router
+
+logger = logging.getLogger("hallpass.consent")
+
+DESCRIPTION = """Parents' consent per pupil and per purpose (C1 to C12): evidence, history, instant
+withdrawal, and fast decisions for many pupils at once. Every error is RFC 9457 problem+json with a
+stable `code` and, where a policy rule is the reason, its `rule`."""
+
+
+def build_context(
+    common: CommonSettings,
+    settings: ConsentSettings,
+    *,
+    verifier: TokenVerifier,
+    database: Database | None = None,
+    run_background: bool = True,
+) -> ServiceContext:
+    database = database or Database(settings.resolved_database_url(common))
+    dispatcher = Dispatcher(database, kit_tables)
+
+    def sweep() -> None:
+        with database.session() as session:
+            announced = consents.sweep_expired(session)
+            purged = purge_expired(session, kit_tables)
+        if announced or purged:
+            logger.info(
+                "expiry sweep: %s lapsed grants announced, %s old keys purged", announced, purged
+            )
+
+    dispatcher.every(dt.timedelta(minutes=settings.expiry_sweep_minutes), "expiry-sweep", sweep)
+    return ServiceContext(
+        name="consent",
+        database=database,
+        tables=kit_tables,
+        verifier=verifier,
+        dispatcher=dispatcher,
+        audit=audit,
+        run_background=run_background,
+        extras={
+            "max_decision_batch": settings.max_decision_batch,
+            "max_import_bytes": settings.max_import_bytes,
+            "max_import_rows": settings.max_import_rows,
+        },
+    )
+
+
+def create_app(
+    *,
+    common: CommonSettings,
+    settings: ConsentSettings | None = None,
+    verifier: TokenVerifier,
+    database: Database | None = None,
+    run_background: bool = True,
+    migrate: bool = True,
+) -> FastAPI:
+    settings = settings or ConsentSettings()
+    context = build_context(
+        common, settings, verifier=verifier, database=database, run_background=run_background
+    )
+    if migrate:
+        migrations.upgrade(context.database)
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "checked_at": utcnow().isoformat()}
+
+    return create_service_app(
+        context=context,
+        title="Hallpass consent",
+        version="1.0.0",
+        description=DESCRIPTION,
+        routers=[
+            schools_router,
+            pupils_router,
+            consents_router,
+            decisions_router,
+            sheets_router,
+            me_router,
+            roster_router,
+            audit_router(audit),
+        ],
+        public_routers=[health],
+    )

@@ -1,0 +1,60 @@
+"""What every consent feature shares: role groups, the audit chain, events, the school check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.auth import STAFF_ROLES, Principal, Role
+from hallpass_kit.errors import Conflict
+from hallpass_kit.outbox import emit
+from pydantic import StringConstraints
+from sqlalchemy.orm import Session
+
+from hallpass_consent.models import School, kit_tables
+
+audit = AuditChain(kit_tables.audit_entry)
+
+# Who may do what (A1). Carers act only through /v1/me (A2).
+REGISTRARS = (Role.office, Role.admin, Role.head, Role.deputy)
+SCHOOL_ADMINS = (Role.admin, Role.head)
+AUDITORS = (Role.head, Role.dsl)
+PUPIL_READERS = (*STAFF_ROLES, Role.service)
+GUARDIAN_READERS = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl, Role.service)
+DECIDERS = (*STAFF_ROLES, Role.cms, Role.service)
+EVERYONE = tuple(Role)
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def record_audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    audit.append(
+        session,
+        actor=principal.actor,
+        school=principal.school,
+        action=action,
+        target=target,
+        details=details,
+    )
+
+
+def emit_event(session: Session, school: str, type: str, payload: Mapping[str, Any]) -> None:
+    emit(session, kit_tables, type=type, school=school, payload=payload)
+
+
+def require_school(session: Session, school_id: str) -> School:
+    school = session.get(School, school_id)
+    if school is None:
+        raise Conflict(
+            "This school is not set up yet; an admin or the head sets it up with PUT /v1/school.",
+            code="school_not_set_up",
+        )
+    return school

@@ -1,0 +1,136 @@
+"""Pure consent rules: given the records, what is a pupil's effective state for a purpose?
+
+No I/O here: the decisions endpoint, the class sheet, the parent view and the events all call
+``decide`` with what the repository loaded, so every caller reads consent the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hallpass_consent.models import Basis, Decision, GivenBy
+
+
+class Reason(StrEnum):
+    granted = "granted"  # a carer with parental responsibility said yes, and it is in force
+    no_objection = "no_objection"  # objection-based purpose and nobody objected
+    no_consent_needed = "no_consent_needed"  # internal assessment (C6)
+    no_record = "no_record"  # silence on an opt-in purpose means no (C2)
+    refused = "refused"
+    withdrawn = "withdrawn"
+    expired = "expired"
+    not_yet_valid = "not_yet_valid"
+    pupil_refused = "pupil_refused"  # C8: the pupil's own say on their work
+    pupil_agreement_missing = "pupil_agreement_missing"
+    restricted = "restricted"  # C12: overrides every consent; the reason is never given here
+    not_on_roll = "not_on_roll"  # a leaver: nothing new is published
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeRule:
+    code: str
+    basis: Basis
+    requires_consent: bool
+    needs_pupil_agreement: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    id: uuid.UUID
+    given_by: GivenBy
+    guardian_id: uuid.UUID | None
+    decision: Decision
+    recorded_at: dt.datetime
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    reason: Reason
+    record_id: uuid.UUID | None = None
+    valid_until: dt.datetime | None = None
+
+
+_RESTRICTED = Verdict(False, Reason.restricted)
+_NOT_ON_ROLL = Verdict(False, Reason.not_on_roll)
+_NO_CONSENT_NEEDED = Verdict(True, Reason.no_consent_needed)
+
+
+def _in_force(record: RecordView, at: dt.datetime) -> bool:
+    return record.valid_from <= at and (record.valid_until is None or at < record.valid_until)
+
+
+def decide(
+    purpose: PurposeRule,
+    *,
+    at: dt.datetime,
+    on_roll: bool,
+    restricted: bool,
+    responsible_guardians: frozenset[uuid.UUID],
+    records: Iterable[RecordView],
+) -> Verdict:
+    """The effective state of one pupil for one purpose at instant ``at``.
+
+    Only each party's latest record made by ``at`` counts. A refusal or withdrawal by any carer
+    with parental responsibility wins over any grant (C11); a grant counts only while in force.
+    """
+    if not on_roll:
+        return _NOT_ON_ROLL
+    if not purpose.requires_consent:
+        return _NO_CONSENT_NEEDED
+    if restricted:
+        return _RESTRICTED
+
+    latest: dict[uuid.UUID | None, RecordView] = {}
+    for record in records:
+        if record.recorded_at > at:
+            continue
+        party = record.guardian_id if record.given_by is GivenBy.guardian else None
+        if record.given_by is GivenBy.guardian and party not in responsible_guardians:
+            continue
+        current = latest.get(party)
+        if current is None or (record.recorded_at, record.id.bytes) > (
+            current.recorded_at,
+            current.id.bytes,
+        ):
+            latest[party] = record
+
+    pupil_record = latest.pop(None, None)
+    refusal: RecordView | None = None
+    grant: RecordView | None = None
+    lapsed: RecordView | None = None
+    for record in latest.values():
+        if record.decision is not Decision.granted:
+            if refusal is None or record.recorded_at > refusal.recorded_at:
+                refusal = record
+        elif _in_force(record, at):
+            if grant is None or record.recorded_at > grant.recorded_at:
+                grant = record
+        elif lapsed is None or record.recorded_at > lapsed.recorded_at:
+            lapsed = record
+
+    if refusal is not None:
+        reason = Reason.withdrawn if refusal.decision is Decision.withdrawn else Reason.refused
+        return Verdict(False, reason, refusal.id)
+
+    pupil_said_no = pupil_record is not None and pupil_record.decision is not Decision.granted
+    if purpose.needs_pupil_agreement and pupil_record is not None and pupil_said_no:
+        return Verdict(False, Reason.pupil_refused, pupil_record.id)
+
+    if grant is None:
+        if purpose.basis is Basis.objection:
+            return Verdict(True, Reason.no_objection)
+        if lapsed is not None:
+            future = lapsed.valid_from > at
+            return Verdict(False, Reason.not_yet_valid if future else Reason.expired, lapsed.id)
+        return Verdict(False, Reason.no_record)
+
+    if purpose.needs_pupil_agreement and (pupil_record is None or not _in_force(pupil_record, at)):
+        return Verdict(False, Reason.pupil_agreement_missing, grant.id)
+    return Verdict(True, Reason.granted, grant.id, grant.valid_until)

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from hallpass_consent.consents.policy import Reason
+from hallpass_consent.models import Decision, GivenBy, Method
+
+PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+EvidenceRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ConsentCreate(BaseModel):
+    """A decision recorded by school staff, e.g. from a signed paper form (C10)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pupil_id: uuid.UUID
+    purpose: PurposeCode
+    decision: Literal["granted", "refused"]
+    guardian_id: uuid.UUID | None = Field(
+        default=None, description="The carer who gave it; required unless given_by is pupil."
+    )
+    given_by: GivenBy = GivenBy.guardian
+    method: Method
+    evidence_ref: EvidenceRef | None = Field(
+        default=None, description="Where the evidence is: form number, scan id, email reference."
+    )
+    wording_version: int | None = Field(
+        default=None, ge=1, description="The wording the carer was shown; default: the current one."
+    )
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = Field(
+        default=None, description="Default: the school's consent expiry (end of academic year)."
+    )
+
+
+class ParentConsent(BaseModel):
+    """A carer's own answer, given in the parent app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: PurposeCode
+    decision: Literal["granted", "refused"]
+    wording_version: int | None = Field(default=None, ge=1)
+
+
+class Withdrawal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Method
+    evidence_ref: EvidenceRef | None = None
+
+
+class ConsentRecordView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    pupil_id: uuid.UUID
+    purpose: str
+    decision: Decision
+    given_by: GivenBy
+    guardian_id: uuid.UUID | None
+    method: Method
+    evidence_ref: str | None
+    wording_version: int
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+    recorded_by: str
+    recorded_at: dt.datetime
+    withdraws_record_id: uuid.UUID | None
+
+
+class EffectiveConsent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str
+    title: str
+    allowed: bool
+    reason: Reason
+    record_id: uuid.UUID | None
+    valid_until: dt.datetime | None
+
+
+class PupilConsents(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pupil_id: uuid.UUID
+    restricted: bool
+    effective: list[EffectiveConsent]
+    history: list[ConsentRecordView]
+
+
+class ReceiptParty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+
+
+class ReceiptPurpose(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    title: str
+    wording_version: int
+    wording: str
+    wording_sha256: str
+
+
+class ReceiptWithdrawal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    how: str
+    withdrawn_at: dt.datetime | None
+    withdrawal_record_id: uuid.UUID | None
+
+
+class ConsentReceipt(BaseModel):
+    """A consent receipt after ISO/IEC TS 27560 and the Kantara consent receipt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    receipt_version: Literal["hallpass-receipt-1"] = "hallpass-receipt-1"
+    receipt_id: uuid.UUID
+    issued_at: dt.datetime
+    controller: ReceiptParty
+    subject: ReceiptParty
+    given_by: ReceiptParty
+    legal_basis: str
+    purpose: ReceiptPurpose
+    decision: Decision
+    method: Method
+    evidence_ref: str | None
+    recorded_at: dt.datetime
+    recorded_by: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+    withdrawal: ReceiptWithdrawal
+
+
+class Renewal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pupil_id: uuid.UUID
+    purpose: str
+    record_id: uuid.UUID
+    guardian_id: uuid.UUID | None
+    guardian_email: str | None
+    valid_until: dt.datetime
+
+
+class DecisionRequest(BaseModel):
+    """Many pupils, one purpose: may they appear? Answers are never cached (C5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: PurposeCode
+    pupil_ids: list[uuid.UUID] = Field(min_length=1, description="At most 1,000 pupils per call.")
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="The instant asked about; now by "
+        "default. A past instant answers from the history.",
+    )
+
+
+class PupilDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pupil_id: uuid.UUID
+    allowed: bool
+    reason: Reason
+    record_id: uuid.UUID | None = Field(description="The record that justifies the answer.")
+
+
+class DecisionResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str
+    at: dt.datetime
+    decisions: list[PupilDecision]

@@ -1,0 +1,629 @@
+"""Recording, withdrawing and reading consent; the one place consent state is computed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from hallpass_kit.auth import Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
+from sqlalchemy.orm import Session
+
+from hallpass_consent.common import emit_event, record_audit, require_school
+from hallpass_consent.consents import repository
+from hallpass_consent.consents.policy import PurposeRule, Reason, Verdict, decide
+from hallpass_consent.consents.schemas import (
+    ConsentCreate,
+    ConsentReceipt,
+    ConsentRecordView,
+    DecisionRequest,
+    DecisionResponse,
+    EffectiveConsent,
+    PupilConsents,
+    PupilDecision,
+    ReceiptParty,
+    ReceiptPurpose,
+    ReceiptWithdrawal,
+    Renewal,
+    Withdrawal,
+)
+from hallpass_consent.models import (
+    Basis,
+    ConsentExpiry,
+    ConsentRecord,
+    Decision,
+    ExpiryNotice,
+    GivenBy,
+    Method,
+    Pupil,
+    Purpose,
+    School,
+)
+from hallpass_consent.pupils import repository as pupils
+from hallpass_consent.schools import repository as schools
+
+SCHOOL_TIME = ZoneInfo("Europe/London")
+# A form keyed in a few minutes after the carer pressed "send" is not backdated.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+
+Verdicts = dict[tuple[uuid.UUID, str], Verdict]
+
+
+def rule_of(purpose: Purpose) -> PurposeRule:
+    return PurposeRule(
+        purpose.code, purpose.basis, purpose.requires_consent, purpose.needs_pupil_agreement
+    )
+
+
+def consent_purposes(session: Session, school_id: str) -> Sequence[Purpose]:
+    return repository.consent_purposes(session, school_id)
+
+
+def evaluate(
+    session: Session,
+    school_id: str,
+    purposes: Sequence[Purpose],
+    pupil_ids: Collection[uuid.UUID],
+    at: dt.datetime,
+) -> Verdicts:
+    """(pupil id, purpose code) → verdict, for known pupils of this school. Four queries."""
+    status = repository.roll_status(session, school_id, pupil_ids)
+    known = list(status)
+    if not known or not purposes:
+        return {}
+    responsible = repository.responsible_guardians(session, school_id, known)
+    records = repository.record_views(session, school_id, [p.id for p in purposes], known, at)
+    verdicts: Verdicts = {}
+    empty: frozenset[uuid.UUID] = frozenset()
+    for purpose in purposes:
+        rule = rule_of(purpose)
+        for pupil_id in known:
+            on_roll, restricted = status[pupil_id]
+            verdicts[(pupil_id, purpose.code)] = decide(
+                rule,
+                at=at,
+                on_roll=on_roll,
+                restricted=restricted,
+                responsible_guardians=responsible.get(pupil_id, empty),
+                records=records.get((pupil_id, purpose.id), ()),
+            )
+    return verdicts
+
+
+def evaluate_now(
+    session: Session, school_id: str, purposes: Sequence[Purpose], pupil_ids: Collection[uuid.UUID]
+) -> Verdicts:
+    return evaluate(session, school_id, purposes, pupil_ids, utcnow())
+
+
+def announce_changes(
+    session: Session,
+    school_id: str,
+    purposes: Sequence[Purpose],
+    pupil_ids: Collection[uuid.UUID],
+    before: Mapping[tuple[uuid.UUID, str], Verdict],
+    *,
+    cause: str,
+) -> None:
+    """Emit ``consent.changed`` for every (pupil, purpose) whose effective state moved."""
+    after = evaluate_now(session, school_id, purposes, pupil_ids)
+    for (pupil_id, code), verdict in after.items():
+        previous = before.get((pupil_id, code))
+        if previous is not None and (previous.allowed, previous.reason) == (
+            verdict.allowed,
+            verdict.reason,
+        ):
+            continue
+        emit_event(
+            session,
+            school_id,
+            "consent.changed",
+            {
+                "pupil_id": str(pupil_id),
+                "purpose": code,
+                "allowed": verdict.allowed,
+                # Restricted is announced as such, never with its reason (C12).
+                "state": verdict.reason.value,
+                "record_id": str(verdict.record_id) if verdict.record_id else None,
+                "cause": cause,
+            },
+        )
+
+
+def academic_year_end_after(school: School, moment: dt.datetime) -> dt.datetime:
+    local = moment.astimezone(SCHOOL_TIME)
+    for year in (local.year, local.year + 1):
+        day = dt.date(year, school.academic_year_end_month, school.academic_year_end_day)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SCHOOL_TIME)
+        if end > moment:
+            return end.astimezone(dt.UTC)
+    raise AssertionError("unreachable: next year's end always follows")
+
+
+def record_view(record: ConsentRecord, purpose_code: str) -> ConsentRecordView:
+    return ConsentRecordView(
+        id=record.id,
+        pupil_id=record.pupil_id,
+        purpose=purpose_code,
+        decision=record.decision,
+        given_by=record.given_by,
+        guardian_id=record.guardian_id,
+        method=record.method,
+        evidence_ref=record.evidence_ref,
+        wording_version=record.wording_version,
+        valid_from=record.valid_from,
+        valid_until=record.valid_until,
+        recorded_by=record.recorded_by,
+        recorded_at=record.recorded_at,
+        withdraws_record_id=record.withdraws_record_id,
+    )
+
+
+def _find_purpose(session: Session, school_id: str, code: str) -> Purpose:
+    purpose = schools.purpose_by_code(session, school_id, code)
+    if purpose is None:
+        raise Unprocessable(
+            f"No purpose '{code}' in this school's catalogue.", code="unknown_purpose", rule="C1"
+        )
+    if not purpose.requires_consent:
+        raise Unprocessable(
+            f"'{code}' needs no consent and is never published.",
+            code="no_consent_needed",
+            rule="C6",
+        )
+    return purpose
+
+
+def _find_pupil_on_roll(session: Session, school_id: str, pupil_id: uuid.UUID) -> Pupil:
+    pupil = pupils.get_pupil(session, school_id, pupil_id)
+    if pupil is None:
+        raise Unprocessable("No such pupil in this school.", code="unknown_pupil")
+    if pupil.archived_at is not None:
+        raise Unprocessable("This pupil has left the school.", code="pupil_not_on_roll")
+    return pupil
+
+
+def _check_carer(session: Session, pupil: Pupil, guardian_id: uuid.UUID) -> None:
+    link = pupils.link(session, pupil.id, guardian_id)
+    if link is None:
+        raise Unprocessable(
+            "This carer is not linked to this pupil.", code="not_a_carer", rule="A2"
+        )
+    if not link.parental_responsibility:
+        raise Unprocessable(
+            "Only a carer with parental responsibility can give or refuse consent.",
+            code="no_parental_responsibility",
+            rule="C11",
+        )
+
+
+def _append(
+    session: Session,
+    *,
+    school: School,
+    actor: str,
+    pupil: Pupil,
+    purpose: Purpose,
+    decision: Decision,
+    given_by: GivenBy,
+    guardian_id: uuid.UUID | None,
+    method: Method,
+    evidence_ref: str | None,
+    wording_version: int,
+    valid_from: dt.datetime,
+    valid_until: dt.datetime | None,
+    withdraws: uuid.UUID | None = None,
+) -> ConsentRecord:
+    before = evaluate_now(session, school.id, [purpose], [pupil.id])
+    record = ConsentRecord(
+        school_id=school.id,
+        pupil_id=pupil.id,
+        purpose_id=purpose.id,
+        decision=decision,
+        given_by=given_by,
+        guardian_id=guardian_id,
+        method=method,
+        evidence_ref=evidence_ref,
+        wording_version=wording_version,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        recorded_by=actor,
+        recorded_at=utcnow(),
+        withdraws_record_id=withdraws,
+    )
+    session.add(record)
+    session.flush()
+    announce_changes(session, school.id, [purpose], [pupil.id], before, cause="consent_recorded")
+    return record
+
+
+def _validity(
+    school: School,
+    decision: Decision,
+    valid_from: dt.datetime | None,
+    valid_until: dt.datetime | None,
+) -> tuple[dt.datetime, dt.datetime | None]:
+    now = utcnow()
+    start = valid_from or now
+    problems: list[ProblemDetail] = []
+    if start < now - CLOCK_TOLERANCE:
+        problems.append(
+            ProblemDetail(
+                code="date_in_past",
+                where="body.valid_from",
+                detail="valid_from may not be in the past.",
+            )
+        )
+    if valid_until is not None:
+        if valid_until <= now:
+            problems.append(
+                ProblemDetail(
+                    code="date_in_past",
+                    where="body.valid_until",
+                    detail="valid_until must be in the future.",
+                )
+            )
+        if valid_until <= start:
+            problems.append(
+                ProblemDetail(
+                    code="dates_reversed",
+                    where="body.valid_until",
+                    detail="valid_until must come after valid_from.",
+                )
+            )
+    if problems:
+        raise Unprocessable("The dates do not make sense.", code="invalid_dates", problems=problems)
+    if decision is not Decision.granted:
+        return start, None  # a refusal stands until the carer changes it
+    if valid_until is None and school.consent_expiry is ConsentExpiry.academic_year_end:
+        valid_until = academic_year_end_after(school, start)
+    return start, valid_until
+
+
+def _wording_version(session: Session, purpose: Purpose, requested: int | None) -> int:
+    if requested is None:
+        return purpose.current_version
+    if schools.wording(session, purpose.id, requested) is None:
+        raise Unprocessable(
+            f"'{purpose.code}' has no wording version {requested}.",
+            code="unknown_wording_version",
+            rule="C10",
+        )
+    return requested
+
+
+def record_consent(
+    session: Session, principal: Principal, body: ConsentCreate
+) -> ConsentRecordView:
+    """Staff record a carer's (or, for their own work, a pupil's) decision (C1, C10)."""
+    school = require_school(session, principal.school)
+    pupil = _find_pupil_on_roll(session, school.id, body.pupil_id)
+    purpose = _find_purpose(session, school.id, body.purpose)
+    if body.given_by is GivenBy.pupil:
+        if not purpose.needs_pupil_agreement:
+            raise Unprocessable(
+                f"A pupil's own answer is not asked for '{purpose.code}'.",
+                code="pupil_answer_not_asked",
+                rule="C8",
+            )
+        if body.guardian_id is not None:
+            raise Unprocessable(
+                "A pupil's own answer names no carer.", code="guardian_not_expected"
+            )
+    else:
+        if body.guardian_id is None:
+            raise Unprocessable(
+                "Name the carer who gave this decision.", code="guardian_required", rule="C10"
+            )
+        _check_carer(session, pupil, body.guardian_id)
+    decision = Decision(body.decision)
+    valid_from, valid_until = _validity(school, decision, body.valid_from, body.valid_until)
+    record = _append(
+        session,
+        school=school,
+        actor=principal.actor,
+        pupil=pupil,
+        purpose=purpose,
+        decision=decision,
+        given_by=body.given_by,
+        guardian_id=body.guardian_id,
+        method=body.method,
+        evidence_ref=body.evidence_ref,
+        wording_version=_wording_version(session, purpose, body.wording_version),
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    record_audit(
+        session,
+        principal,
+        f"consent.{decision.value}",
+        str(record.id),
+        {"pupil_id": str(pupil.id), "purpose": purpose.code, "method": body.method.value},
+    )
+    return record_view(record, purpose.code)
+
+
+def record_parent_consent(
+    session: Session,
+    principal: Principal,
+    pupil: Pupil,
+    purpose_code: str,
+    decision: Decision,
+    wording_version: int | None,
+) -> ConsentRecordView:
+    """A carer answers for their own child in the app (A2 is checked by the caller)."""
+    assert principal.guardian_id is not None
+    school = require_school(session, principal.school)
+    if pupil.archived_at is not None:
+        raise Unprocessable("This pupil has left the school.", code="pupil_not_on_roll")
+    purpose = _find_purpose(session, school.id, purpose_code)
+    _check_carer(session, pupil, principal.guardian_id)
+    valid_from, valid_until = _validity(school, decision, None, None)
+    withdraws = None
+    if decision is Decision.withdrawn:
+        withdraws = next(
+            (
+                r.id
+                for r in repository.history(session, school.id, pupil.id)
+                if r.purpose_id == purpose.id
+                and r.guardian_id == principal.guardian_id
+                and r.decision is Decision.granted
+            ),
+            None,
+        )
+    record = _append(
+        session,
+        school=school,
+        actor=principal.actor,
+        pupil=pupil,
+        purpose=purpose,
+        decision=decision,
+        given_by=GivenBy.guardian,
+        guardian_id=principal.guardian_id,
+        method=Method.app,
+        evidence_ref=None,
+        wording_version=_wording_version(session, purpose, wording_version),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        withdraws=withdraws,
+    )
+    record_audit(
+        session,
+        principal,
+        f"consent.{decision.value}",
+        str(record.id),
+        {"pupil_id": str(pupil.id), "purpose": purpose.code, "method": "app"},
+    )
+    return record_view(record, purpose.code)
+
+
+def withdraw_record(
+    session: Session, principal: Principal, record_id: uuid.UUID, body: Withdrawal
+) -> ConsentRecordView:
+    """Withdraw a grant (C5): a new record, effective for every decision from now on."""
+    school = require_school(session, principal.school)
+    record = repository.get_record(session, school.id, record_id)
+    if record is None:
+        raise NotFound("No such consent record in this school.", code="unknown_record")
+    if record.decision is not Decision.granted:
+        raise Unprocessable("Only a grant can be withdrawn.", code="not_a_grant", rule="C5")
+    pupil = pupils.get_pupil(session, school.id, record.pupil_id)
+    purpose = next(p for p in consent_purposes(session, school.id) if p.id == record.purpose_id)
+    assert pupil is not None
+    withdrawal = _append(
+        session,
+        school=school,
+        actor=principal.actor,
+        pupil=pupil,
+        purpose=purpose,
+        decision=Decision.withdrawn,
+        given_by=record.given_by,
+        guardian_id=record.guardian_id,
+        method=body.method,
+        evidence_ref=body.evidence_ref,
+        wording_version=record.wording_version,
+        valid_from=utcnow(),
+        valid_until=None,
+        withdraws=record.id,
+    )
+    record_audit(
+        session,
+        principal,
+        "consent.withdrawn",
+        str(withdrawal.id),
+        {"pupil_id": str(pupil.id), "purpose": purpose.code, "withdraws": str(record.id)},
+    )
+    return record_view(withdrawal, purpose.code)
+
+
+def get_record(session: Session, principal: Principal, record_id: uuid.UUID) -> ConsentRecordView:
+    record = repository.get_record(session, principal.school, record_id)
+    if record is None:
+        raise NotFound("No such consent record in this school.", code="unknown_record")
+    purposes = {p.id: p.code for p in consent_purposes(session, principal.school)}
+    return record_view(record, purposes[record.purpose_id])
+
+
+def pupil_consents(session: Session, school_id: str, pupil: Pupil) -> PupilConsents:
+    purposes = consent_purposes(session, school_id)
+    verdicts = evaluate_now(session, school_id, purposes, [pupil.id])
+    codes = {p.id: p.code for p in purposes}
+    restricted = bool(pupils.restricted_pupil_ids(session, school_id, [pupil.id]))
+    return PupilConsents(
+        pupil_id=pupil.id,
+        restricted=restricted,
+        effective=[
+            EffectiveConsent(
+                purpose=p.code,
+                title=p.title,
+                allowed=verdicts[(pupil.id, p.code)].allowed,
+                reason=verdicts[(pupil.id, p.code)].reason,
+                record_id=verdicts[(pupil.id, p.code)].record_id,
+                valid_until=verdicts[(pupil.id, p.code)].valid_until,
+            )
+            for p in purposes
+        ],
+        history=[
+            record_view(r, codes[r.purpose_id])
+            for r in repository.history(session, school_id, pupil.id)
+        ],
+    )
+
+
+def decisions(
+    session: Session, principal: Principal, body: DecisionRequest, max_batch: int
+) -> DecisionResponse:
+    """Per-pupil verdicts for one purpose; fails closed on anything unknown."""
+    if len(body.pupil_ids) > max_batch:
+        raise Unprocessable(
+            f"At most {max_batch} pupils per decision request.", code="batch_too_large"
+        )
+    purpose = schools.purpose_by_code(session, principal.school, body.purpose)
+    if purpose is None:
+        raise Unprocessable(
+            f"No purpose '{body.purpose}' in this school's catalogue.",
+            code="unknown_purpose",
+            rule="C1",
+        )
+    at = body.at or utcnow()
+    pupil_ids = list(dict.fromkeys(body.pupil_ids))
+    verdicts = evaluate(session, principal.school, [purpose], pupil_ids, at)
+    unknown = [i for i, pid in enumerate(body.pupil_ids) if (pid, purpose.code) not in verdicts]
+    if unknown:
+        raise Unprocessable(
+            "Some pupils are not known in this school; nothing was decided.",
+            code="unknown_pupil",
+            problems=[
+                ProblemDetail(
+                    code="unknown_pupil",
+                    where=f"body.pupil_ids[{i}]",
+                    detail=f"No pupil {body.pupil_ids[i]} in this school.",
+                )
+                for i in unknown[:100]
+            ],
+        )
+    return DecisionResponse(
+        purpose=purpose.code,
+        at=at,
+        decisions=[
+            PupilDecision(pupil_id=pid, allowed=v.allowed, reason=v.reason, record_id=v.record_id)
+            for pid in pupil_ids
+            for v in (verdicts[(pid, purpose.code)],)
+        ],
+    )
+
+
+def receipt(session: Session, school_id: str, record: ConsentRecord) -> ConsentReceipt:
+    school = require_school(session, school_id)
+    pupil = pupils.get_pupil(session, school_id, record.pupil_id)
+    purpose = next(p for p in consent_purposes(session, school_id) if p.id == record.purpose_id)
+    wording = schools.wording(session, purpose.id, record.wording_version)
+    assert pupil is not None
+    assert wording is not None
+    if record.guardian_id is not None:
+        guardian = pupils.get_guardian(session, school_id, record.guardian_id)
+        assert guardian is not None
+        given_by = ReceiptParty(
+            id=str(guardian.id), name=f"{guardian.given_name} {guardian.family_name}"
+        )
+    else:
+        given_by = ReceiptParty(id=str(pupil.id), name="the pupil")
+    later = repository.later_records_of_party(session, record)
+    ended = next((r for r in later if r.decision is not Decision.granted), None)
+    basis = (
+        "consent, UK GDPR Art. 6(1)(a)"
+        if purpose.basis is Basis.opt_in
+        else "public task, UK GDPR Art. 6(1)(e), with the right to object"
+    )
+    return ConsentReceipt(
+        receipt_id=record.id,
+        issued_at=utcnow(),
+        controller=ReceiptParty(id=school.id, name=school.name),
+        subject=ReceiptParty(id=str(pupil.id), name=f"{pupil.given_name} {pupil.family_name}"),
+        given_by=given_by,
+        legal_basis=basis,
+        purpose=ReceiptPurpose(
+            code=purpose.code,
+            title=purpose.title,
+            wording_version=wording.version,
+            wording=wording.text,
+            wording_sha256=wording.text_sha256,
+        ),
+        decision=record.decision,
+        method=record.method,
+        evidence_ref=record.evidence_ref,
+        recorded_at=record.recorded_at,
+        recorded_by=record.recorded_by,
+        valid_from=record.valid_from,
+        valid_until=record.valid_until,
+        withdrawal=ReceiptWithdrawal(
+            how=f"In the parent app, or POST /v1/me/children/{pupil.id}/consents/"
+            f"{purpose.code}:withdraw, or tell the school office; it takes effect at once.",
+            withdrawn_at=ended.recorded_at if ended else None,
+            withdrawal_record_id=ended.id if ended else None,
+        ),
+    )
+
+
+def staff_receipt(session: Session, principal: Principal, record_id: uuid.UUID) -> ConsentReceipt:
+    record = repository.get_record(session, principal.school, record_id)
+    if record is None:
+        raise NotFound("No such consent record in this school.", code="unknown_record")
+    return receipt(session, principal.school, record)
+
+
+def renewals(session: Session, principal: Principal, within_days: int) -> list[Renewal]:
+    """Grants still in force that lapse within ``within_days`` and have not been renewed."""
+    now = utcnow()
+    rows = repository.grants_ending_between(
+        session, principal.school, now, now + dt.timedelta(days=within_days)
+    )
+    due: list[Renewal] = []
+    for record, purpose, guardian in rows:
+        if any(True for _ in repository.later_records_of_party(session, record)):
+            continue  # already renewed, refused or withdrawn since
+        due.append(
+            Renewal(
+                pupil_id=record.pupil_id,
+                purpose=purpose.code,
+                record_id=record.id,
+                guardian_id=record.guardian_id,
+                guardian_email=guardian.email if guardian else None,
+                valid_until=record.valid_until or now,
+            )
+        )
+    return due
+
+
+def sweep_expired(session: Session, *, limit: int = 500) -> int:
+    """Announce grants that lapsed since the last sweep (``consent.changed`` state ``expired``)."""
+    now = utcnow()
+    lapsed = repository.unnoticed_lapsed_grants(session, now, limit)
+    announced = 0
+    for record in lapsed:
+        purposes = [
+            p for p in consent_purposes(session, record.school_id) if p.id == record.purpose_id
+        ]
+        verdict = evaluate(session, record.school_id, purposes, [record.pupil_id], now)
+        current = verdict.get((record.pupil_id, purposes[0].code))
+        if current is not None and current.reason is Reason.expired:
+            emit_event(
+                session,
+                record.school_id,
+                "consent.changed",
+                {
+                    "pupil_id": str(record.pupil_id),
+                    "purpose": purposes[0].code,
+                    "allowed": False,
+                    "state": Reason.expired.value,
+                    "record_id": str(record.id),
+                    "cause": "expired",
+                },
+            )
+            announced += 1
+        session.add(ExpiryNotice(record_id=record.id, noticed_at=now))
+    session.flush()
+    return announced

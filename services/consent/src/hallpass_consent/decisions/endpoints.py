@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.auth import Principal
+from hallpass_kit.errors import problem_responses
+
+from hallpass_consent.common import DECIDERS
+from hallpass_consent.consents import service
+from hallpass_consent.consents.schemas import DecisionRequest, DecisionResponse
+
+router = APIRouter(prefix="/v1", tags=["decisions"], responses=problem_responses(403, 422))
+
+
+@router.post("/decisions")
+def decide(
+    body: DecisionRequest,
+    session: SessionDep,
+    context: ContextDep,
+    principal: Principal = require_roles(*DECIDERS),
+) -> DecisionResponse:
+    """May these pupils appear for this purpose? One verdict per pupil, with the record behind it.
+
+    Fails closed: an unknown purpose or pupil answers 422 and decides nothing; absence of a
+    record is "no" for opt-in purposes (C2); a restriction is always "no" (C12).
+    """
+    return service.decisions(session, principal, body, context.extras["max_decision_batch"])

@@ -1,0 +1,231 @@
+"""The consent service's own tables. No other service reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from hallpass_kit.db import UTCDateTime, new_metadata
+from hallpass_kit.tables import define_kit_tables
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import (
+    Enum as SAEnum,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+kit_tables = define_kit_tables(Base.metadata)
+
+
+def _enum(enum: type[StrEnum], name: str) -> SAEnum:
+    return SAEnum(
+        enum,
+        name=name,
+        native_enum=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Basis(StrEnum):
+    """How silence is read: opt-in (no record means no) or objection-based (public task)."""
+
+    opt_in = "opt_in"
+    objection = "objection"
+
+
+class Decision(StrEnum):
+    granted = "granted"
+    refused = "refused"
+    withdrawn = "withdrawn"
+
+
+class Method(StrEnum):
+    paper = "paper"
+    electronic = "electronic"
+    app = "app"
+    email = "email"
+
+
+class GivenBy(StrEnum):
+    guardian = "guardian"
+    pupil = "pupil"
+
+
+class ConsentExpiry(StrEnum):
+    academic_year_end = "academic_year_end"
+    never = "never"
+
+
+class RestrictionKind(StrEnum):
+    court_order = "court_order"
+    looked_after = "looked_after"
+    adopted = "adopted"
+    not_locatable = "not_locatable"
+    other = "other"
+
+
+class School(Base):
+    __tablename__ = "school"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    consent_expiry: Mapped[ConsentExpiry] = mapped_column(
+        _enum(ConsentExpiry, "consent_expiry"), default=ConsentExpiry.academic_year_end
+    )
+    academic_year_end_month: Mapped[int] = mapped_column(Integer, default=8)
+    academic_year_end_day: Mapped[int] = mapped_column(Integer, default=31)
+    roster_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class SchoolClass(Base):
+    __tablename__ = "school_class"
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    year_group: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+
+
+class Pupil(Base):
+    __tablename__ = "pupil"
+    __table_args__ = (UniqueConstraint("school_id", "mis_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    mis_id: Mapped[str] = mapped_column(String(64))
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    preferred_name: Mapped[str | None] = mapped_column(String(100))
+    year_group: Mapped[int] = mapped_column(Integer)
+    class_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("school_class.id"), index=True)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    # Leavers are archived, never deleted: their consent history is evidence.
+    archived_at: Mapped[dt.datetime | None]
+
+
+class Guardian(Base):
+    __tablename__ = "guardian"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    given_name: Mapped[str] = mapped_column(String(100))
+    family_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class GuardianLink(Base):
+    __tablename__ = "guardian_link"
+
+    pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), primary_key=True)
+    guardian_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("guardian.id"), primary_key=True, index=True
+    )
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    relationship: Mapped[str] = mapped_column(String(40))
+    parental_responsibility: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime]
+
+
+class Purpose(Base):
+    __tablename__ = "purpose"
+    __table_args__ = (UniqueConstraint("school_id", "code"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    basis: Mapped[Basis] = mapped_column(_enum(Basis, "basis"))
+    requires_consent: Mapped[bool] = mapped_column(Boolean)
+    publishable: Mapped[bool] = mapped_column(Boolean)
+    names_pupil: Mapped[bool] = mapped_column(Boolean)
+    needs_pupil_agreement: Mapped[bool] = mapped_column(Boolean)
+    current_version: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class PurposeWording(Base):
+    """The exact words parents were shown, kept for every version (C10)."""
+
+    __tablename__ = "purpose_wording"
+    __table_args__ = (UniqueConstraint("purpose_id", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    purpose_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purpose.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+
+
+class ConsentRecord(Base):
+    """One decision by one carer (or the pupil) about one purpose. Never updated (C10)."""
+
+    __tablename__ = "consent_record"
+    __table_args__ = (
+        Index("ix_consent_record_lookup", "school_id", "purpose_id", "pupil_id", "recorded_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"))
+    pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), index=True)
+    purpose_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purpose.id"))
+    decision: Mapped[Decision] = mapped_column(_enum(Decision, "decision"))
+    given_by: Mapped[GivenBy] = mapped_column(_enum(GivenBy, "given_by"))
+    guardian_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("guardian.id"), index=True)
+    method: Mapped[Method] = mapped_column(_enum(Method, "method"))
+    evidence_ref: Mapped[str | None] = mapped_column(String(200))
+    wording_version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[dt.datetime]
+    valid_until: Mapped[dt.datetime | None] = mapped_column(index=True)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[dt.datetime]
+    withdraws_record_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("consent_record.id"))
+
+
+class Restriction(Base):
+    """A safeguarding restriction (C12). Only the DSL sees ``reason``."""
+
+    __tablename__ = "restriction"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"))
+    pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), index=True)
+    kind: Mapped[RestrictionKind] = mapped_column(_enum(RestrictionKind, "restriction_kind"))
+    reason: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[dt.datetime]
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    lifted_at: Mapped[dt.datetime | None]
+
+
+class ExpiryNotice(Base):
+    """Marks grants whose expiry has already been announced as ``consent.changed``."""
+
+    __tablename__ = "expiry_notice"
+
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("consent_record.id"), primary_key=True)
+    noticed_at: Mapped[dt.datetime]

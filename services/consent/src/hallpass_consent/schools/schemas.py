@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hallpass_consent.common import ShortText
+from hallpass_consent.models import Basis, ConsentExpiry
+
+MonthDay = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
+
+
+class SchoolSettings(BaseModel):
+    """A school's own settings; creating a school also seeds its purpose catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText
+    consent_expiry: ConsentExpiry = Field(
+        default=ConsentExpiry.academic_year_end,
+        description="When a grant lapses unless the form says otherwise: at the end of the "
+        "academic year (asked again each year) or never (until withdrawn).",
+    )
+    academic_year_ends: MonthDay = Field(default="08-31", description="MM-DD, school time zone")
+
+
+class SchoolView(SchoolSettings):
+    id: str
+    roster_version: int
+
+
+class PurposeView(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    title: str
+    basis: Basis
+    requires_consent: bool
+    publishable: bool
+    names_pupil: bool
+    needs_pupil_agreement: bool
+    wording_version: int
+    wording: str
+    wording_sha256: str
+
+
+class WordingVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    text: str
+    sha256: str
+    created_by: str
+    created_at: dt.datetime
+
+
+class PurposeHistory(PurposeView):
+    versions: list[WordingVersion]
+
+
+class NewWording(BaseModel):
+    """New words for a purpose; later consents cite the new version, earlier ones keep theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=5000)]
+
+
+class PurposeChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    basis: Basis = Field(
+        description="opt_in: silence means no. objection: silence means yes until a carer "
+        "objects (UK GDPR public task; not allowed for livestream, naming or pupil work)."
+    )

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import hashlib
+
+from hallpass_kit.auth import Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import NotFound, Unprocessable
+from sqlalchemy.orm import Session
+
+from hallpass_consent.common import SCHOOL_ADMINS, record_audit, require_school
+from hallpass_consent.models import Basis, Purpose, PurposeWording, School
+from hallpass_consent.schools import repository
+from hallpass_consent.schools.catalogue import CATALOGUE, EXPLICIT_ONLY
+from hallpass_consent.schools.schemas import (
+    NewWording,
+    PurposeChange,
+    PurposeHistory,
+    PurposeView,
+    SchoolSettings,
+    SchoolView,
+    WordingVersion,
+)
+
+__all__ = ["SCHOOL_ADMINS"]
+
+
+def _view(school: School) -> SchoolView:
+    return SchoolView(
+        id=school.id,
+        name=school.name,
+        consent_expiry=school.consent_expiry,
+        academic_year_ends=f"{school.academic_year_end_month:02d}-{school.academic_year_end_day:02d}",
+        roster_version=school.roster_version,
+    )
+
+
+def get_school(session: Session, principal: Principal) -> SchoolView:
+    school = repository.get_school(session, principal.school)
+    if school is None:
+        raise NotFound("This school is not set up yet.", code="school_not_set_up")
+    return _view(school)
+
+
+def put_school(session: Session, principal: Principal, settings: SchoolSettings) -> SchoolView:
+    month, day = (int(part) for part in settings.academic_year_ends.split("-"))
+    if day > (29 if month == 2 else 30 if month in (4, 6, 9, 11) else 31):
+        raise Unprocessable("academic_year_ends is not a day of the year.", code="invalid_date")
+    now = utcnow()
+    school = repository.get_school(session, principal.school)
+    created = school is None
+    if school is None:
+        school = School(id=principal.school, created_at=now, roster_version=1)
+        session.add(school)
+    school.name = settings.name
+    school.consent_expiry = settings.consent_expiry
+    school.academic_year_end_month, school.academic_year_end_day = month, day
+    school.updated_at = now
+    session.flush()
+    if created:
+        seed_purposes(session, principal.school, actor=principal.actor)
+    record_audit(
+        session,
+        principal,
+        "school.created" if created else "school.updated",
+        principal.school,
+        settings.model_dump(mode="json"),
+    )
+    return _view(school)
+
+
+def seed_purposes(session: Session, school_id: str, *, actor: str) -> None:
+    now = utcnow()
+    for position, seed in enumerate(CATALOGUE):
+        purpose = Purpose(
+            school_id=school_id,
+            code=seed.code,
+            title=seed.title,
+            basis=seed.basis,
+            requires_consent=seed.requires_consent,
+            publishable=seed.publishable,
+            names_pupil=seed.names_pupil,
+            needs_pupil_agreement=seed.needs_pupil_agreement,
+            current_version=1,
+            position=position,
+        )
+        session.add(purpose)
+        session.flush()
+        session.add(
+            PurposeWording(
+                purpose_id=purpose.id,
+                version=1,
+                text=seed.wording,
+                text_sha256=hashlib.sha256(seed.wording.encode()).hexdigest(),
+                created_by=actor,
+                created_at=now,
+            )
+        )
+    session.flush()
+
+
+def _purpose_view(purpose: Purpose, wording: PurposeWording) -> PurposeView:
+    return PurposeView(
+        code=purpose.code,
+        title=purpose.title,
+        basis=purpose.basis,
+        requires_consent=purpose.requires_consent,
+        publishable=purpose.publishable,
+        names_pupil=purpose.names_pupil,
+        needs_pupil_agreement=purpose.needs_pupil_agreement,
+        wording_version=wording.version,
+        wording=wording.text,
+        wording_sha256=wording.text_sha256,
+    )
+
+
+def list_purposes(session: Session, principal: Principal) -> list[PurposeView]:
+    return [_purpose_view(p, w) for p, w in repository.purposes(session, principal.school)]
+
+
+def find_purpose(session: Session, school_id: str, code: str) -> Purpose:
+    purpose = repository.purpose_by_code(session, school_id, code)
+    if purpose is None:
+        raise NotFound(
+            f"No purpose '{code}' in this school's catalogue.", code="unknown_purpose", rule="C1"
+        )
+    return purpose
+
+
+def purpose_history(session: Session, principal: Principal, code: str) -> PurposeHistory:
+    purpose = find_purpose(session, principal.school, code)
+    versions = repository.wordings(session, purpose.id)
+    current = next(w for w in versions if w.version == purpose.current_version)
+    return PurposeHistory(
+        **_purpose_view(purpose, current).model_dump(),
+        versions=[
+            WordingVersion(
+                version=w.version,
+                text=w.text,
+                sha256=w.text_sha256,
+                created_by=w.created_by,
+                created_at=w.created_at,
+            )
+            for w in versions
+        ],
+    )
+
+
+def add_wording(
+    session: Session, principal: Principal, code: str, body: NewWording
+) -> PurposeHistory:
+    require_school(session, principal.school)
+    purpose = find_purpose(session, principal.school, code)
+    purpose.current_version += 1
+    session.add(
+        PurposeWording(
+            purpose_id=purpose.id,
+            version=purpose.current_version,
+            text=body.text,
+            text_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
+            created_by=principal.actor,
+            created_at=utcnow(),
+        )
+    )
+    session.flush()
+    record_audit(
+        session, principal, "purpose.wording_added", code, {"version": purpose.current_version}
+    )
+    return purpose_history(session, principal, code)
+
+
+def change_purpose(
+    session: Session, principal: Principal, code: str, change: PurposeChange
+) -> PurposeHistory:
+    purpose = find_purpose(session, principal.school, code)
+    if not purpose.requires_consent:
+        raise Unprocessable(
+            "This purpose needs no consent; it has no basis to change.",
+            code="no_consent_needed",
+            rule="C6",
+        )
+    if change.basis is Basis.objection and code in EXPLICIT_ONLY:
+        raise Unprocessable(
+            f"'{code}' needs an explicit yes from a parent; it cannot be objection-based.",
+            code="explicit_consent_required",
+            rule=EXPLICIT_ONLY[code],
+        )
+    before = purpose.basis
+    purpose.basis = change.basis
+    session.flush()
+    record_audit(
+        session,
+        principal,
+        "purpose.basis_changed",
+        code,
+        {"from": before.value, "to": change.basis.value},
+    )
+    return purpose_history(session, principal, code)
