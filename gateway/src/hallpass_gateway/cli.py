@@ -115,7 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"Hallpass is listening on {url}  (API documentation: {url}/docs)")
     if common.uses_dev_issuer:
         print("Requests need a bearer token from the dev issuer, for example:")
-        print("  TOKEN=$(uv run hallpass token --role head)")
+        print(f"  TOKEN=$({_how_this_was_run()} token --role head)")
         print(f'  curl -H "Authorization: Bearer $TOKEN" {url}/consent/v1/purposes')
     sys.stdout.flush()
 
@@ -131,6 +131,24 @@ def _serve(args: argparse.Namespace) -> int:
         log_level="info",
     )
     return 0
+
+
+def _how_this_was_run() -> str:
+    # The hint must work when pasted into the user's own shell, where neither the virtualenv's
+    # bin/ nor a bootstrapped uv is necessarily on PATH.
+    script = Path(sys.argv[0])
+    if script.name.startswith("hallpass") and script.is_file():
+        return _shortest_path(script)
+    return f"{_shortest_path(Path(sys.executable))} -m hallpass_gateway"
+
+
+def _shortest_path(path: Path) -> str:
+    absolute = path.absolute()
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return str(absolute)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -183,10 +201,10 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _consent_database(common: CommonSettings) -> Database:
+def _consent_database(common: CommonSettings, settings: ConsentSettings) -> Database:
     from hallpass_consent.migrations import upgrade
 
-    database = Database(ConsentSettings().resolved_database_url(common))
+    database = Database(settings.resolved_database_url(common))
     upgrade(database)
     return database
 
@@ -239,7 +257,8 @@ def _import(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"hallpass import: {path} is not a file", file=sys.stderr)
         return 2
-    database = _consent_database(CommonSettings())
+    settings = ConsentSettings()
+    database = _consent_database(CommonSettings(), settings)
     progress = ProgressBar(sys.stderr)
     try:
         summary = import_csv_file(
@@ -249,6 +268,7 @@ def _import(args: argparse.Namespace) -> int:
             actor=_cli_actor(),
             dry_run=dry_run,
             progress=progress,
+            max_rows=settings.max_import_rows,
         )
     except HallpassError as exc:
         progress.finish()
@@ -273,7 +293,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     school: str = args.school
     reset: bool = args.reset
-    database = _consent_database(CommonSettings())
+    database = _consent_database(CommonSettings(), ConsentSettings())
     try:
         summary = seed_demo(database=database, school=school, reset=reset)
     finally:
