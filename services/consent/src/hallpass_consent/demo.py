@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.db import Database
@@ -270,7 +270,9 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
                     roll = rng.random()
                     if roll < 0.15:
                         continue  # no answer yet: opt-in means no (C2)
-                    decision = "refused" if roll < 0.30 else "granted"
+                    decision: Literal["granted", "refused"] = (
+                        "refused" if roll < 0.30 else "granted"
+                    )
                     for carer in carers[: 1 if roll < 0.8 else 2]:
                         consents.record_consent(
                             session,
