@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 
 from fastapi import APIRouter, FastAPI
-from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.db import Database, utcnow
@@ -91,6 +91,13 @@ def create_app(
     @health.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "checked_at": utcnow().isoformat()}
+
+    ping = APIRouter(prefix="/v1", tags=["health"])
+
+    @ping.get("/ping")
+    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
+        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
+        return {"pong": True}
 
     return create_service_app(
         context=context,
