@@ -113,6 +113,7 @@ def create_app(
             me_router,
             roster_router,
             audit_router(audit),
+            ping,
         ],
         public_routers=[health],
     )
