@@ -111,7 +111,7 @@ def _public_router(dev_issuer: DevIssuer | None) -> APIRouter:
     # anyone can hold a token.
     router = APIRouter(tags=["gateway"])
 
-    @router.get("/healthz", response_model=Health)
+    @router.get("/healthz", response_model=Health, summary="Health check")
     def healthz() -> Health:
         """Answers while the process is up; says nothing about the services' databases."""
         return Health(status="ok")
@@ -119,6 +119,7 @@ def _public_router(dev_issuer: DevIssuer | None) -> APIRouter:
     @router.get(
         "/.well-known/jwks.json",
         response_model=JsonWebKeySet,
+        summary="Dev issuer's public keys",
         responses=problem_responses(404),
     )
     def jwks() -> JsonWebKeySet:

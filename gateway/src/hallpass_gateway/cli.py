@@ -219,10 +219,12 @@ def _cli_actor() -> str:
 
 
 class ProgressBar:
-    """A one-line progress bar redrawn in place; redraws only when what it shows changes."""
+    """A one-line progress bar redrawn in place, only when what it shows changes."""
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self._stream = stream
+        # A log file or CI console cannot redraw a line; there each stage gets one line at its end.
+        self._redraws = stream.isatty()
         self._width = width
         self._shown: tuple[str, int, int] | None = None
         self._line_length = 0
@@ -230,22 +232,28 @@ class ProgressBar:
     def __call__(self, stage: str, done: int, total: int) -> None:
         filled = self._width if total <= 0 else min(self._width, self._width * done // total)
         percent = 100 if total <= 0 else min(100, 100 * done // total)
-        if self._shown == (stage, filled, percent) and done != total:
+        if self._shown == (stage, filled, percent):
             return
-        self._shown = (stage, filled, percent)
         bar = "#" * filled + "." * (self._width - filled)
         line = f"{stage:<12} [{bar}] {percent:>3}% {done}/{total}"
+        if not self._redraws:
+            if done >= total:
+                self._shown = (stage, filled, percent)
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            return
+        self._shown = (stage, filled, percent)
         # Padding wipes the tail of a longer previous line.
         self._stream.write("\r" + line.ljust(self._line_length))
         self._stream.flush()
         self._line_length = len(line)
 
     def finish(self) -> None:
-        if self._shown is not None:
+        if self._redraws and self._line_length:
             self._stream.write("\n")
             self._stream.flush()
-            self._shown = None
-            self._line_length = 0
+        self._shown = None
+        self._line_length = 0
 
 
 def _import(args: argparse.Namespace) -> int:
