@@ -96,8 +96,14 @@ def consent_app(
     consent_db: Database, issuer: DevIssuer, common_settings: CommonSettings
 ) -> FastAPI:
     verifier = TokenVerifier(common_settings, key_set=issuer.key_set())
-    return create_app(common=common_settings, settings=ConsentSettings(), verifier=verifier,
-                      database=consent_db, run_background=False, migrate=False)
+    return create_app(
+        common=common_settings,
+        settings=ConsentSettings(),
+        verifier=verifier,
+        database=consent_db,
+        run_background=False,
+        migrate=False,
+    )
 
 
 @pytest.fixture
@@ -120,8 +126,13 @@ def auth(issuer: DevIssuer) -> TokenFactory:
         sub: str | None = None,
     ) -> Headers:
         subject = sub or f"{roles[0]}@{school}"
-        token = issuer.issue(sub=subject, school=school, roles=roles, guardian_id=guardian,
-                             email=f"{roles[0]}@{school}.sch.uk")
+        token = issuer.issue(
+            sub=subject,
+            school=school,
+            roles=roles,
+            guardian_id=guardian,
+            email=f"{roles[0]}@{school}.sch.uk",
+        )
         return {"Authorization": f"Bearer {token}"}
 
     return make

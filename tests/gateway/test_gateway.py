@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from joserfc.jwk import KeySet
+from pydantic import BaseModel, create_model
+
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway import app as gateway_module
 from hallpass_gateway.app import Gateway, Service, ServiceBuild, create_gateway, merged_openapi
 from hallpass_gateway.cli import main
 from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
-from joserfc.jwk import KeySet
-from pydantic import BaseModel, create_model
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -15,13 +15,14 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
+
 from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.app import RequestIdMiddleware
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.db import Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
 from hallpass_kit.settings import CommonSettings
-from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True)

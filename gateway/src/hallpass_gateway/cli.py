@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, Role
 from hallpass_kit.db import Database
 from hallpass_kit.errors import HallpassError
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
-from pydantic import ValidationError
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -6,13 +6,6 @@ import datetime as dt
 import logging
 
 from fastapi import APIRouter, FastAPI
-from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
-from hallpass_kit.audit_endpoints import audit_router
-from hallpass_kit.auth import TokenVerifier
-from hallpass_kit.db import Database, utcnow
-from hallpass_kit.idempotency import purge_expired
-from hallpass_kit.outbox import Dispatcher
-from hallpass_kit.settings import CommonSettings
 
 from hallpass_consent import migrations
 from hallpass_consent.common import audit
@@ -26,6 +19,13 @@ from hallpass_consent.roster.endpoints import router as roster_router
 from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
 from hallpass_consent.sheets.endpoints import router as sheets_router
+from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.audit_endpoints import audit_router
+from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.db import Database, utcnow
+from hallpass_kit.idempotency import purge_expired
+from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.settings import CommonSettings
 
 logger = logging.getLogger("hallpass.consent")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from hallpass_kit.audit import AuditChain
-from hallpass_kit.auth import STAFF_ROLES, Principal, Role
-from hallpass_kit.errors import Conflict
-from hallpass_kit.outbox import emit
 from pydantic import StringConstraints
 from sqlalchemy.orm import Session
 
 from hallpass_consent.models import School, kit_tables
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.auth import STAFF_ROLES, Principal, Role
+from hallpass_kit.errors import Conflict
+from hallpass_kit.outbox import emit
 
 audit = AuditChain(kit_tables.audit_entry)
 

@@ -8,8 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hallpass_kit.auth import Principal, Role
-from hallpass_kit.db import Database
 from sqlalchemy import delete, func, select
 
 from hallpass_consent.common import audit
@@ -39,6 +37,8 @@ from hallpass_consent.pupils.schemas import (
 )
 from hallpass_consent.schools import service as schools
 from hallpass_consent.schools.schemas import SchoolSettings
+from hallpass_kit.auth import Principal, Role
+from hallpass_kit.db import Database
 
 GIVEN = [
     "Amara",

@@ -6,8 +6,6 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from hallpass_kit.db import UTCDateTime, new_metadata
-from hallpass_kit.tables import define_kit_tables
 from sqlalchemy import (
     Boolean,
     ForeignKey,
@@ -21,6 +19,9 @@ from sqlalchemy import (
     Enum as SAEnum,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hallpass_kit.db import UTCDateTime, new_metadata
+from hallpass_kit.tables import define_kit_tables
 
 
 class Base(DeclarativeBase):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from hallpass_kit.settings import CommonSettings, sqlite_url
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hallpass_kit.settings import CommonSettings, sqlite_url
 
 
 class ConsentSettings(BaseSettings):

@@ -4,10 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import Principal, Role
-from hallpass_kit.errors import problem_responses
-from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 
 from hallpass_consent.common import PUPIL_READERS, REGISTRARS
 from hallpass_consent.consents import service
@@ -21,6 +17,10 @@ from hallpass_consent.consents.schemas import (
 )
 from hallpass_consent.models import kit_tables
 from hallpass_consent.pupils.service import find_pupil
+from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.auth import Principal, Role
+from hallpass_kit.errors import problem_responses
+from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 
 router = APIRouter(prefix="/v1", tags=["consents"], responses=problem_responses(403, 404, 422))
 

@@ -7,9 +7,6 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
-from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import emit_event, record_audit, require_school
@@ -44,6 +41,9 @@ from hallpass_consent.models import (
 )
 from hallpass_consent.pupils import repository as pupils
 from hallpass_consent.schools import repository as schools
+from hallpass_kit.auth import Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
 
 SCHOOL_TIME = ZoneInfo("Europe/London")
 # A form keyed in a few minutes after the carer pressed "send" is not backdated.

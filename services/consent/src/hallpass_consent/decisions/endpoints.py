@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
-from hallpass_kit.auth import Principal
-from hallpass_kit.errors import problem_responses
 
 from hallpass_consent.common import DECIDERS
 from hallpass_consent.consents import service
 from hallpass_consent.consents.schemas import DecisionRequest, DecisionResponse
+from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.auth import Principal
+from hallpass_kit.errors import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["decisions"], responses=problem_responses(403, 422))
 

@@ -6,10 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import AccessRefused, Principal, Role
-from hallpass_kit.errors import problem_responses
-from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 from sqlalchemy.orm import Session
 
 from hallpass_consent.consents import repository as consent_repository
@@ -23,6 +19,10 @@ from hallpass_consent.consents.schemas import (
 from hallpass_consent.me.schemas import Child, ChildConsent
 from hallpass_consent.models import Decision, GuardianLink, Pupil, kit_tables
 from hallpass_consent.pupils import repository as pupils
+from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.auth import AccessRefused, Principal, Role
+from hallpass_kit.errors import problem_responses
+from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 
 router = APIRouter(prefix="/v1/me", tags=["me"], responses=problem_responses(403, 404, 422))
 

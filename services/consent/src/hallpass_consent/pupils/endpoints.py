@@ -5,10 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
-from hallpass_kit.auth import Principal, Role
-from hallpass_kit.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
-from hallpass_kit.pagination import Page
 
 from hallpass_consent.common import GUARDIAN_READERS, PUPIL_READERS, REGISTRARS, record_audit
 from hallpass_consent.pupils import importer, service
@@ -25,6 +21,10 @@ from hallpass_consent.pupils.schemas import (
     RestrictionSet,
     RestrictionView,
 )
+from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.auth import Principal, Role
+from hallpass_kit.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
+from hallpass_kit.pagination import Page
 
 router = APIRouter(prefix="/v1", tags=["pupils"], responses=problem_responses(403, 404, 422))
 

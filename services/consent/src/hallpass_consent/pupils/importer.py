@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hallpass_kit.db import Database, utcnow
-from hallpass_kit.errors import ProblemDetail, Unprocessable
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
@@ -22,6 +20,8 @@ from hallpass_consent.models import Guardian, GuardianLink, Pupil, SchoolClass
 from hallpass_consent.pupils import repository
 from hallpass_consent.pupils.schemas import ImportSummary
 from hallpass_consent.schools.repository import bump_roster_version
+from hallpass_kit.db import Database, utcnow
+from hallpass_kit.errors import ProblemDetail, Unprocessable
 
 Progress = Callable[[str, int, int], None]
 

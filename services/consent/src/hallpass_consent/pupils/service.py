@@ -2,10 +2,6 @@ from __future__ import annotations
 
 import uuid
 
-from hallpass_kit.auth import Principal, Role
-from hallpass_kit.db import utcnow
-from hallpass_kit.errors import Conflict, NotFound, Unprocessable
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import record_audit, require_school
@@ -25,6 +21,10 @@ from hallpass_consent.pupils.schemas import (
     RestrictionView,
 )
 from hallpass_consent.schools.repository import bump_roster_version
+from hallpass_kit.auth import Principal, Role
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import Conflict, NotFound, Unprocessable
+from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 
 
 def pupil_view(pupil: Pupil, restricted: bool) -> PupilView:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Header, Response
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import Principal
-from hallpass_kit.errors import problem_responses
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from hallpass_consent.common import PUPIL_READERS
 from hallpass_consent.models import Pupil
 from hallpass_consent.schools.repository import get_school
+from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.auth import Principal
+from hallpass_kit.errors import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["roster"], responses=problem_responses(403))
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import Principal
-from hallpass_kit.errors import problem_responses
 
 from hallpass_consent.common import EVERYONE, SCHOOL_ADMINS
 from hallpass_consent.schools import service
@@ -17,6 +14,9 @@ from hallpass_consent.schools.schemas import (
     SchoolSettings,
     SchoolView,
 )
+from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.auth import Principal
+from hallpass_kit.errors import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["school"], responses=problem_responses(403, 404, 422))
 

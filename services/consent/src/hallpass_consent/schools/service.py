@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import hashlib
 
-from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
-from hallpass_kit.errors import NotFound, Unprocessable
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import SCHOOL_ADMINS, record_audit, require_school
@@ -20,6 +17,9 @@ from hallpass_consent.schools.schemas import (
     SchoolView,
     WordingVersion,
 )
+from hallpass_kit.auth import Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import NotFound, Unprocessable
 
 __all__ = ["SCHOOL_ADMINS"]
 

@@ -8,10 +8,6 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
-from hallpass_kit.errors import NotFound, problem_responses
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
@@ -21,6 +17,10 @@ from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.policy import Reason
 from hallpass_consent.pupils import repository as pupils
 from hallpass_consent.schools.repository import get_school
+from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.auth import Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import NotFound, problem_responses
 
 router = APIRouter(prefix="/v1", tags=["classes"], responses=problem_responses(403, 404))
 
