@@ -20,5 +20,9 @@ def test_withdrawn_consent_blocks_next_decision_c5(client: TestClient, auth: Tok
     assert response.status_code == 201
 
     verdict = school.decide("website_photo", family.pupil_id)[family.pupil_id]
-    assert verdict == {"pupil_id": family.pupil_id, "allowed": False, "reason": "withdrawn",
-                       "record_id": response.json()["id"]}
+    assert verdict == {
+        "pupil_id": family.pupil_id,
+        "allowed": False,
+        "reason": "withdrawn",
+        "record_id": response.json()["id"],
+    }
