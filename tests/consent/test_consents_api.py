@@ -676,3 +676,50 @@ def test_renewal_recorded_in_advance_keeps_the_current_grant_in_force_c2(
         "reason": "granted",
         "record_id": current["id"],
     }
+
+
+def test_refusal_carrying_dates_is_refused_and_changes_nothing(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder, records: SchoolRecords
+) -> None:
+    family = school.family()
+    entries = records.audit_entries()
+    response = client.post(
+        "/v1/consents",
+        json={
+            "pupil_id": family.pupil_id,
+            "purpose": "website_photo",
+            "decision": "refused",
+            "guardian_id": family.guardian_ids[0],
+            "method": "paper",
+            "valid_until": soon(30),
+        },
+        headers=auth("office"),
+    )
+    body = assert_problem(response, 422, "invalid_dates")
+    assert [p["code"] for p in body["problems"]] == ["dates_on_refusal"]
+    assert records.audit_entries() == entries
+
+
+def test_grant_given_in_the_last_weeks_of_the_year_also_covers_the_next_year(
+    school: SchoolBuilder,
+) -> None:
+    family = school.family()
+    london = ZoneInfo("Europe/London")
+    today = dt.datetime.now(london)
+    year = today.year if today < dt.datetime(today.year, 7, 15, tzinfo=london) else today.year + 1
+    start = dt.datetime(year, 7, 15, 9, 0, tzinfo=london)
+
+    record = school.consent(family.pupil_id, family.guardian_ids[0], valid_from=iso(start))
+
+    ends = dt.datetime(year + 1, 9, 1, tzinfo=london).astimezone(dt.UTC)
+    assert dt.datetime.fromisoformat(record["valid_until"]) == ends
+
+
+def test_renewal_that_ends_no_later_keeps_the_grant_on_the_renewals_list(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder
+) -> None:
+    family = school.family()
+    first = school.consent(family.pupil_id, family.guardian_ids[0], valid_until=soon(10))
+    school.consent(family.pupil_id, family.guardian_ids[0], valid_until=soon(5))
+
+    assert first["id"] in renewal_ids(client, auth, within_days=30)

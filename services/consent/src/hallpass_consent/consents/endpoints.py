@@ -69,7 +69,7 @@ def withdraw_consent(
     )
 
 
-@router.get("/consents/{record_id}")
+@router.get("/consents/{record_id:uuid}")
 def get_consent(
     record_id: uuid.UUID,
     session: SessionDep,

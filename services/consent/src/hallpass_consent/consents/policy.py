@@ -77,8 +77,10 @@ def decide(
 ) -> Verdict:
     """The effective state of one pupil for one purpose at instant ``at``.
 
-    Only each party's latest record made by ``at`` counts. A refusal or withdrawal by any carer
-    with parental responsibility wins over any grant (C11); a grant counts only while in force.
+    Each party's latest record that applies at ``at`` counts: made by then and, for a grant, begun
+    by then — so a renewal given in advance leaves today's grant standing until it starts. A
+    refusal or withdrawal by any carer with parental responsibility wins over any grant (C11); a
+    grant counts only while in force.
     """
     if not on_roll:
         return _NOT_ON_ROLL
@@ -88,11 +90,18 @@ def decide(
         return _RESTRICTED
 
     latest: dict[uuid.UUID | None, RecordView] = {}
+    upcoming: RecordView | None = None
     for record in records:
         if record.recorded_at > at:
             continue
         party = record.guardian_id if record.given_by is GivenBy.guardian else None
         if record.given_by is GivenBy.guardian and party not in responsible_guardians:
+            continue
+        # A "no" applies the moment it is made, whatever dates it carries (fail closed); only a
+        # grant can wait for its start.
+        if record.decision is Decision.granted and record.valid_from > at:
+            if party is not None and (upcoming is None or record.valid_from < upcoming.valid_from):
+                upcoming = record
             continue
         current = latest.get(party)
         if current is None or (record.recorded_at, record.id.bytes) > (
@@ -126,9 +135,10 @@ def decide(
     if grant is None:
         if purpose.basis is Basis.objection:
             return Verdict(True, Reason.no_objection)
+        if upcoming is not None:
+            return Verdict(False, Reason.not_yet_valid, upcoming.id)
         if lapsed is not None:
-            future = lapsed.valid_from > at
-            return Verdict(False, Reason.not_yet_valid if future else Reason.expired, lapsed.id)
+            return Verdict(False, Reason.expired, lapsed.id)
         return Verdict(False, Reason.no_record)
 
     if purpose.needs_pupil_agreement and (pupil_record is None or not _in_force(pupil_record, at)):

@@ -5,7 +5,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hallpass_consent.consents.policy import RecordView
@@ -21,20 +21,29 @@ from hallpass_consent.models import (
 
 
 def roll_status(
-    session: Session, school_id: str, pupil_ids: Collection[uuid.UUID]
+    session: Session, school_id: str, pupil_ids: Collection[uuid.UUID], at: dt.datetime
 ) -> dict[uuid.UUID, tuple[bool, bool]]:
-    """pupil id → (on roll, restricted), for pupils of this school only."""
+    """pupil id → (on roll at ``at``, restricted at ``at``), for pupils of this school only.
+
+    Both are read as they stood at ``at``, so a question about the past is answered from the
+    past: a restriction lifted since still counts for an instant when it was in force (C12).
+    """
+    in_force_then = and_(
+        Restriction.pupil_id == Pupil.id,
+        Restriction.set_at <= at,
+        or_(Restriction.lifted_at.is_(None), Restriction.lifted_at > at),
+    )
     rows = session.execute(
         select(Pupil.id, Pupil.archived_at, Restriction.id)
-        .outerjoin(
-            Restriction, and_(Restriction.pupil_id == Pupil.id, Restriction.lifted_at.is_(None))
-        )
+        .outerjoin(Restriction, in_force_then)
         .where(Pupil.school_id == school_id, Pupil.id.in_(list(pupil_ids)))
     ).all()
-    return {
-        pupil_id: (archived is None, restriction is not None)
-        for pupil_id, archived, restriction in rows
-    }
+    status: dict[uuid.UUID, tuple[bool, bool]] = {}
+    for pupil_id, archived, restriction in rows:
+        on_roll = archived is None or archived > at
+        restricted = restriction is not None or status.get(pupil_id, (True, False))[1]
+        status[pupil_id] = (on_roll, restricted)
+    return status
 
 
 def responsible_guardians(
@@ -158,8 +167,14 @@ def grants_ending_between(
     query = (
         select(c, Purpose, Guardian)
         .join(Purpose, Purpose.id == c.purpose_id)
+        .join(Pupil, Pupil.id == c.pupil_id)
         .outerjoin(Guardian, Guardian.id == c.guardian_id)
-        .where(c.decision == "granted", c.valid_until > start, c.valid_until <= end)
+        .where(
+            c.decision == "granted",
+            c.valid_until > start,
+            c.valid_until <= end,
+            Pupil.archived_at.is_(None),  # leavers are not asked again
+        )
         .order_by(c.valid_until)
     )
     if school_id is not None:

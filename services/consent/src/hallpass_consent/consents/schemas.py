@@ -6,11 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from hallpass_consent.common import TRIM, VISIBLE, DateTimeText, JsonInteger
 from hallpass_consent.consents.policy import Reason
 from hallpass_consent.models import Decision, GivenBy, Method
 
 PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
-EvidenceRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
+# Bounded by the database column (a 32-bit integer).
+WordingVersion = Annotated[int, Field(ge=1, le=2_147_483_647), JsonInteger]
+When = Annotated[AwareDatetime, DateTimeText]
 
 
 class ConsentCreate(BaseModel):
@@ -29,11 +33,11 @@ class ConsentCreate(BaseModel):
     evidence_ref: EvidenceRef | None = Field(
         default=None, description="Where the evidence is: form number, scan id, email reference."
     )
-    wording_version: int | None = Field(
-        default=None, ge=1, description="The wording the carer was shown; default: the current one."
+    wording_version: WordingVersion | None = Field(
+        default=None, description="The wording the carer was shown; default: the current one."
     )
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = Field(
+    valid_from: When | None = None
+    valid_until: When | None = Field(
         default=None, description="Default: the school's consent expiry (end of academic year)."
     )
 
@@ -45,7 +49,7 @@ class ParentConsent(BaseModel):
 
     purpose: PurposeCode
     decision: Literal["granted", "refused"]
-    wording_version: int | None = Field(default=None, ge=1)
+    wording_version: WordingVersion | None = None
 
 
 class Withdrawal(BaseModel):
@@ -160,7 +164,7 @@ class DecisionRequest(BaseModel):
 
     purpose: PurposeCode
     pupil_ids: list[uuid.UUID] = Field(min_length=1, description="At most 1,000 pupils per call.")
-    at: AwareDatetime | None = Field(
+    at: When | None = Field(
         default=None,
         description="The instant asked about; now by "
         "default. A past instant answers from the history.",

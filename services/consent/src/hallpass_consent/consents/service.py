@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -48,6 +49,8 @@ from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
 SCHOOL_TIME = ZoneInfo("Europe/London")
 # A form keyed in a few minutes after the carer pressed "send" is not backdated.
 CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+# A grant given this close to the end of the academic year also covers the next year.
+RENEWAL_SEASON = dt.timedelta(days=60)
 
 Verdicts = dict[tuple[uuid.UUID, str], Verdict]
 
@@ -70,7 +73,7 @@ def evaluate(
     at: dt.datetime,
 ) -> Verdicts:
     """(pupil id, purpose code) → verdict, for known pupils of this school. Four queries."""
-    status = repository.roll_status(session, school_id, pupil_ids)
+    status = repository.roll_status(session, school_id, pupil_ids, at)
     known = list(status)
     if not known or not purposes:
         return {}
@@ -135,8 +138,11 @@ def announce_changes(
 
 def academic_year_end_after(school: School, moment: dt.datetime) -> dt.datetime:
     local = moment.astimezone(SCHOOL_TIME)
+    month = school.academic_year_end_month
     for year in (local.year, local.year + 1):
-        day = dt.date(year, school.academic_year_end_month, school.academic_year_end_day)
+        # A year ending on 29 February ends on the 28th in other years.
+        last = calendar.monthrange(year, month)[1]
+        day = dt.date(year, month, min(school.academic_year_end_day, last))
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SCHOOL_TIME)
         if end > moment:
             return end.astimezone(dt.UTC)
@@ -274,12 +280,23 @@ def _validity(
                     detail="valid_until must come after valid_from.",
                 )
             )
+    if decision is not Decision.granted and (valid_from is not None or valid_until is not None):
+        problems.append(
+            ProblemDetail(
+                code="dates_on_refusal",
+                where="body.valid_until" if valid_until is not None else "body.valid_from",
+                detail="A refusal applies from now until the carer changes it; it takes no dates.",
+            )
+        )
     if problems:
         raise Unprocessable("The dates do not make sense.", code="invalid_dates", problems=problems)
     if decision is not Decision.granted:
-        return start, None  # a refusal stands until the carer changes it
+        return start, None
     if valid_until is None and school.consent_expiry is ConsentExpiry.academic_year_end:
         valid_until = academic_year_end_after(school, start)
+        if valid_until - start < RENEWAL_SEASON:
+            # Forms answered in the last weeks of the year are the renewals for the next one.
+            valid_until = academic_year_end_after(school, valid_until)
     return start, valid_until
 
 
@@ -575,6 +592,14 @@ def staff_receipt(session: Session, principal: Principal, record_id: uuid.UUID) 
     return receipt(session, principal.school, record)
 
 
+def _supersedes(later: ConsentRecord, grant: ConsentRecord) -> bool:
+    """Whether ``later`` settles ``grant``'s renewal: an answer of no, or a grant lasting longer."""
+    if later.decision is not Decision.granted:
+        return True
+    assert grant.valid_until is not None
+    return later.valid_until is None or later.valid_until > grant.valid_until
+
+
 def renewals(session: Session, principal: Principal, within_days: int) -> list[Renewal]:
     """Grants still in force that lapse within ``within_days`` and have not been renewed."""
     now = utcnow()
@@ -583,8 +608,11 @@ def renewals(session: Session, principal: Principal, within_days: int) -> list[R
     )
     due: list[Renewal] = []
     for record, purpose, guardian in rows:
-        if any(True for _ in repository.later_records_of_party(session, record)):
-            continue  # already renewed, refused or withdrawn since
+        if any(
+            _supersedes(later, record)
+            for later in repository.later_records_of_party(session, record)
+        ):
+            continue  # renewed beyond this grant, refused or withdrawn since
         due.append(
             Renewal(
                 pupil_id=record.pupil_id,

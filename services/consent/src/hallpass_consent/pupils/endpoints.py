@@ -73,7 +73,7 @@ def list_pupils(
     )
 
 
-@router.get("/pupils/{pupil_id}")
+@router.get("/pupils/{pupil_id:uuid}")
 def get_pupil(
     pupil_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(*PUPIL_READERS)
 ) -> PupilView:
@@ -81,7 +81,7 @@ def get_pupil(
     return service.get_pupil(session, principal, pupil_id)
 
 
-@router.patch("/pupils/{pupil_id}")
+@router.patch("/pupils/{pupil_id:uuid}")
 def change_pupil(
     pupil_id: uuid.UUID,
     body: PupilChange,

@@ -16,6 +16,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import audit, require_school
+from hallpass_consent.consents import service as consents
 from hallpass_consent.models import Guardian, GuardianLink, Pupil, SchoolClass
 from hallpass_consent.pupils import repository
 from hallpass_consent.pupils.schemas import ImportSummary
@@ -261,6 +262,11 @@ def import_csv(
         dry_run=dry_run,
     )
     now = utcnow()
+    # Carers' parental responsibility decides whose refusal counts (C11): a re-import that changes
+    # it can change a pupil's consent, and publishers must hear of it.
+    purposes = consents.consent_purposes(session, school_id)
+    known_pupils = [p.id for p in existing.values()]
+    before = {} if dry_run else consents.evaluate_now(session, school_id, purposes, known_pupils)
     for done, row in enumerate(rows, start=1):
         class_id = None
         if row.class_name:
@@ -294,6 +300,23 @@ def import_csv(
             session.flush()
         for carer in row.carers:
             guardian = guardians.get(carer.email.lower()) if carer.email else None
+            if guardian is None and carer.email is None and pupil.id is not None:
+                # Without an email, the same names already linked to this pupil are this carer.
+                guardian = next(
+                    (
+                        known
+                        for _link, known in repository.guardians_of_pupils(
+                            session, school_id, [pupil.id]
+                        )
+                        if known.given_name.casefold() == carer.given_name.casefold()
+                        and known.family_name.casefold() == carer.family_name.casefold()
+                    ),
+                    None,
+                )
+            if guardian is not None and not dry_run:
+                guardian.given_name, guardian.family_name = carer.given_name, carer.family_name
+                guardian.phone = carer.phone or guardian.phone
+                guardian.updated_at = now
             if guardian is None:
                 guardian = Guardian(
                     school_id=school_id,
@@ -311,6 +334,10 @@ def import_csv(
                     session.add(guardian)
                     session.flush()
             if dry_run:
+                # Nothing new is flushed, so a new pupil or carer has no id yet: its link is new.
+                new_link = pupil.id is None or guardian.id is None
+                if new_link or repository.link(session, pupil.id, guardian.id) is None:
+                    summary.links_created += 1
                 continue
             link = repository.link(session, pupil.id, guardian.id)
             if link is None:
@@ -332,6 +359,9 @@ def import_csv(
     if not dry_run:
         session.flush()
         bump_roster_version(session, school_id)
+        consents.announce_changes(
+            session, school_id, purposes, known_pupils, before, cause="pupils_imported"
+        )
     return summary
 
 

@@ -4,15 +4,17 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
-from hallpass_consent.common import Name
+from hallpass_consent.common import TRIM, VISIBLE, JsonInteger, Name
 from hallpass_consent.models import RestrictionKind
 
-MisId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-YearGroup = Annotated[int, Field(ge=-1, le=14, description="-1 nursery, 0 reception, 1 to 13")]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{6,30}$")]
-Relationship = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+MisId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=VISIBLE), TRIM]
+YearGroup = Annotated[
+    int, Field(ge=-1, le=14, description="-1 nursery, 0 reception, 1 to 13"), JsonInteger
+]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{6,30}$")]
+Relationship = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=VISIBLE), TRIM]
 
 
 class ClassCreate(BaseModel):
@@ -68,7 +70,7 @@ class ChildLink(BaseModel):
 
     pupil_id: uuid.UUID
     relationship: Relationship = "parent"
-    parental_responsibility: bool = True
+    parental_responsibility: StrictBool = True
 
 
 class GuardianCreate(BaseModel):
@@ -98,7 +100,7 @@ class RestrictionSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: RestrictionKind
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+    reason: Annotated[str, StringConstraints(min_length=3, max_length=2000, pattern=VISIBLE), TRIM]
 
 
 class RestrictionView(RestrictionSet):

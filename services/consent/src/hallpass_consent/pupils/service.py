@@ -23,7 +23,7 @@ from hallpass_consent.pupils.schemas import (
 from hallpass_consent.schools.repository import bump_roster_version
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.db import utcnow
-from hallpass_kit.errors import Conflict, NotFound, Unprocessable
+from hallpass_kit.errors import BadRequest, Conflict, NotFound, Unprocessable
 from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 
 
@@ -115,8 +115,11 @@ def list_pupils(
         family, given, raw_id = decode_cursor(cursor, 3)
         try:
             after = (str(family), str(given), uuid.UUID(str(raw_id)))
-        except ValueError:
-            after = None
+        except ValueError as exc:
+            # Starting again from the first page would loop a client forever.
+            raise BadRequest(
+                "The cursor is not one this API issued.", code="invalid_cursor"
+            ) from exc
     pupils = repository.page_pupils(
         session,
         principal.school,

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hallpass_consent.models import Purpose, PurposeWording, School
+from hallpass_consent.models import Pupil, Purpose, PurposeWording, School
 
 
 def get_school(session: Session, school_id: str) -> School | None:
@@ -57,4 +58,12 @@ def bump_roster_version(session: Session, school_id: str) -> None:
         update(School)
         .where(School.id == school_id)
         .values(roster_version=School.roster_version + 1)
+    )
+
+
+def on_roll_pupil_ids(session: Session, school_id: str) -> list[uuid.UUID]:
+    return list(
+        session.execute(
+            select(Pupil.id).where(Pupil.school_id == school_id, Pupil.archived_at.is_(None))
+        ).scalars()
     )

@@ -5,10 +5,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from hallpass_consent.common import ShortText
+from hallpass_consent.common import TRIM, VISIBLE, ShortText
 from hallpass_consent.models import Basis, ConsentExpiry
 
-MonthDay = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
+# Only days that exist (29 February included): the schema, not just the handler, refuses 11-31.
+MonthDay = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)$"
+    ),
+]
 
 
 class SchoolSettings(BaseModel):
@@ -64,7 +70,7 @@ class NewWording(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=5000)]
+    text: Annotated[str, StringConstraints(min_length=20, max_length=5000, pattern=VISIBLE), TRIM]
 
 
 class PurposeChange(BaseModel):

@@ -5,6 +5,7 @@ import hashlib
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import SCHOOL_ADMINS, record_audit, require_school
+from hallpass_consent.consents import service as consents
 from hallpass_consent.models import Basis, Purpose, PurposeWording, School
 from hallpass_consent.schools import repository
 from hallpass_consent.schools.catalogue import CATALOGUE, EXPLICIT_ONLY
@@ -184,9 +185,16 @@ def change_purpose(
             code="explicit_consent_required",
             rule=EXPLICIT_ONLY[code],
         )
+    # Silence reads differently under the new basis: every pupil without a record flips, and
+    # publishers must hear of each one that can no longer appear (C2, M7).
+    on_roll = repository.on_roll_pupil_ids(session, principal.school)
+    states = consents.evaluate_now(session, principal.school, [purpose], on_roll)
     before = purpose.basis
     purpose.basis = change.basis
     session.flush()
+    consents.announce_changes(
+        session, principal.school, [purpose], on_roll, states, cause="purpose_basis_changed"
+    )
     record_audit(
         session,
         principal,
