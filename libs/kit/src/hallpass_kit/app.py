@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -180,5 +181,43 @@ def create_service_app(
         app.include_router(router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(authenticated)])
+    _document_problem_responses(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _document_problem_responses(app: FastAPI) -> None:
+    """Document the errors FastAPI itself answers as what they are on the wire: problem+json.
+
+    FastAPI documents its own 422 as ``application/json`` HTTPValidationError while the handler
+    answers problem+json, and leaves out the 400 it gives for a body it cannot decode at all.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.get("responses", {})
+                content = responses.get("422", {}).get("content", {})
+                if content.get("application/json", {}).get("schema") == {
+                    "$ref": "#/components/schemas/HTTPValidationError"
+                }:
+                    responses["422"] = _problem_response(422)
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    responses.setdefault("400", _problem_response(400))
+        schemas = document.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in json.dumps(document.get("paths", {})):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    entry = PROBLEM_RESPONSES[status]
+    return {"description": entry["description"], "content": entry["content"]}

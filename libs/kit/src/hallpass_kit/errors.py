@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger("hallpass.errors")
 
@@ -191,16 +192,38 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (RFC 9110: Allow lists them all).
+
+    The router's 405 names only the methods of the first route whose path matched, so a path
+    served by two endpoints (GET and PUT /v1/school) would advertise just one of them. Asking the
+    router itself, method by method, keeps its own matching rules (converters, mounts).
+    """
+    base = {k: v for k, v in request.scope.items() if k in ("type", "path", "root_path", "app")}
+    allowed = []
+    for method in _METHODS:
+        scope = {**base, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         request,
         status=exc.status_code,
         code=codes.get(exc.status_code, "http_error"),
         title=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
         detail=str(exc.detail),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

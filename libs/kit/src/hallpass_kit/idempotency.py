@@ -26,6 +26,7 @@ from hallpass_kit.errors import BadRequest, Conflict
 from hallpass_kit.tables import KitTables
 
 KEY_RETENTION = dt.timedelta(days=8)  # the contract promises at least seven days
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,12 @@ async def idempotency_key(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Any unique string (a UUID is best); retrying with the same key and body "
-            "returns the first response instead of acting twice.",
+            description="Any unique string of visible ASCII (a UUID is best); retrying with the "
+            "same key and body returns the first response instead of acting twice.",
             max_length=200,
+            # The accepted keys, stated in the schema (visible ASCII, no blanks around it) so a
+            # client can know them; the check below stays for keys that arrive other ways.
+            pattern=KEY_PATTERN,
         ),
     ] = None,
 ) -> IdempotencyKey | None:
