@@ -310,35 +310,37 @@ def set_restriction(
     )
     # The reason stays out of the audit details: the chain is readable by the head too.
     record_audit(session, principal, "restriction.set", str(pupil.id), {"kind": body.kind.value})
+    return _restriction_view(restriction)
+
+
+def _restriction_view(restriction: Restriction) -> RestrictionView:
     return RestrictionView(
-        pupil_id=pupil.id,
+        pupil_id=restriction.pupil_id,
         kind=restriction.kind,
         reason=restriction.reason,
         set_by=restriction.set_by,
         set_at=restriction.set_at,
     )
+
+
+def _active_restriction(
+    session: Session, principal: Principal, pupil_id: uuid.UUID
+) -> tuple[Pupil, Restriction]:
+    pupil = find_pupil(session, principal.school, pupil_id)
+    restriction = repository.active_restriction(session, principal.school, pupil.id)
+    if restriction is None:
+        raise NotFound("This pupil has no safeguarding restriction.", code="not_restricted")
+    return pupil, restriction
 
 
 def get_restriction(session: Session, principal: Principal, pupil_id: uuid.UUID) -> RestrictionView:
-    pupil = find_pupil(session, principal.school, pupil_id)
-    restriction = repository.active_restriction(session, principal.school, pupil.id)
-    if restriction is None:
-        raise NotFound("This pupil has no safeguarding restriction.", code="not_restricted")
+    _pupil, restriction = _active_restriction(session, principal, pupil_id)
     assert Role.dsl in principal.roles
-    return RestrictionView(
-        pupil_id=pupil.id,
-        kind=restriction.kind,
-        reason=restriction.reason,
-        set_by=restriction.set_by,
-        set_at=restriction.set_at,
-    )
+    return _restriction_view(restriction)
 
 
 def lift_restriction(session: Session, principal: Principal, pupil_id: uuid.UUID) -> None:
-    pupil = find_pupil(session, principal.school, pupil_id)
-    restriction = repository.active_restriction(session, principal.school, pupil.id)
-    if restriction is None:
-        raise NotFound("This pupil has no safeguarding restriction.", code="not_restricted")
+    pupil, restriction = _active_restriction(session, principal, pupil_id)
     purposes = consents.consent_purposes(session, principal.school)
     before = consents.evaluate_now(session, principal.school, purposes, [pupil.id])
     restriction.lifted_at, restriction.lifted_by = utcnow(), principal.actor
