@@ -61,7 +61,7 @@ AfterCommitHook = Callable[[], None]
 class Database:
     """An engine plus a session factory for one service's own database."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = make_url(url)
         self._after_commit: list[AfterCommitHook] = []
         if self.url.get_backend_name() == "sqlite":
@@ -75,8 +75,11 @@ class Database:
             )
             _serialise_sqlite_writers(self.engine)
         else:
+            # The pool covers a worker's usual concurrency so requests reuse connections instead
+            # of opening overflow ones. No pre-ping: it costs a round trip on every request; a
+            # connection found dead is invalidated with its pool and that one request fails closed.
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=3600
             )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 

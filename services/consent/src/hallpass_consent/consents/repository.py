@@ -4,8 +4,9 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
 from hallpass_consent.consents.policy import RecordView
@@ -18,48 +19,81 @@ from hallpass_consent.models import (
     Purpose,
     Restriction,
 )
+from hallpass_kit.db import UTCDateTime
 
-
-def roll_status(
-    session: Session, school_id: str, pupil_ids: Collection[uuid.UUID], at: dt.datetime
-) -> dict[uuid.UUID, tuple[bool, bool]]:
-    """pupil id → (on roll at ``at``, restricted at ``at``), for pupils of this school only.
-
-    Both are read as they stood at ``at``, so a question about the past is answered from the
-    past: a restriction lifted since still counts for an instant when it was in force (C12).
-    """
-    in_force_then = and_(
+# The decision path runs on every publishing check: its statements are built once, with bound
+# parameters, so a request pays only for executing them (two round trips, no query building).
+_at = bindparam("at", type_=UTCDateTime())
+_restricted_then = (
+    exists()
+    .where(
         Restriction.pupil_id == Pupil.id,
-        Restriction.set_at <= at,
-        or_(Restriction.lifted_at.is_(None), Restriction.lifted_at > at),
+        Restriction.set_at <= _at,
+        or_(Restriction.lifted_at.is_(None), Restriction.lifted_at > _at),
     )
-    rows = session.execute(
-        select(Pupil.id, Pupil.archived_at, Restriction.id)
-        .outerjoin(Restriction, in_force_then)
-        .where(Pupil.school_id == school_id, Pupil.id.in_(list(pupil_ids)))
-    ).all()
-    status: dict[uuid.UUID, tuple[bool, bool]] = {}
-    for pupil_id, archived, restriction in rows:
-        on_roll = archived is None or archived > at
-        restricted = restriction is not None or status.get(pupil_id, (True, False))[1]
-        status[pupil_id] = (on_roll, restricted)
-    return status
+    .label("restricted")
+)
+_STANDING = (
+    select(Pupil.id, Pupil.archived_at, _restricted_then, GuardianLink.guardian_id)
+    .outerjoin(
+        GuardianLink,
+        and_(GuardianLink.pupil_id == Pupil.id, GuardianLink.parental_responsibility.is_(True)),
+    )
+    .where(
+        Pupil.school_id == bindparam("school"),
+        Pupil.id.in_(bindparam("pupil_ids", expanding=True)),
+    )
+)
+_c = ConsentRecord
+_RECORDS = select(
+    _c.id,
+    _c.pupil_id,
+    _c.purpose_id,
+    _c.given_by,
+    _c.guardian_id,
+    _c.decision,
+    _c.recorded_at,
+    _c.valid_from,
+    _c.valid_until,
+).where(
+    _c.school_id == bindparam("school"),
+    _c.purpose_id.in_(bindparam("purpose_ids", expanding=True)),
+    _c.pupil_id.in_(bindparam("pupil_ids", expanding=True)),
+    _c.recorded_at <= _at,
+)
 
 
-def responsible_guardians(
-    session: Session, school_id: str, pupil_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, frozenset[uuid.UUID]]:
-    found: defaultdict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a pupil stood at an instant: on roll, restricted, and who had responsibility."""
+
+    on_roll: bool
+    restricted: bool
+    responsible_guardians: frozenset[uuid.UUID]
+
+
+def standings(
+    session: Session, school_id: str, pupil_ids: Collection[uuid.UUID], at: dt.datetime
+) -> dict[uuid.UUID, Standing]:
+    """Each known pupil of this school as they stood at ``at``.
+
+    Roll and restriction are read as they stood at ``at``, so a question about the past is
+    answered from the past: a restriction lifted since still counts for an instant when it was in
+    force (C12). Parental responsibility is kept only as it is now.
+    """
     rows = session.execute(
-        select(GuardianLink.pupil_id, GuardianLink.guardian_id).where(
-            GuardianLink.school_id == school_id,
-            GuardianLink.pupil_id.in_(list(pupil_ids)),
-            GuardianLink.parental_responsibility.is_(True),
-        )
+        _STANDING, {"school": school_id, "pupil_ids": list(pupil_ids), "at": at}
     ).all()
-    for pupil_id, guardian_id in rows:
-        found[pupil_id].add(guardian_id)
-    return {pupil_id: frozenset(ids) for pupil_id, ids in found.items()}
+    guardians: defaultdict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    flags: dict[uuid.UUID, tuple[bool, bool]] = {}
+    for pupil_id, archived, restricted, guardian_id in rows:
+        flags[pupil_id] = (archived is None or archived > at, bool(restricted))
+        if guardian_id is not None:
+            guardians[pupil_id].add(guardian_id)
+    return {
+        pupil_id: Standing(on_roll, restricted, frozenset(guardians.get(pupil_id, ())))
+        for pupil_id, (on_roll, restricted) in flags.items()
+    }
 
 
 def record_views(
@@ -70,24 +104,14 @@ def record_views(
     at: dt.datetime,
 ) -> dict[tuple[uuid.UUID, uuid.UUID], list[RecordView]]:
     """(pupil, purpose) → the records made by ``at``."""
-    c = ConsentRecord
     rows = session.execute(
-        select(
-            c.id,
-            c.pupil_id,
-            c.purpose_id,
-            c.given_by,
-            c.guardian_id,
-            c.decision,
-            c.recorded_at,
-            c.valid_from,
-            c.valid_until,
-        ).where(
-            c.school_id == school_id,
-            c.purpose_id.in_(list(purpose_ids)),
-            c.pupil_id.in_(list(pupil_ids)),
-            c.recorded_at <= at,
-        )
+        _RECORDS,
+        {
+            "school": school_id,
+            "purpose_ids": list(purpose_ids),
+            "pupil_ids": list(pupil_ids),
+            "at": at,
+        },
     ).all()
     grouped: defaultdict[tuple[uuid.UUID, uuid.UUID], list[RecordView]] = defaultdict(list)
     for row in rows:

@@ -72,25 +72,25 @@ def evaluate(
     pupil_ids: Collection[uuid.UUID],
     at: dt.datetime,
 ) -> Verdicts:
-    """(pupil id, purpose code) → verdict, for known pupils of this school. Four queries."""
-    status = repository.roll_status(session, school_id, pupil_ids, at)
-    known = list(status)
-    if not known or not purposes:
+    """(pupil id, purpose code) → verdict, for known pupils of this school. Two queries."""
+    if not pupil_ids or not purposes:
         return {}
-    responsible = repository.responsible_guardians(session, school_id, known)
-    records = repository.record_views(session, school_id, [p.id for p in purposes], known, at)
+    standing = repository.standings(session, school_id, pupil_ids, at)
+    if not standing:
+        return {}
+    records = repository.record_views(
+        session, school_id, [p.id for p in purposes], list(standing), at
+    )
     verdicts: Verdicts = {}
-    empty: frozenset[uuid.UUID] = frozenset()
     for purpose in purposes:
         rule = rule_of(purpose)
-        for pupil_id in known:
-            on_roll, restricted = status[pupil_id]
+        for pupil_id, pupil in standing.items():
             verdicts[(pupil_id, purpose.code)] = decide(
                 rule,
                 at=at,
-                on_roll=on_roll,
-                restricted=restricted,
-                responsible_guardians=responsible.get(pupil_id, empty),
+                on_roll=pupil.on_roll,
+                restricted=pupil.restricted,
+                responsible_guardians=pupil.responsible_guardians,
                 records=records.get((pupil_id, purpose.id), ()),
             )
     return verdicts
