@@ -60,7 +60,12 @@ def context_of(request: Request) -> ServiceContext:
     return ctx
 
 
-ContextDep = Annotated[ServiceContext, Depends(context_of)]
+async def _context(request: Request) -> ServiceContext:
+    return context_of(request)
+
+
+# The cheap dependencies are async on purpose: a sync one costs a thread-pool hop per request.
+ContextDep = Annotated[ServiceContext, Depends(_context)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -77,13 +82,19 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def authenticated(
+async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("A bearer token is required.", rule="A1")
-    principal = context_of(request).verifier.verify(credentials.credentials)
+    verifier = context_of(request).verifier
+    token = credentials.credentials
+    # A token seen before is answered from memory; a new one is checked off the event loop, as
+    # fetching the identity provider's keys may block.
+    principal = verifier.cached(token)
+    if principal is None:
+        principal = await run_in_threadpool(verifier.verify, token)
     request.state.principal = principal
     return principal
 
@@ -95,7 +106,7 @@ def require_roles(*roles: Role) -> Any:
     """Dependency: the caller must hold at least one of ``roles``; refusals are audited."""
     allowed = frozenset(roles)
 
-    def check(request: Request, principal: CurrentPrincipal) -> Principal:
+    async def check(request: Request, principal: CurrentPrincipal) -> Principal:
         if principal.has_any(allowed):
             return principal
         route = request.scope.get("route")

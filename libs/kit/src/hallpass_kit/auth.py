@@ -182,10 +182,16 @@ class TokenVerifier:
             sub={"essential": True},
         )
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired; no I/O, no crypto."""
+        principal = self._cache.get(token)
+        if principal is not None and principal.expires_at > time.time():
+            return principal
+        return None
+
     def verify(self, token: str) -> Principal:
-        now = time.time()
-        cached = self._cache.get(token)
-        if cached is not None and cached.expires_at > now:
+        cached = self.cached(token)
+        if cached is not None:
             return cached
         principal = self._verify_uncached(token)
         with self._lock:
