@@ -22,7 +22,7 @@ from hallpass_consent.pupils import repository as pupils
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.errors import problem_responses
-from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
+from hallpass_kit.idempotency import IdempotencyDep, IdempotencyKey, run_idempotent
 
 router = APIRouter(prefix="/v1/me", tags=["me"], responses=problem_responses(403, 404, 422))
 
@@ -92,6 +92,28 @@ def _child(session: Session, principal: Principal, link: GuardianLink, pupil: Pu
     )
 
 
+def _answer(
+    session: Session,
+    principal: Principal,
+    idempotency: IdempotencyKey | None,
+    pupil: Pupil,
+    purpose: str,
+    decision: Decision,
+    wording_version: int | None,
+) -> object:
+    """A carer's answer for their own child, recorded once per Idempotency-Key."""
+    return run_idempotent(
+        session,
+        kit_tables,
+        principal,
+        idempotency,
+        lambda: consents.record_parent_consent(
+            session, principal, pupil, purpose, decision, wording_version
+        ),
+        status_code=201,
+    )
+
+
 @router.get("/children")
 def my_children(session: SessionDep, principal: Principal = Carer) -> list[Child]:
     """Your children at this school and, per purpose, your answer and what applies now."""
@@ -140,15 +162,14 @@ def answer_for_my_child(
 ) -> object:
     """Give or refuse consent for your child for one purpose."""
     _link, pupil = _own_child(session, principal, pupil_id, "refused:me.answer")
-    return run_idempotent(
+    return _answer(
         session,
-        kit_tables,
         principal,
         idempotency,
-        lambda: consents.record_parent_consent(
-            session, principal, pupil, body.purpose, Decision(body.decision), body.wording_version
-        ),
-        status_code=201,
+        pupil,
+        body.purpose,
+        Decision(body.decision),
+        body.wording_version,
     )
 
 
@@ -167,16 +188,7 @@ def withdraw_for_my_child(
 ) -> object:
     """Withdraw consent in one call (C5): it applies to every decision from this moment."""
     _link, pupil = _own_child(session, principal, pupil_id, "refused:me.withdraw")
-    return run_idempotent(
-        session,
-        kit_tables,
-        principal,
-        idempotency,
-        lambda: consents.record_parent_consent(
-            session, principal, pupil, purpose, Decision.withdrawn, None
-        ),
-        status_code=201,
-    )
+    return _answer(session, principal, idempotency, pupil, purpose, Decision.withdrawn, None)
 
 
 @router.get("/consents/{record_id}/receipt")
