@@ -26,18 +26,6 @@ from tests.consent.builders import (
 DAY = dt.timedelta(days=1)
 
 
-@pytest.fixture
-def school(client: TestClient, auth: TokenFactory) -> SchoolBuilder:
-    builder = SchoolBuilder(client, auth)
-    builder.set_up()
-    return builder
-
-
-@pytest.fixture
-def records(client: TestClient, auth: TokenFactory) -> SchoolRecords:
-    return SchoolRecords(client, auth)
-
-
 def iso(moment: dt.datetime) -> str:
     return moment.isoformat()
 

@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import OTHER_SCHOOL, TokenFactory
@@ -17,13 +16,6 @@ from tests.consent.builders import (
     parse_time,
     restrict,
 )
-
-
-@pytest.fixture
-def school(client: TestClient, auth: TokenFactory) -> SchoolBuilder:
-    builder = SchoolBuilder(client, auth)
-    builder.set_up()
-    return builder
 
 
 def ask(

@@ -33,18 +33,6 @@ SECRET = "Subject of a non-molestation order; must not be locatable"
 
 
 @pytest.fixture
-def school(client: TestClient, auth: TokenFactory) -> SchoolBuilder:
-    builder = SchoolBuilder(client, auth)
-    builder.set_up()
-    return builder
-
-
-@pytest.fixture
-def records(client: TestClient, auth: TokenFactory) -> SchoolRecords:
-    return SchoolRecords(client, auth)
-
-
-@pytest.fixture
 def dispatcher(consent_app: FastAPI) -> Dispatcher:
     found: Dispatcher = consent_app.state.hallpass.dispatcher
     return found

@@ -104,13 +104,6 @@ def post_csv(
     )
 
 
-@pytest.fixture
-def school(client: TestClient, auth: TokenFactory) -> SchoolBuilder:
-    builder = SchoolBuilder(client, auth)
-    builder.set_up()
-    return builder
-
-
 def pupils_by_mis(client: TestClient, auth: TokenFactory) -> dict[str, dict[str, Any]]:
     response = client.get(
         "/v1/pupils", params={"limit": "500", "include_archived": "true"}, headers=auth("office")

@@ -18,13 +18,6 @@ from tests.consent.builders import (
 SECRET = "Placed with adopters; birth family must not find her"
 
 
-@pytest.fixture
-def school(client: TestClient, auth: TokenFactory) -> SchoolBuilder:
-    builder = SchoolBuilder(client, auth)
-    builder.set_up()
-    return builder
-
-
 # --- classes and pupils ------------------------------------------------------------------------
 
 
