@@ -3,6 +3,7 @@ on PostgreSQL too. Schemas are built by running the service's migrations, once p
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -32,7 +33,9 @@ Headers = dict[str, str]
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # The checkout's path is part of the name so two checkouts can test on one server at once.
+    checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:6]
+    return f"{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI
@@ -18,8 +18,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.app import RequestIdMiddleware
+from hallpass_kit.app import RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
 from hallpass_kit.settings import CommonSettings
@@ -33,6 +34,18 @@ class ServiceBuild:
     verifier: TokenVerifier
     run_background: bool
     consent: ConsentSettings | None = None
+    # Per-service settings objects by service name ("media", "comms"); unset: read from the env.
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # Clients for the services built before this one, by name; see ``client`` below.
+    built: Mapping[str, FastAPI] = field(default_factory=dict)
+    dev_issuer: DevIssuer | None = None
+
+    def client(self, callee: str, *, caller: str) -> ServiceClient:
+        """An in-process client from ``caller`` to the already-built service ``callee``."""
+        tokens = DevServiceTokens(self.dev_issuer, caller) if self.dev_issuer else None
+        return ServiceClient(
+            name=callee, app=self.built[callee], base_url=f"http://{callee}.internal", tokens=tokens
+        )
 
 
 def _build_consent(build: ServiceBuild) -> FastAPI:
@@ -139,6 +152,7 @@ def create_gateway(
     common: CommonSettings | None = None,
     consent_settings: ConsentSettings | None = None,
     *,
+    settings: Mapping[str, Any] | None = None,
     run_background: bool = True,
 ) -> Gateway:
     """All-in-one mode: every service in this process, mounted under its prefix."""
@@ -152,13 +166,20 @@ def create_gateway(
     else:
         verifier = TokenVerifier(common)
 
-    build = ServiceBuild(
-        common=common,
-        verifier=verifier,
-        run_background=run_background,
-        consent=consent_settings,
-    )
-    services = {prefix: service.build(build) for prefix, service in SERVICES.items()}
+    services: dict[str, FastAPI] = {}
+    for prefix, service in SERVICES.items():
+        # Each service may call the ones listed before it (media and comms ask consent).
+        build = ServiceBuild(
+            common=common,
+            verifier=verifier,
+            run_background=run_background,
+            consent=consent_settings,
+            settings=dict(settings or {}),
+            built={service_name(p): app for p, app in services.items()},
+            dev_issuer=dev_issuer,
+        )
+        services[prefix] = service.build(build)
+    _wire_listeners(services)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -193,6 +214,23 @@ def create_gateway(
         gateway.mount(prefix, service_app, name=service_name(prefix))
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
+
+
+def _wire_listeners(services: Mapping[str, FastAPI]) -> None:
+    """Subscribe each service's handlers for other services' events to the source's dispatcher."""
+    contexts: dict[str, ServiceContext] = {
+        context.name: context
+        for context in (getattr(app.state, "hallpass", None) for app in services.values())
+        if isinstance(context, ServiceContext)
+    }
+    for context in contexts.values():
+        for listener in context.listens:
+            source = contexts.get(listener.source)
+            if source is None:
+                raise ValueError(
+                    f"{context.name} listens to {listener.source}, which is not mounted"
+                )
+            source.dispatcher.subscribe(listener.event_type, listener.name, listener.handler)
 
 
 _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

@@ -22,7 +22,7 @@ from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
 from hallpass_kit.db import Database
 from hallpass_kit.errors import PROBLEM_RESPONSES, Unauthenticated, install_error_handlers
-from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.tables import KitTables
 
 logger = logging.getLogger("hallpass")
@@ -40,6 +40,8 @@ class ServiceContext:
     audit: AuditChain
     run_background: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
+    # Handlers for other services' events, wired up by whoever hosts both (the gateway).
+    listens: list[Listener] = field(default_factory=list)
 
     def audit_refusal(self, exc: AccessRefused) -> None:
         # The request's own transaction is rolled back, so the refusal is kept in a fresh one.

@@ -36,6 +36,20 @@ class Event:
 EventHandler = Callable[[Event], None]
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A handler one service offers for another service's events (``source`` is its name).
+
+    The gateway subscribes it to the source's dispatcher in all-in-one mode; over HTTP the same
+    handler would sit behind a signed webhook receiver.
+    """
+
+    source: str
+    event_type: str
+    name: str
+    handler: EventHandler
+
+
 def emit(
     session: Session, tables: KitTables, *, type: str, school: str, payload: Mapping[str, Any]
 ) -> uuid.UUID:
