@@ -16,6 +16,7 @@ from hallpass_media.context import media_context
 from hallpass_media.media.scan import scan_pending
 from tests.conftest import SCHOOL, TokenFactory
 from tests.consent.builders import SchoolBuilder
+from tests.media import images
 
 
 def plain_photo(
@@ -174,3 +175,21 @@ def blocking_codes(verdict: dict[str, Any], image: int = 0) -> list[str]:
 
 
 __all__ = ["SCHOOL", "MediaWorld", "blocking_codes", "codes", "plain_photo"]
+
+
+def faces_photo(
+    faces: int = 2,
+    *,
+    description: str | None = None,
+    gps: tuple[float, float] | None = None,
+    seed: int = 2,
+) -> tuple[bytes, list[dict[str, int]]]:
+    """A photo with ``faces`` drawn faces the Haar cascade finds; returns (JPEG, face boxes)."""
+    picture = images.photo(900, 600, seed=seed)
+    centres = [(220, 300), (640, 300), (430, 420)][:faces]
+    boxes = []
+    for centre in centres:
+        x, y, w, h = images.draw_face(picture, centre, 200 if faces < 3 else 150)
+        boxes.append({"x": x, "y": y, "width": w, "height": h})
+    block = images.exif(description=description, gps=gps) if description or gps else None
+    return images.jpeg(picture, exif_block=block), boxes
