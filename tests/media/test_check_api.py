@@ -26,7 +26,8 @@ from tests.media.builders import MediaWorld, blocking_codes, codes, faces_photo,
 def _problem(verdict: dict[str, Any], code: str, image: int = 0) -> dict[str, Any]:
     found = [p for p in verdict["images"][image]["problems"] if p["code"] == code]
     assert len(found) == 1, verdict
-    return found[0]
+    problem: dict[str, Any] = found[0]
+    return problem
 
 
 def test_scan_pending_is_never_allowed(world: MediaWorld) -> None:

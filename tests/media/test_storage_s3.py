@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import SecretStr
 
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import ServiceClient
@@ -102,7 +103,7 @@ def s3_media_app(
         s3_endpoint_url=s3_server.endpoint_url,
         s3_region="eu-west-2",
         s3_access_key_id=s3_server.access_key,
-        s3_secret_access_key=s3_server.secret_key,
+        s3_secret_access_key=SecretStr(s3_server.secret_key),
     )
     app = create_app(
         common=common_settings,
@@ -176,7 +177,7 @@ def test_s3_store_refusing_the_upload_leaves_no_row(
         s3_bucket=bucket,
         s3_endpoint_url=s3_server.endpoint_url,
         s3_access_key_id=s3_server.access_key,
-        s3_secret_access_key="wrong-secret",
+        s3_secret_access_key=SecretStr("wrong-secret"),
     )
     app = create_app(
         common=common_settings,

@@ -40,8 +40,8 @@ def test_m7_withdrawn_consent_flags_the_publication_and_tells_the_outbox(
     issuer = gateway.dev_issuer
     assert issuer is not None
 
-    def as_(role: str, **claims: str) -> dict[str, str]:
-        token = issuer.issue(sub=f"{role}@oakfield", school="oakfield", roles=[role], **claims)
+    def as_(role: str) -> dict[str, str]:
+        token = issuer.issue(sub=f"{role}@oakfield", school="oakfield", roles=[role])
         return {"Authorization": f"Bearer {token}"}
 
     with TestClient(gateway) as http:
