@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
@@ -32,7 +33,8 @@ def photo(width: int = 800, height: int = 600, *, seed: int = 1) -> Image.Image:
         colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
     image = image.filter(ImageFilter.GaussianBlur(max(width, height) / 300))
-    noise = Image.effect_noise((width, height), 12).convert("RGB")
+    grain = np.random.default_rng(seed).normal(128, 12, (height, width)).clip(0, 255)
+    noise = Image.fromarray(grain.astype(np.uint8)).convert("RGB")
     return Image.blend(image, noise, 0.08)
 
 

@@ -289,6 +289,23 @@ def _is_gps(tag: str, name: str) -> bool:
     )
 
 
+_REFERENCE = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_PREDEFINED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _unescape(text: str) -> str:
+    """XML's own character references only; declared entities are left as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith("#"):
+            codepoint = int(name[2:], 16) if name[1:2] in ("x", "X") else int(name[1:])
+            return chr(codepoint) if 0 < codepoint < 0x110000 else match.group()
+        return _PREDEFINED[name]
+
+    return _REFERENCE.sub(replace, text)
+
+
 _PLAIN_VALUES = re.compile(rb">([^<>]+)<|=\s*\"([^\"]*)\"|=\s*'([^']*)'")
 
 
@@ -296,7 +313,7 @@ def _xmp_as_plain_text(packet: bytes) -> _Xmp:
     texts = []
     for match in _PLAIN_VALUES.finditer(packet):
         raw = next(group for group in match.groups() if group is not None)
-        text = _decode(raw).strip()
+        text = _unescape(_decode(raw)).strip()
         if text:
             texts.append(MetadataText("metadata.XMP", text))
     has_location = re.search(rb"GPS(Latitude|Longitude)", packet) is not None
