@@ -292,3 +292,13 @@ def test_m1_any_roster_name_survives_any_mix_of_case_accents_and_separators(
     assert hits, (text, pupil)
     assert hits[0].matched.strip("\u200b") in written
     assert fold(hits[0].matched).replace(" ", "") == fold(written).replace(" ", "")
+
+
+def test_m1_family_name_first_counts_only_with_a_capital() -> None:
+    priya = RosterName(uuid.UUID(int=50), "Priya", "Hall")
+    detector = NameDetector([priya])
+    assert detector.find("cakes in the hall Priya made", first_names=False) == []
+    assert [
+        hit.matched for hit in detector.find("cakes in the hall Priya made", first_names=True)
+    ] == ["Priya"]
+    assert [hit.matched for hit in detector.find("Register: HALL, PRIYA")] == ["HALL, PRIYA"]

@@ -62,14 +62,15 @@ EVERYDAY_WORD_NAMES: frozenset[str] = frozenset({
 })
 # fmt: on
 
-_Candidate = tuple[uuid.UUID, bool]
+# (pupil, full name?, counts only when written with a capital?)
+_Candidate = tuple[uuid.UUID, bool, bool]
 
 
 @dataclass(frozen=True)
 class _Key:
     letters: str
     full_name: bool
-    everyday_word: bool
+    needs_capital: bool
 
 
 def _letters(name: str) -> str:
@@ -84,9 +85,11 @@ def _keys(pupil: RosterName) -> Iterator[_Key]:
     given_names.discard("")
     for given in given_names:
         if family:
-            # "Emily O'Brien" and, as class lists and file names often have it, "O'Brien Emily".
             yield _Key(given + family, True, False)
-            yield _Key(family + given, True, False)
+            # Family name first, as class lists and file names often have it ("O'Brien, Emily",
+            # "OBrien_Emily.jpg"), counts when the family name starts with a capital: many are
+            # everyday words ("hall Priya" in "...the hall Priya painted" is not Priya Hall).
+            yield _Key(family + given, True, True)
         yield _Key(given, False, given in EVERYDAY_WORD_NAMES)
 
 
@@ -96,13 +99,12 @@ class NameDetector:
     def __init__(self, roster: Iterable[RosterName]) -> None:
         full: dict[str, set[_Candidate]] = {}
         first: dict[str, set[_Candidate]] = {}
-        self._everyday_words: set[str] = set()
         for pupil in roster:
             for key in _keys(pupil):
                 table = full if key.full_name else first
-                table.setdefault(key.letters, set()).add((pupil.pupil_id, key.full_name))
-                if key.everyday_word:
-                    self._everyday_words.add(key.letters)
+                table.setdefault(key.letters, set()).add(
+                    (pupil.pupil_id, key.full_name, key.needs_capital)
+                )
         self._full = self._automaton(full)
         self._first = self._automaton(first)
         self.size = len(full) + len(first)
@@ -165,8 +167,10 @@ class NameDetector:
         if not spans:
             return []
         positions = PositionMap(text, shifts)
-        full_spans = [(start, end) for start, end, pupils in spans if pupils[0][1]]
         found: dict[tuple[uuid.UUID, int, int], NameHit] = {}
+        full_spans: list[tuple[int, int]] = []
+        # Full names first (their automaton's candidates come first), so that a first name inside
+        # a full name that counts is not reported again on its own.
         for start, end, pupils in spans:
             full_name = pupils[0][1]
             if not full_name and any(s <= start and end <= e for s, e in full_spans):
@@ -174,20 +178,22 @@ class NameDetector:
             original_start = positions.original(int(letter_at[start]))
             original_end = positions.end(int(letter_at[end - 1]) + 1)
             matched = text[original_start:original_end]
-            if not full_name and not self._reads_as_name(letters[start:end], matched):
-                continue
-            for pupil_id, _ in pupils:
+            capital = _starts_with_capital(matched)
+            for pupil_id, _, needs_capital in pupils:
+                if needs_capital and not capital:
+                    continue
+                if full_name:
+                    full_spans.append((start, end))
                 found.setdefault(
                     (pupil_id, original_start, original_end),
                     NameHit(pupil_id, original_start, original_end, matched, full_name),
                 )
         return sorted(found.values(), key=lambda hit: (hit.start, hit.end, str(hit.pupil_id)))
 
-    def _reads_as_name(self, key: str, matched: str) -> bool:
-        if key not in self._everyday_words:
-            return True
-        first_letter = next((c for c in matched if c.isalpha()), "")
-        return first_letter.isupper()
+
+def _starts_with_capital(text: str) -> bool:
+    first_letter = next((c for c in text if c.isalpha()), "")
+    return first_letter.isupper()
 
 
 _CAMEL = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
