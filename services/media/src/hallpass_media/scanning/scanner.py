@@ -18,13 +18,16 @@ from hallpass_media.scanning.metadata import read_metadata
 from hallpass_media.scanning.phash import phash
 from hallpass_media.scanning.results import Box, ImageText, ScanResult
 
-# OCR reads a grayscale copy whose longest side is at most this many pixels: captions and name
-# cards stay legible, and the detector's work stays bounded for a 12-megapixel photo.
-OCR_MAX_SIDE = 1600
-# Faces are looked for on a copy whose longest side is at most this; a face smaller than
-# FACE_MIN_SIDE pixels on that copy is too small to be recognised by anyone in a published image.
-FACE_MAX_SIDE = 1280
+# OCR reads a grayscale copy whose longest side is at most this many pixels: captions, banners
+# and name cards stay legible (text 40 pixels tall in a 4000-pixel photo is 13 pixels here), and
+# the detector's work stays within the scan budget for a 12-megapixel photo (bench/scan_cost.py).
+OCR_MAX_SIDE = 1280
+# Faces are looked for on a copy whose longest side is at most this, from FACE_MIN_SIDE pixels
+# up (100 pixels in a 4000-pixel photo: a child in the back row of a class photo), growing the
+# window by FACE_SCALE_STEP each pass.
+FACE_MAX_SIDE = 960
 FACE_MIN_SIDE = 24
+FACE_SCALE_STEP = 1.2
 
 
 class Scanner:
@@ -109,13 +112,17 @@ class Scanner:
         with self._faces_lock:
             assert self._frontal is not None
             assert self._profile is not None
-            found += _rects(self._frontal.detectMultiScale(pixels, 1.1, 5, minSize=size))
-            found += _rects(self._profile.detectMultiScale(pixels, 1.1, 6, minSize=size))
+            found += _rects(
+                self._frontal.detectMultiScale(pixels, FACE_SCALE_STEP, 5, minSize=size)
+            )
+            found += _rects(
+                self._profile.detectMultiScale(pixels, FACE_SCALE_STEP, 6, minSize=size)
+            )
             mirrored = cv2.flip(pixels, 1)
             found += [
                 (width - x - w, y, w, h)
                 for x, y, w, h in _rects(
-                    self._profile.detectMultiScale(mirrored, 1.1, 6, minSize=size)
+                    self._profile.detectMultiScale(mirrored, FACE_SCALE_STEP, 6, minSize=size)
                 )
             ]
         boxes: list[Box] = []
