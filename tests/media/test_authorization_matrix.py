@@ -68,7 +68,7 @@ def _picture(_world: World) -> dict[str, Any]:
 
 
 def _check_files(_world: World) -> dict[str, Any]:
-    return {"files": ("IMG_8.jpg", images.jpeg(images.photo(200, 150, seed=3)), "image/jpeg")}
+    return {"file": ("IMG_8.jpg", images.jpeg(images.photo(200, 150, seed=3)), "image/jpeg")}
 
 
 Endpoint = tuple[str, str]

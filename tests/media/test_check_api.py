@@ -152,7 +152,7 @@ def test_m1_name_in_metadata_of_a_file_the_cms_would_publish_as_is_blocks(
     response = world.client.post(
         "/v1/publications:check-file",
         data={"channel": "website"},
-        files={"files": ("team.jpg", picture, "image/jpeg")},
+        files={"file": ("team.jpg", picture, "image/jpeg")},
         headers=auth("cms"),
     )
 
@@ -240,7 +240,7 @@ def test_unknown_image_with_faces_is_refused(world: MediaWorld, auth: TokenFacto
     response = world.client.post(
         "/v1/publications:check-file",
         data={"channel": "website"},
-        files={"files": ("IMG_9.jpg", data, "image/jpeg")},
+        files={"file": ("IMG_9.jpg", data, "image/jpeg")},
         headers=auth("cms"),
     )
 
@@ -262,7 +262,7 @@ def test_resized_copy_of_stored_media_is_recognised(world: MediaWorld, auth: Tok
     response = world.client.post(
         "/v1/publications:check-file",
         data={"channel": "website"},
-        files={"files": ("web.jpg", smaller, "image/jpeg")},
+        files={"file": ("web.jpg", smaller, "image/jpeg")},
         headers=auth("cms"),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -137,7 +138,7 @@ def create_app(
         """Answers once the bearer token is verified; touches no data (a latency baseline)."""
         return {"pong": True}
 
-    return create_service_app(
+    app = create_service_app(
         context=context,
         title="Hallpass media",
         version="1.0.0",
@@ -154,3 +155,39 @@ def create_app(
         ],
         public_routers=[health],
     )
+    _omit_rather_than_null_in_forms(app)
+    return app
+
+
+def _omit_rather_than_null_in_forms(app: FastAPI) -> None:
+    """A multipart form has no null: an optional field is left out. Say so in the schema.
+
+    FastAPI documents an optional form field as "X or null", which a client could only send as
+    the text "null" (refused as not an X).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.get("components", {}).get("schemas", {})
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                content = operation.get("requestBody", {}).get("content", {})
+                ref = content.get("multipart/form-data", {}).get("schema", {}).get("$ref")
+                if not ref:
+                    continue
+                for field in schemas[ref.rsplit("/", 1)[-1]].get("properties", {}).values():
+                    alternatives = field.get("anyOf")
+                    if not alternatives or {"type": "null"} not in alternatives:
+                        continue
+                    rest = [a for a in alternatives if a != {"type": "null"}]
+                    del field["anyOf"]
+                    if len(rest) == 1:
+                        field.update(rest[0])
+                    else:
+                        field["anyOf"] = rest
+                    if "default" in field and field["default"] is None:
+                        del field["default"]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Self
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
-from hallpass_kit.errors import problem_responses
+from hallpass_kit.errors import Unprocessable, problem_responses
 from hallpass_media.common import STAFF, record_audit
 from hallpass_media.context import MediaDep
 
@@ -24,12 +23,6 @@ class LivestreamCheck(BaseModel):
 
     pupil_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
     class_id: uuid.UUID | None = None
-
-    @model_validator(mode="after")
-    def _someone(self) -> Self:
-        if not self.pupil_ids and self.class_id is None:
-            raise ValueError("give pupil_ids or a class_id")
-        return self
 
 
 class OnCamera(BaseModel):
@@ -58,6 +51,8 @@ def check_livestream(
     principal: Principal = require_roles(*STAFF),
 ) -> LivestreamVerdict:
     """Who may appear in a livestream: it needs its own explicit permission (C3)."""
+    if not body.pupil_ids and body.class_id is None:
+        raise Unprocessable("Give pupil_ids or a class_id.", code="nobody_to_check")
     pupils = list(dict.fromkeys(body.pupil_ids))
     if body.class_id is not None:
         pupils.extend(

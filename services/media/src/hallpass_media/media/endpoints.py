@@ -53,7 +53,7 @@ def _text(value: str | None) -> str | None:
     return value or None
 
 
-@router.post("/media", status_code=201, responses=problem_responses(413, 415, 422, 503))
+@router.post("/media", status_code=201, responses=problem_responses(400, 413, 415, 422, 503))
 def upload_media(
     session: SessionDep,
     media: MediaDep,

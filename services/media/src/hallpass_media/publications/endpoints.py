@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
-from hallpass_kit.errors import Unprocessable, problem_responses
+from hallpass_kit.errors import problem_responses
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 from hallpass_kit.pagination import Page
 from hallpass_media.common import CHECKERS, PUBLICATION_READERS, PUBLISHERS
@@ -52,15 +52,12 @@ def check_publication(
     ).verdict
 
 
-@router.post("/publications:check-file", responses=problem_responses(413, 415, 422, 503))
+@router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))
 def check_publication_file(
     session: SessionDep,
     media: MediaDep,
     channel: Annotated[Channel, Form()],
-    files: Annotated[
-        list[UploadFile],
-        File(description="The pictures exactly as they would be published (1 to 10)."),
-    ],
+    file: Annotated[UploadFile, File(description="The picture exactly as it would be published.")],
     caption: Annotated[str | None, Form(max_length=5000)] = None,
     post_body: Annotated[str | None, Form(max_length=20_000)] = None,
     alt_text: Annotated[str | None, Form(max_length=5000)] = None,
@@ -69,22 +66,16 @@ def check_publication_file(
     ] = None,
     principal: Principal = require_roles(*CHECKERS),
 ) -> CheckVerdict:
-    """Check files a CMS is about to publish as they are (file name and metadata included).
+    """Check a file a CMS is about to publish as it is (file name and metadata included).
 
-    Each file is scanned now and matched against stored media by its perceptual hash: a copy of
+    The file is scanned now and matched against stored media by its perceptual hash: a copy of
     a stored picture takes that picture's tagged pupils; a picture that matches none and shows
     faces is ``unknown_image``. Nothing is stored.
     """
-    uploads = []
-    for upload in files[:11]:
-        uploads.append(
-            service.UploadedFile(
-                file_name=upload.filename or "upload",
-                data=upload.file.read(media.settings.max_upload_bytes + 1),
-            )
-        )
-    if not 1 <= len(uploads) <= 10:
-        raise Unprocessable("Send between 1 and 10 files.", code="too_many_items")
+    upload = service.UploadedFile(
+        file_name=file.filename or "upload",
+        data=file.file.read(media.settings.max_upload_bytes + 1),
+    )
     return service.check(
         session,
         media,
@@ -92,7 +83,7 @@ def check_publication_file(
         service.CheckInput(
             channel=channel,
             media_ids=(),
-            files=uploads,
+            files=[upload],
             texts={"caption": caption, "post_body": post_body, "alt_text": alt_text},
             blur_faces=False,
             device_id=device_id,
@@ -135,7 +126,7 @@ def list_publications(
     return service.list_publications(session, principal, status=status, cursor=cursor, limit=limit)
 
 
-@router.get("/publications/{publication_id}", responses=problem_responses(404))
+@router.get("/publications/{publication_id:uuid}", responses=problem_responses(404))
 def get_publication(
     publication_id: uuid.UUID,
     session: SessionDep,

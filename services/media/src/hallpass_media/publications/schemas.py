@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hallpass_media.media.schemas import FaceBox
 from hallpass_media.models import Channel, PublicationStatus
@@ -80,7 +80,7 @@ class CheckRequest(PublicationText):
 
     channel: Channel
     media_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
-    blur_faces: bool | None = Field(
+    blur_faces: StrictBool | None = Field(
         default=None,
         description="Blur every face that is not a consented, tagged pupil's (M3); "
         "unset: the school's setting.",
@@ -96,7 +96,7 @@ class PublishRequest(PublicationText):
     post_id: str | None = Field(
         default=None, max_length=200, description="The post's id on the platform."
     )
-    blur_faces: bool | None = Field(
+    blur_faces: StrictBool | None = Field(
         default=None,
         description="Blur every face that is not a consented, tagged pupil's (M3); "
         "unset: the school's setting.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import Principal
@@ -14,11 +14,11 @@ from hallpass_media.models import SchoolMediaSettings
 class MediaSchoolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    forbid_first_names: bool = Field(
+    forbid_first_names: StrictBool = Field(
         default=False,
         description="Also refuse a pupil's first name on its own (M1 covers full names always).",
     )
-    blur_untagged_faces: bool = Field(
+    blur_untagged_faces: StrictBool = Field(
         default=False,
         description="Publish by blurring every face that is not a tagged pupil's, instead of "
         "refusing a picture with more faces than tagged pupils (M3).",
