@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
 from dataclasses import dataclass
@@ -56,11 +57,18 @@ def sniff(data: bytes) -> tuple[str, str, str] | None:
     return None
 
 
-def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, CheckedImage]:
+def open_image(
+    data: bytes, limits: ImageLimits, *, reduce_to: int | None = None
+) -> tuple[Image.Image, CheckedImage]:
     """Open and fully decode ``data``; raise ``ImageRefused`` if it must not be accepted.
 
     The pixel count comes from the header, read before any pixel is decoded, so a small file that
     claims an enormous picture (a decompression bomb) is refused without allocating it.
+
+    With ``reduce_to``, a JPEG is decoded in grayscale at the smallest of 1/2, 1/4 or 1/8 scale
+    whose longest side is still at least ``reduce_to`` pixels (libjpeg scales while decoding, at
+    a fraction of the cost; every byte is still read, so a truncated file is still refused).
+    ``CheckedImage`` always gives the full size.
     """
     if len(data) > limits.max_bytes:
         raise ImageRefused(
@@ -73,7 +81,9 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, CheckedIm
     format_name, mime, pillow_format = signature
     try:
         # Our own pixel limit is checked below; Pillow's warning about large images would only
-        # repeat it (and tests turn warnings into errors), so it is silenced here.
+        # repeat it (and tests turn warnings into errors), so it is silenced here. The filter is
+        # process-wide while it lasts: another thread's DecompressionBombWarning in that moment
+        # is silenced too, which is harmless for the same reason.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[pillow_format])
@@ -92,6 +102,9 @@ def open_image(data: bytes, limits: ImageLimits) -> tuple[Image.Image, CheckedIm
         )
     if width == 0 or height == 0:
         raise ImageRefused("corrupt_image", "The image has no pixels.")
+    if reduce_to is not None and format_name == "jpeg" and max(width, height) > reduce_to:
+        ratio = reduce_to / max(width, height)
+        image.draft("L", (math.ceil(width * ratio), math.ceil(height * ratio)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

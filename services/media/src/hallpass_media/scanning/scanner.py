@@ -70,25 +70,33 @@ class Scanner:
             self._profile = _cascade("haarcascade_profileface.xml")
 
     def scan(self, data: bytes) -> ScanResult:
-        """Check and decode ``data`` (raises ``ImageRefused``) and report what it carries."""
-        image, checked = open_image(data, self._limits)
+        """Check and decode ``data`` (raises ``ImageRefused``) and report what it carries.
+
+        Sizes and boxes are those of the full-size upright picture, even when a large JPEG was
+        decoded at a reduced scale (nothing in the scan reads more pixels than OCR's copy).
+        """
+        reduce_to = max(self._ocr_max_side, self._face_max_side)
+        image, checked = open_image(data, self._limits, reduce_to=reduce_to)
         metadata = read_metadata(image)
         upright = ImageOps.exif_transpose(image)
         gray = upright.convert("L")
+        turned = upright.size != image.size
+        full = (checked.height, checked.width) if turned else (checked.width, checked.height)
         return ScanResult(
             format=checked.format,
-            width=upright.width,
-            height=upright.height,
+            width=full[0],
+            height=full[1],
             metadata=metadata.texts,
             has_location=metadata.has_location,
-            image_text=self.read_text(gray) if self._ocr is not None else [],
-            faces=self.find_faces(gray) if self._frontal is not None else [],
+            image_text=self.read_text(gray, full) if self._ocr is not None else [],
+            faces=self.find_faces(gray, full) if self._frontal is not None else [],
             phash=phash(gray),
         )
 
-    def read_text(self, gray: Image.Image) -> list[ImageText]:
-        """Text in the picture, boxes in ``gray``'s coordinates."""
-        small, scale = _shrink(gray, self._ocr_max_side)
+    def read_text(self, gray: Image.Image, size: tuple[int, int] | None = None) -> list[ImageText]:
+        """Text in the picture; boxes in a picture of ``size`` (default: ``gray``'s own)."""
+        small, _ = _shrink(gray, self._ocr_max_side)
+        scale = small.width / (size or gray.size)[0]
         with self._ocr_lock:
             output = self._ocr(np.asarray(small))
         if output.boxes is None or output.txts is None:
@@ -99,37 +107,38 @@ class Scanner:
                 continue
             xs = [float(point[0]) / scale for point in points]
             ys = [float(point[1]) / scale for point in points]
-            found.append(ImageText(str(text), _box(xs, ys, gray.size), float(score)))
+            found.append(ImageText(str(text), _box(xs, ys, size or gray.size), float(score)))
         return found
 
-    def find_faces(self, gray: Image.Image) -> list[Box]:
-        """Faces (frontal and in profile, either way), boxes in ``gray``'s coordinates."""
-        small, scale = _shrink(gray, self._face_max_side)
+    def find_faces(self, gray: Image.Image, size: tuple[int, int] | None = None) -> list[Box]:
+        """Faces (frontal and in profile, either way); boxes in a picture of ``size`` (default:
+        ``gray``'s own)."""
+        small, _ = _shrink(gray, self._face_max_side)
+        scale = small.width / (size or gray.size)[0]
         pixels = cv2.equalizeHist(np.asarray(small))
-        size = (FACE_MIN_SIDE, FACE_MIN_SIDE)
+        window = (FACE_MIN_SIDE, FACE_MIN_SIDE)
         width = pixels.shape[1]
         found: list[tuple[int, int, int, int]] = []
         with self._faces_lock:
             assert self._frontal is not None
             assert self._profile is not None
             found += _rects(
-                self._frontal.detectMultiScale(pixels, FACE_SCALE_STEP, 5, minSize=size)
+                self._frontal.detectMultiScale(pixels, FACE_SCALE_STEP, 5, minSize=window)
             )
             found += _rects(
-                self._profile.detectMultiScale(pixels, FACE_SCALE_STEP, 6, minSize=size)
+                self._profile.detectMultiScale(pixels, FACE_SCALE_STEP, 6, minSize=window)
             )
             mirrored = cv2.flip(pixels, 1)
             found += [
                 (width - x - w, y, w, h)
                 for x, y, w, h in _rects(
-                    self._profile.detectMultiScale(mirrored, FACE_SCALE_STEP, 6, minSize=size)
+                    self._profile.detectMultiScale(mirrored, FACE_SCALE_STEP, 6, minSize=window)
                 )
             ]
         boxes: list[Box] = []
         for x, y, w, h in _distinct(found):
-            boxes.append(
-                _box([x / scale, (x + w) / scale], [y / scale, (y + h) / scale], gray.size)
-            )
+            xs, ys = [x / scale, (x + w) / scale], [y / scale, (y + h) / scale]
+            boxes.append(_box(xs, ys, size or gray.size))
         return boxes
 
 
