@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 EXIF_IFD = 0x8769
@@ -59,8 +59,9 @@ def draw_text(
 
 
 def draw_face(image: Image.Image, centre: tuple[int, int], size: int) -> tuple[int, int, int, int]:
-    """A drawn, front-on face that OpenCV's frontal Haar cascade finds (checked by the tests that
-    use it: ``test_drawn_face_is_found``). Returns the face's bounding box (x, y, w, h)."""
+    """A drawn, front-on face that OpenCV's frontal Haar cascade finds, checked by
+    ``test_m3_drawn_face_is_found`` (opencv-python-headless ships cascades but no sample photos,
+    and tests download nothing). Returns the face's bounding box (x, y, w, h)."""
     layer = Image.new("L", image.size, 0)
     mask = Image.new("L", image.size, 0)
     cx, cy = centre
@@ -82,6 +83,11 @@ def draw_face(image: Image.Image, centre: tuple[int, int], size: int) -> tuple[i
                                   fill=(30, 30, 30))  # fmt: skip
     image.paste(Image.merge("RGB", (layer, layer, layer)), (0, 0), mask)
     return int(cx - 0.45 * s), int(cy - 0.6 * s), int(0.9 * s), int(1.2 * s)
+
+
+def srgb_profile() -> bytes:
+    """An ICC colour profile (sRGB, as littlecms writes it), with its description text."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def exif(
@@ -215,6 +221,7 @@ def jpeg(
     xmp: bytes | None = None,
     iptc: Sequence[tuple[int, str]] = (),
     comment: str | None = None,
+    icc_profile: bytes | None = None,
     quality: int = 90,
 ) -> bytes:
     """``image`` as JPEG bytes with the given metadata blocks."""
@@ -226,6 +233,8 @@ def jpeg(
         options["xmp"] = xmp
     if comment is not None:
         options["comment"] = comment
+    if icc_profile is not None:
+        options["icc_profile"] = icc_profile
     image.convert("RGB").save(out, "JPEG", **options)
     data = out.getvalue()
     if iptc:

@@ -335,14 +335,16 @@ def loaded_metadata(data: bytes) -> tuple[set[str], list[MetadataText], bool]:
     return keys, metadata.texts, metadata.has_location
 
 
-def test_m1_m5_jpeg_rendition_keeps_no_exif_xmp_iptc_gps_or_comment() -> None:
+def test_m1_m5_jpeg_rendition_keeps_no_exif_xmp_iptc_gps_icc_or_comment() -> None:
     data = images.jpeg(
         images.photo(),
         exif_block=images.exif(description="Amelia Jones", gps=(51.5, -0.1)),
         xmp=images.xmp_packet(title="Amelia Jones", gps=("51,30.0N", "0,7.2W")),
         iptc=[(120, "Amelia Jones")],
         comment="Amelia Jones",
+        icc_profile=images.srgb_profile(),
     )
+    assert b"ICC_PROFILE" in data
     clean, mime = clean_rendition(data)
     info, found, location = loaded_metadata(clean)
     assert mime == "image/jpeg"
@@ -350,6 +352,7 @@ def test_m1_m5_jpeg_rendition_keeps_no_exif_xmp_iptc_gps_or_comment() -> None:
     assert not location
     assert not {"exif", "xmp", "photoshop", "comment", "icc_profile"} & info
     assert b"Amelia" not in clean
+    assert b"ICC_PROFILE" not in clean
 
 
 def test_m1_m5_png_rendition_keeps_no_text_chunks_exif_or_xmp() -> None:
