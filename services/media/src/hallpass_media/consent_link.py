@@ -65,53 +65,47 @@ class ConsentLink:
     ) -> dict[uuid.UUID, PupilDecision]:
         """One verdict per pupil for ``purpose``; an unknown pupil is the caller's mistake."""
         wanted = list(dict.fromkeys(pupil_ids))
-        if not wanted:
-            return {}
         answers: dict[uuid.UUID, PupilDecision] = {}
-        # The consent service caps a batch; large classes go in slices.
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
+        for batch in _batches(wanted):
             response = self.client.request_sync(
-                "POST",
-                "/v1/decisions",
-                school=school,
-                json={"purpose": purpose, "pupil_ids": [str(p) for p in batch]},
+                "POST", "/v1/decisions", school=school, json=_decision_body(purpose, batch)
             )
-            if response.status_code == 422:
-                problem = _json(response)
-                if problem.get("code") == "unknown_pupil":
-                    raise Unprocessable(
-                        "One or more of these pupils is not on this school's roll.",
-                        code="unknown_pupil",
-                        problems=[
-                            ProblemDetail(**p)
-                            for p in problem.get("problems", [])
-                            if isinstance(p, dict) and set(p) <= {"code", "detail", "where", "rule"}
-                        ],
-                    )
-                raise _unavailable(
-                    f"The consent service refused the question ({problem.get('code')})."
-                )
-            if response.status_code != 200:
-                raise _unavailable(f"The consent service answered {response.status_code}.")
-            for entry in _json(response).get("decisions", []):
-                decision = PupilDecision(
-                    pupil_id=uuid.UUID(entry["pupil_id"]),
-                    allowed=bool(entry["allowed"]),
-                    reason=str(entry["reason"]),
-                )
-                answers[decision.pupil_id] = decision
-        missing = [p for p in wanted if p not in answers]
-        if missing:
-            raise _unavailable("The consent service left some pupils undecided.")
-        return answers
+            answers.update(_decisions(response))
+        return _complete(wanted, answers)
+
+    async def decisions_async(
+        self, school: str, purpose: str, pupil_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, PupilDecision]:
+        """``decisions`` from a coroutine: the in-process consent app runs on the same loop."""
+        wanted = list(dict.fromkeys(pupil_ids))
+        answers: dict[uuid.UUID, PupilDecision] = {}
+        for batch in _batches(wanted):
+            response = await self.client.request(
+                "POST", "/v1/decisions", school=school, json=_decision_body(purpose, batch)
+            )
+            answers.update(_decisions(response))
+        return _complete(wanted, answers)
 
     def roster(self, school: str) -> Roster:
         """The school's names, from cache when the consent service says they are unchanged."""
+        cached = self._cached(school)
+        response = self.client.request_sync(
+            "GET", "/v1/roster", school=school, headers=_revalidate(cached)
+        )
+        return self._remember(school, cached, response)
+
+    async def roster_async(self, school: str) -> Roster:
+        cached = self._cached(school)
+        response = await self.client.request(
+            "GET", "/v1/roster", school=school, headers=_revalidate(cached)
+        )
+        return self._remember(school, cached, response)
+
+    def _cached(self, school: str) -> Roster | None:
         with self._lock:
-            cached = self._rosters.get(school)
-        headers = {"If-None-Match": cached.etag} if cached else None
-        response = self.client.request_sync("GET", "/v1/roster", school=school, headers=headers)
+            return self._rosters.get(school)
+
+    def _remember(self, school: str, cached: Roster | None, response: httpx.Response) -> Roster:
         if response.status_code == 304 and cached is not None:
             return cached
         if response.status_code != 200:
@@ -170,3 +164,51 @@ class ConsentLink:
             cursor = body.get("next_cursor")
             if not cursor:
                 return pupils
+
+
+def _batches(wanted: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    # The consent service caps a batch; large classes go in slices.
+    return [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
+
+
+def _decision_body(purpose: str, batch: list[uuid.UUID]) -> dict[str, Any]:
+    return {"purpose": purpose, "pupil_ids": [str(p) for p in batch]}
+
+
+def _revalidate(cached: Roster | None) -> dict[str, str] | None:
+    return {"If-None-Match": cached.etag} if cached else None
+
+
+def _decisions(response: httpx.Response) -> dict[uuid.UUID, PupilDecision]:
+    if response.status_code == 422:
+        problem = _json(response)
+        if problem.get("code") == "unknown_pupil":
+            raise Unprocessable(
+                "One or more of these pupils is not on this school's roll.",
+                code="unknown_pupil",
+                problems=[
+                    ProblemDetail(**p)
+                    for p in problem.get("problems", [])
+                    if isinstance(p, dict) and set(p) <= {"code", "detail", "where", "rule"}
+                ],
+            )
+        raise _unavailable(f"The consent service refused the question ({problem.get('code')}).")
+    if response.status_code != 200:
+        raise _unavailable(f"The consent service answered {response.status_code}.")
+    answers: dict[uuid.UUID, PupilDecision] = {}
+    for entry in _json(response).get("decisions", []):
+        decision = PupilDecision(
+            pupil_id=uuid.UUID(entry["pupil_id"]),
+            allowed=bool(entry["allowed"]),
+            reason=str(entry["reason"]),
+        )
+        answers[decision.pupil_id] = decision
+    return answers
+
+
+def _complete(
+    wanted: list[uuid.UUID], answers: dict[uuid.UUID, PupilDecision]
+) -> dict[uuid.UUID, PupilDecision]:
+    if any(p not in answers for p in wanted):
+        raise _unavailable("The consent service left some pupils undecided.")
+    return {p: answers[p] for p in wanted}

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["publications"], responses=problem_respon
 
 
 @router.post("/publications:check", responses=problem_responses(422, 503))
-def check_publication(
+async def check_publication(
     body: CheckRequest,
     session: SessionDep,
     media: MediaDep,
@@ -38,7 +38,7 @@ def check_publication(
     Answers 200 with ``allowed: false`` and the problems when not (each with code, rule, where and
     span); 503 when the consent service cannot answer: a check never says yes without it.
     """
-    return service.check(
+    return await service.check_async(
         session,
         media,
         principal,
@@ -49,7 +49,7 @@ def check_publication(
             texts={"caption": body.caption, "post_body": body.post_body, "alt_text": body.alt_text},
             blur_faces=body.blur_faces,
         ),
-    ).verdict
+    )
 
 
 @router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))

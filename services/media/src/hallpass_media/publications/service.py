@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from hallpass_media.common import (
     record_audit,
 )
 from hallpass_media.compensation import delete_on_rollback
+from hallpass_media.consent_link import PupilDecision, Roster
 from hallpass_media.context import MediaContext
 from hallpass_media.media.schemas import TaggedPupil
 from hallpass_media.media.service import EXTENSIONS, active_device, refuse_image, tagged_pupils
@@ -147,15 +150,37 @@ def _stored_facts(item: MediaItem, tagged: list[TaggedPupil]) -> policy.ImageFac
     )
 
 
-def check(
-    session: Session,
+@dataclass(frozen=True)
+class Gathered:
+    """What the media service itself knows about a check, read before consent is asked."""
+
+    rules: policy.Rules
+    purpose: str
+    facts: list[policy.ImageFacts]
+    items: list[MediaItem]
+
+
+@dataclass(frozen=True)
+class Found:
+    """Names found, and the pupils whose consent decides the answer."""
+
+    text: list[policy.Found]
+    images: list[list[policy.Found]]
+    asked: list[uuid.UUID]
+    named: set[uuid.UUID]
+
+
+def gather(
     media: MediaContext,
     principal: Principal,
     request: CheckInput,
-    *,
-    audit: bool = True,
-) -> CheckOutcome:
-    """Judge pictures and text for one channel; fails closed when consent cannot answer."""
+    session: Session | None = None,
+) -> Gathered:
+    """Scan uploaded files, then read the stored facts (blocking: run it in a worker thread).
+
+    Reads in ``session`` when given (the caller's transaction goes on to write), otherwise in a
+    short transaction of its own.
+    """
     if not request.media_ids and not request.files and not any(request.texts.values()):
         raise Unprocessable(
             "Give media ids, a file or some text to check.", code="nothing_to_check"
@@ -165,7 +190,44 @@ def check(
             f"At most {media.settings.max_check_items} pictures per check.", code="too_many_items"
         )
     purpose = PURPOSE_OF[request.channel]
-    choices = school_settings(session, principal.school)
+    # Uploaded files are scanned before any transaction starts: a scan takes a while.
+    scans: list[ScanResult] = []
+    for upload in request.files:
+        try:
+            check_image(upload.data, media.limits)
+        except ImageRefused as exc:
+            raise refuse_image(exc) from exc
+        scans.append(media.get_scanner().scan(upload.data))
+
+    # Without a caller's session the facts are read in a short transaction of their own, ended
+    # before the consent service is asked anything: on SQLite every transaction holds the
+    # database's write lock, and concurrent checks would otherwise queue behind each other's
+    # calls to consent.
+    with _reading(media, session) as reads:
+        choices = school_settings(reads, principal.school)
+        items = _load_items(reads, principal, request.media_ids)
+        tags = tagged_pupils(reads, [i.id for i in items])
+        facts = [_stored_facts(item, tags[item.id]) for item in items]
+        for upload, scan in zip(request.files, scans, strict=True):
+            match = _match_stored(reads, principal.school, _signed64(scan.phash))
+            device_ok = request.device_id is None or (
+                active_device(reads, principal.school, request.device_id) is not None
+            )
+            matched_tags = tagged_pupils(reads, [match.id])[match.id] if match else []
+            facts.append(
+                policy.ImageFacts(
+                    media_id=match.id if match else None,
+                    file_name=upload.file_name,
+                    tagged=matched_tags,
+                    scan_status=ScanStatus.done,
+                    scan=scan,
+                    owner=match.owner if match else Owner.school,
+                    permission=match.permission if match else None,
+                    device_registered=device_ok,
+                    known=match is not None,
+                    goes_out_as_is=True,
+                )
+            )
     rules = policy.Rules(
         channel=request.channel,
         purpose=purpose,
@@ -175,87 +237,118 @@ def check(
         else request.blur_faces,
         staff_view=principal.has_any(STAFF_ROLES),
     )
-    items = _load_items(session, principal, request.media_ids)
-    tags = tagged_pupils(session, [i.id for i in items])
-    facts = [_stored_facts(item, tags[item.id]) for item in items]
+    return Gathered(rules, purpose, facts, items)
 
-    for upload in request.files:
-        try:
-            check_image(upload.data, media.limits)
-        except ImageRefused as exc:
-            raise refuse_image(exc) from exc
-        scan = media.get_scanner().scan(upload.data)
-        match = _match_stored(session, principal.school, _signed64(scan.phash))
-        device_ok = request.device_id is None or (
-            active_device(session, principal.school, request.device_id) is not None
-        )
-        matched_tags = tagged_pupils(session, [match.id])[match.id] if match else []
-        facts.append(
-            policy.ImageFacts(
-                media_id=match.id if match else None,
-                file_name=upload.file_name,
-                tagged=matched_tags,
-                scan_status=ScanStatus.done,
-                scan=scan,
-                owner=match.owner if match else Owner.school,
-                permission=match.permission if match else None,
-                device_registered=device_ok,
-                known=match is not None,
-                goes_out_as_is=True,
-            )
-        )
 
-    roster = media.consent.roster(principal.school)
+@contextmanager
+def _reading(media: MediaContext, session: Session | None) -> Iterator[Session]:
+    if session is not None:
+        yield session
+        return
+    with media.service.database.session() as own:
+        yield own
+
+
+def find_names(roster: Roster, gathered: Gathered, request: CheckInput) -> Found:
+    rules = gathered.rules
     text_found = policy.find_in_texts(roster, rules, request.texts)
-    image_found = [policy.find_in_image(roster, rules, f) for f in facts]
+    image_found = [policy.find_in_image(roster, rules, f) for f in gathered.facts]
     asked: dict[uuid.UUID, None] = {}
-    for f in facts:
+    for f in gathered.facts:
         asked.update((t.pupil_id, None) for t in f.tagged)
     named: set[uuid.UUID] = set()
     if request.channel in NAMING_CHANNELS:
+        # C4: on a naming channel, a named pupil's own naming consent decides.
         named = {found.hit.pupil_id for found in text_found}
         named.update(found.hit.pupil_id for group in image_found for found in group)
         asked.update((p, None) for p in sorted(named))
-    decisions = media.consent.decisions(principal.school, purpose, list(asked))
+    return Found(text_found, image_found, list(asked), named)
 
+
+def judge(
+    gathered: Gathered,
+    found: Found,
+    roster: Roster,
+    decisions: Mapping[uuid.UUID, PupilDecision],
+    request: CheckInput,
+) -> CheckOutcome:
+    rules = gathered.rules
     text_problems: list[CheckProblem] = [
-        *policy.name_problems(text_found, rules, decisions, roster),
+        *policy.name_problems(found.text, rules, decisions, roster),
         *policy.contact_problems(request.texts),
     ]
     verdicts: list[ImageVerdict] = []
     blur: dict[uuid.UUID, list[Box]] = {}
-    for f, found in zip(facts, image_found, strict=True):
-        verdict, boxes = policy.image_verdict(f, found, rules, decisions, roster)
+    for f, names in zip(gathered.facts, found.images, strict=True):
+        verdict, boxes = policy.image_verdict(f, names, rules, decisions, roster)
         verdicts.append(verdict)
         if f.media_id is not None and not f.goes_out_as_is:
             blur[f.media_id] = boxes
     allowed = not any(p.blocking for p in text_problems) and all(v.allowed for v in verdicts)
     result = CheckVerdict(
         channel=request.channel,
-        purpose=purpose,
+        purpose=gathered.purpose,
         allowed=allowed,
         text_problems=text_problems,
         images=verdicts,
     )
+    pupils: dict[uuid.UUID, bool] = {p: False for p in found.asked if p not in found.named}
+    pupils.update({p: True for p in found.named if p in decisions and decisions[p].allowed})
+    return CheckOutcome(result, blur, pupils, gathered.items)
+
+
+def record_check(
+    session: Session, principal: Principal, request: CheckInput, verdict: CheckVerdict
+) -> None:
+    record_audit(
+        session,
+        principal,
+        "publication.checked",
+        None,
+        {
+            "channel": request.channel.value,
+            "media_ids": [str(m) for m in request.media_ids],
+            "files": [f.file_name for f in request.files],
+            "allowed": verdict.allowed,
+            "problems": sorted(
+                {p.code for p in verdict.text_problems}
+                | {p.code for v in verdict.images for p in v.problems}
+            ),
+        },
+    )
+
+
+def check(
+    session: Session,
+    media: MediaContext,
+    principal: Principal,
+    request: CheckInput,
+    *,
+    audit: bool = True,
+) -> CheckOutcome:
+    """Judge pictures and text for one channel; fails closed when consent cannot answer."""
+    gathered = gather(media, principal, request, session)
+    roster = media.consent.roster(principal.school)
+    found = find_names(roster, gathered, request)
+    decisions = media.consent.decisions(principal.school, gathered.purpose, found.asked)
+    outcome = judge(gathered, found, roster, decisions, request)
     if audit:
-        record_audit(
-            session,
-            principal,
-            "publication.checked",
-            None,
-            {
-                "channel": request.channel.value,
-                "media_ids": [str(m) for m in request.media_ids],
-                "files": [f.file_name for f in request.files],
-                "allowed": allowed,
-                "problems": sorted(
-                    {p.code for p in text_problems} | {p.code for v in verdicts for p in v.problems}
-                ),
-            },
-        )
-    pupils: dict[uuid.UUID, bool] = {p: False for p in asked if p not in named}
-    pupils.update({p: True for p in named if decisions.get(p) is not None and decisions[p].allowed})
-    return CheckOutcome(result, blur, pupils, items)
+        record_check(session, principal, request, outcome.verdict)
+    return outcome
+
+
+async def check_async(
+    session: Session, media: MediaContext, principal: Principal, request: CheckInput
+) -> CheckVerdict:
+    """``check`` for an ``async`` endpoint: database work and scans in worker threads, the
+    consent calls on the event loop (in-process, the consent app answers on the same loop)."""
+    gathered = await run_in_threadpool(gather, media, principal, request)
+    roster = await media.consent.roster_async(principal.school)
+    found = find_names(roster, gathered, request)
+    decisions = await media.consent.decisions_async(principal.school, gathered.purpose, found.asked)
+    outcome = judge(gathered, found, roster, decisions, request)
+    await run_in_threadpool(record_check, session, principal, request, outcome.verdict)
+    return outcome.verdict
 
 
 def _problem_details(verdict: CheckVerdict) -> list[ProblemDetail]:
