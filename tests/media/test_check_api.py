@@ -17,6 +17,7 @@ from hallpass_media.app import create_app
 from hallpass_media.context import media_context
 from hallpass_media.scanning import Scanner
 from hallpass_media.settings import MediaSettings
+from hallpass_media.storage import LocalStorage
 from tests.conftest import TokenFactory
 from tests.consent.builders import assert_problem, restrict
 from tests.media import images
@@ -318,3 +319,17 @@ def test_consent_service_down_fails_closed(
 
     problem = assert_problem(response, 503, "consent_unavailable")
     assert "allowed" not in problem
+
+
+def test_picture_whose_original_cannot_be_read_is_held_back(
+    world: MediaWorld, storage: LocalStorage
+) -> None:
+    pupil, _ = world.consented_pupil()
+    media_id = world.upload(pupils=[pupil])
+    for stored in storage.root.rglob(f"{media_id}.*"):
+        stored.unlink()
+    world.scan()
+
+    verdict = world.check("website", [media_id])
+
+    assert blocking_codes(verdict) == ["scan_failed"]

@@ -60,6 +60,7 @@ def claim(database: Database, limit: int) -> list[tuple[uuid.UUID, str]]:
 def scan_one(
     database: Database, storage: Storage, scanner: Scanner, media_id: uuid.UUID, key: str
 ) -> None:
+    values: dict[str, object]
     try:
         data = storage.get(key)
     except StorageUnavailable:
@@ -71,23 +72,11 @@ def scan_one(
                 .values(scan_status=ScanStatus.pending, scan_claimed_at=None)
             )
         raise
-    values: dict[str, object]
-    try:
-        result = scanner.scan(data)
-    except ImageRefused as exc:
-        values = {"scan_status": ScanStatus.failed, "scan_error": f"{exc.code}: {exc.detail}"}
-    except Exception as exc:  # a picture the scanner chokes on is held back, never published
-        logger.exception("scan of media %s failed", media_id)
-        values = {"scan_status": ScanStatus.failed, "scan_error": type(exc).__name__}
+    except OSError as exc:
+        logger.exception("original of media %s cannot be read", media_id)
+        values = {"scan_status": ScanStatus.failed, "scan_error": f"original unreadable: {exc}"}
     else:
-        values = {
-            "scan_status": ScanStatus.done,
-            "scan_result": result.to_json(),
-            "phash": _signed64(result.phash),
-            "face_count": len(result.faces),
-            "has_location": result.has_location,
-            "scan_error": None,
-        }
+        values = _scan(scanner, media_id, data)
     with database.session() as session:
         school = session.execute(
             select(MediaItem.school_id).where(MediaItem.id == media_id)
@@ -108,6 +97,24 @@ def scan_one(
                 "error": values.get("scan_error"),
             },
         )
+
+
+def _scan(scanner: Scanner, media_id: uuid.UUID, data: bytes) -> dict[str, object]:
+    try:
+        result = scanner.scan(data)
+    except ImageRefused as exc:
+        return {"scan_status": ScanStatus.failed, "scan_error": f"{exc.code}: {exc.detail}"}
+    except Exception as exc:  # a picture the scanner chokes on is held back, never published
+        logger.exception("scan of media %s failed", media_id)
+        return {"scan_status": ScanStatus.failed, "scan_error": type(exc).__name__}
+    return {
+        "scan_status": ScanStatus.done,
+        "scan_result": result.to_json(),
+        "phash": _signed64(result.phash),
+        "face_count": len(result.faces),
+        "has_location": result.has_location,
+        "scan_error": None,
+    }
 
 
 def scan_pending(database: Database, storage: Storage, scanner: Scanner, *, limit: int = 20) -> int:
