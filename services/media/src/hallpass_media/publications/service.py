@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
@@ -341,11 +342,32 @@ async def check_async(
     session: Session, media: MediaContext, principal: Principal, request: CheckInput
 ) -> CheckVerdict:
     """``check`` for an ``async`` endpoint: database work and scans in worker threads, the
-    consent calls on the event loop (in-process, the consent app answers on the same loop)."""
-    gathered = await run_in_threadpool(gather, media, principal, request)
-    roster = await media.consent.roster_async(principal.school)
-    found = find_names(roster, gathered, request)
-    decisions = await media.consent.decisions_async(principal.school, gathered.purpose, found.asked)
+    consent calls on the event loop (in-process, the consent app answers on the same loop).
+
+    The roster is revalidated while the facts are read; off the naming channels the pupils
+    asked about are the tagged ones, so their decisions are asked at the same time.
+    """
+    roster_call = asyncio.ensure_future(media.consent.roster_async(principal.school))
+    try:
+        gathered = await run_in_threadpool(gather, media, principal, request)
+    except BaseException:
+        roster_call.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await roster_call
+        raise
+    if request.channel in NAMING_CHANNELS:
+        roster = await roster_call
+        found = find_names(roster, gathered, request)
+        decisions = await media.consent.decisions_async(
+            principal.school, gathered.purpose, found.asked
+        )
+    else:
+        tagged = list(dict.fromkeys(t.pupil_id for f in gathered.facts for t in f.tagged))
+        roster, decisions = await asyncio.gather(
+            roster_call,
+            media.consent.decisions_async(principal.school, gathered.purpose, tagged),
+        )
+        found = find_names(roster, gathered, request)
     outcome = judge(gathered, found, roster, decisions, request)
     await run_in_threadpool(record_check, session, principal, request, outcome.verdict)
     return outcome.verdict
