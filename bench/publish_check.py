@@ -18,10 +18,12 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import random
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Sequence
@@ -201,7 +203,7 @@ def write_docs(body: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per endpoint")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--postgres-url", help="PostgreSQL server for both services' databases")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)
@@ -241,33 +243,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = asyncio.run(drive(port, check, concurrency=1, seconds=1))
             assert first[1] == 0, "the check failed; see the server log"
             results = {}
-            for name, requests in (("no-op (GET /media/v1/ping)", ping), ("publish check", check)):
-                asyncio.run(drive(port, requests, concurrency=args.concurrency, seconds=1))
-                results[name] = asyncio.run(
-                    drive(port, requests, concurrency=args.concurrency, seconds=args.duration)
-                )
+            for connections in args.concurrency:
+                for name, requests in (
+                    ("no-op `GET /media/v1/ping`", ping),
+                    ("publish check", check),
+                ):
+                    label = f"{name}, {connections} connection{'s' if connections > 1 else ''}"
+                    asyncio.run(drive(port, requests, concurrency=connections, seconds=1))
+                    results[label] = asyncio.run(
+                        drive(port, requests, concurrency=connections, seconds=args.duration)
+                    )
         if args.postgres_url:
             for name in ("hallpass_bench_check_consent", "hallpass_bench_check_media"):
                 kit.drop_database(args.postgres_url, name)
 
-    check_p99 = kit.percentile_ms(results["publish check"][0], 99)
-    verdict = "met" if check_p99 <= P99_TARGET_MS else "not met"
+    checks = {k: v for k, v in results.items() if k.startswith("publish check")}
+    p99s = {k.split(", ")[1]: kit.percentile_ms(v[0], 99) for k, v in checks.items()}
+    verdict = "; ".join(
+        f"{k}: {'met' if p99 <= P99_TARGET_MS else 'not met'} ({p99:.2f} ms)"
+        for k, p99 in p99s.items()
+    )
     machine = kit.machine_description()
     table = "\n".join(
         [
             f"4 images + 500 characters of text, roster of {PUPILS:,} pupils, through the gateway "
-            f"under uvicorn (1 worker), {args.concurrency} keep-alive connections, "
-            f"{args.duration:g} s per endpoint; {backend}; {machine['nproc']} CPUs "
-            f"({machine['cpu']}), Python {machine['python']}.",
+            f"under uvicorn (1 worker), keep-alive connections from one asyncio client on the same "
+            f"machine, {args.duration:g} s per endpoint after 1 s of warm-up; {backend}; "
+            f"{machine['nproc']} CPUs ({machine['cpu']}), Python {machine['python']}; load "
+            f"average {os.getloadavg()[0]:.1f} when the run ended (other processes on the machine "
+            "slow both rows alike).",
             "",
             "| endpoint | requests | errors | req/s | p50 ms | p95 ms | p99 ms |",
             "|---|---:|---:|---:|---:|---:|---:|",
             *(row(name, result) for name, result in results.items()),
             "",
-            f"Target p99 <= {P99_TARGET_MS:g} ms: {verdict}"
-            f" ({check_p99:.2f} ms). Each check revalidates the roster (ETag, 304), asks the "
-            "consent service for one decision batch, matches names in all the text and the four "
-            "stored scans, and appends to the audit chain.",
+            f"Target p99 <= {P99_TARGET_MS:g} ms: {verdict}.",
+            "",
+            "Each check revalidates the roster with the consent service (ETag, 304), asks it for "
+            "one decision batch, matches names in all the text and in the four stored scans, and "
+            "appends to the audit chain: two in-process calls to the consent service and two "
+            "short transactions besides the request itself. Reproduce with `make bench` "
+            "(`.venv/bin/python bench/publish_check.py`).",
         ]
     )
     print(table)
