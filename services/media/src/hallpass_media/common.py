@@ -48,7 +48,6 @@ VISIBLE = (
 )
 TRIM = AfterValidator(str.strip)
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
-LongText = Annotated[str, StringConstraints(max_length=5000)]
 
 
 def channels_for_purpose(purpose: str) -> list[Channel]:

@@ -6,6 +6,7 @@ endpoints, the scan job or ``run_in_threadpool``, never on the event loop.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from hallpass_media.settings import MediaSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger("hallpass.media.storage")
 
 CHUNK = 64 * 1024
 
@@ -117,6 +120,7 @@ class S3Storage:
         )
 
     def _fail(self, exc: Exception, action: str) -> StorageUnavailable:
+        logger.warning("S3 could not %s: %s", action, exc)
         return StorageUnavailable(
             f"The media store could not {action}; nothing was changed.",
             code="storage_unavailable",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,3 @@ class ScanDetail(BaseModel):
 
     status: ScanStatus
     result: dict[str, Any] | None
-
-
-OwnerField = Literal["school", "third_party"]

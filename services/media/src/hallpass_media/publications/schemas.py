@@ -8,8 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from hallpass_media.media.schemas import FaceBox
 from hallpass_media.models import Channel, PublicationStatus
 
-Text = str
-
 
 class Span(BaseModel):
     """Where in the text (or the file name's words) a name was found: [start, end)."""
