@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import event
 
+from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database
+from hallpass_kit.settings import CommonSettings
+from hallpass_media.app import create_app
+from hallpass_media.scanning import Scanner
+from hallpass_media.settings import MediaSettings
 from hallpass_media.storage import LocalStorage
 from tests.conftest import TokenFactory
-from tests.consent.builders import assert_problem
+from tests.consent.builders import SchoolBuilder, assert_problem
 from tests.media.builders import MediaWorld, plain_photo
 
 
@@ -185,3 +192,37 @@ def test_original_download_streams_the_uploaded_bytes_and_is_audited(
         "/v1/audit", params={"action": "media.original_downloaded"}, headers=auth("head")
     )
     assert [e["target"] for e in trail.json()["items"]] == [media_id]
+
+
+def test_scan_job_scans_new_uploads_in_the_background(
+    media_db: Database,
+    issuer: DevIssuer,
+    common_settings: CommonSettings,
+    consent_client: ServiceClient,
+    scanner: Scanner,
+    school: SchoolBuilder,
+    auth: TokenFactory,
+) -> None:
+    app = create_app(
+        common=common_settings,
+        settings=MediaSettings(ocr=False, scan_interval_seconds=0.1),
+        verifier=TokenVerifier(common_settings, key_set=issuer.key_set()),
+        consent=consent_client,
+        database=media_db,
+        run_background=True,
+        migrate=False,
+        scanner=scanner,
+    )
+    with TestClient(app) as http:
+        world = MediaWorld(http, school, auth, app)
+        media_id = world.upload()
+        status = "pending"
+        for _ in range(300):  # waits for the job, up to a minute on a busy machine
+            status = http.get(f"/v1/media/{media_id}", headers=auth("staff")).json()["scan"][
+                "status"
+            ]
+            if status == "done":
+                break
+            time.sleep(0.2)
+
+    assert status == "done"

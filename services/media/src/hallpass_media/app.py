@@ -76,7 +76,7 @@ def build_context(
     # The scan runs in the dispatcher's thread, between deliveries (never inside one): it writes
     # to this service's database, which a delivery holds open on SQLite.
     def scan() -> None:
-        scanned = scan_pending(database, storage, media.get_scanner())
+        scanned = scan_pending(database, storage, media.get_scanner)
         if scanned:
             logger.info("scanned %s uploads", scanned)
             dispatcher.wake()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import or_, select, update
 
@@ -117,10 +118,25 @@ def _scan(scanner: Scanner, media_id: uuid.UUID, data: bytes) -> dict[str, objec
     }
 
 
-def scan_pending(database: Database, storage: Storage, scanner: Scanner, *, limit: int = 20) -> int:
-    """Scan every waiting upload (up to ``limit``); returns how many were scanned."""
+def scan_pending(
+    database: Database,
+    storage: Storage,
+    scanner: Scanner | Callable[[], Scanner],
+    *,
+    limit: int = 20,
+) -> int:
+    """Scan every waiting upload (up to ``limit``); returns how many were scanned.
+
+    ``scanner`` may be a function that loads one: it is called only when there is something to
+    scan, so an idle service never loads the OCR models.
+    """
+    claims = claim(database, limit)
+    if not claims:
+        return 0
+    if not isinstance(scanner, Scanner):
+        scanner = scanner()
     scanned = 0
-    for media_id, key in claim(database, limit):
+    for media_id, key in claims:
         try:
             scan_one(database, storage, scanner, media_id, key)
         except StorageUnavailable:
