@@ -71,6 +71,29 @@ def _migrate_consent(common: CommonSettings) -> None:
         database.dispose()
 
 
+def _build_media(build: ServiceBuild) -> FastAPI:
+    from hallpass_media.app import create_app
+
+    return create_app(
+        common=build.common,
+        settings=build.settings.get("media"),
+        verifier=build.verifier,
+        consent=build.client("consent", caller="media"),
+        run_background=build.run_background,
+    )
+
+
+def _migrate_media(common: CommonSettings) -> None:
+    from hallpass_media.migrations import upgrade
+    from hallpass_media.settings import MediaSettings
+
+    database = Database(MediaSettings().resolved_database_url(common))
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+
+
 @dataclass(frozen=True)
 class Service:
     """How the gateway builds one service in-process and brings its database up to date."""
@@ -83,6 +106,7 @@ class Service:
 # file under openapi/ are named after it.
 SERVICES: dict[str, Service] = {
     "/consent": Service(build=_build_consent, migrate=_migrate_consent),
+    "/media": Service(build=_build_media, migrate=_migrate_media),
 }
 
 

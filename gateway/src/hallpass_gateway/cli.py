@@ -310,7 +310,21 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"demo school {school!r}:")
     for field, value in dataclasses.asdict(summary).items():
         print(f"  {field}: {value}")
+    print(f"  media device (demo camera): {_seed_media_demo(school)}")
     return 0
+
+
+def _seed_media_demo(school: str) -> str:
+    from hallpass_media.demo import seed_demo as seed_media
+    from hallpass_media.migrations import upgrade
+    from hallpass_media.settings import MediaSettings
+
+    database = Database(MediaSettings().resolved_database_url(CommonSettings()))
+    try:
+        upgrade(database)
+        return seed_media(database, school)
+    finally:
+        database.dispose()
 
 
 def render_openapi(document: Mapping[str, Any]) -> str:

@@ -1,0 +1,193 @@
+"""The media service as an ASGI app (standalone, or mounted by the gateway)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.audit_endpoints import audit_router
+from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.db import Database, utcnow
+from hallpass_kit.idempotency import purge_expired
+from hallpass_kit.outbox import Dispatcher, Listener
+from hallpass_kit.settings import CommonSettings
+from hallpass_media import migrations
+from hallpass_media.common import AUDITORS, audit
+from hallpass_media.consent_link import ConsentLink
+from hallpass_media.context import MediaContext
+from hallpass_media.devices.endpoints import router as devices_router
+from hallpass_media.livestreams.endpoints import router as livestreams_router
+from hallpass_media.media.endpoints import router as media_router
+from hallpass_media.media.scan import scan_pending
+from hallpass_media.models import kit_tables
+from hallpass_media.publications.endpoints import router as publications_router
+from hallpass_media.publications.takedown import takedown_handler
+from hallpass_media.scanning import Scanner
+from hallpass_media.school_settings.endpoints import router as settings_router
+from hallpass_media.settings import MediaSettings
+from hallpass_media.storage import S3Storage, build_storage
+from hallpass_media.subject_access.endpoints import router as subject_access_router
+
+logger = logging.getLogger("hallpass.media")
+
+DESCRIPTION = """School photos from upload to publication (M1 to M9): uploads only from registered
+school devices, a scan of every picture (metadata, file name, text in the picture, faces), checks
+before anything is published, clean copies without metadata, and takedown when consent is
+withdrawn. Every error is RFC 9457 problem+json with a stable `code` and, where a policy rule is
+the reason, its `rule`."""
+
+
+def build_context(
+    common: CommonSettings,
+    settings: MediaSettings,
+    *,
+    verifier: TokenVerifier,
+    consent: ServiceClient,
+    database: Database | None = None,
+    run_background: bool = True,
+    scanner: Scanner | None = None,
+) -> ServiceContext:
+    database = database or Database(settings.resolved_database_url(common))
+    dispatcher = Dispatcher(database, kit_tables)
+    storage = build_storage(common, settings)
+    context = ServiceContext(
+        name="media",
+        database=database,
+        tables=kit_tables,
+        verifier=verifier,
+        dispatcher=dispatcher,
+        audit=audit,
+        run_background=run_background,
+    )
+    media = MediaContext(
+        service=context,
+        storage=storage,
+        consent=ConsentLink(consent),
+        settings=settings,
+        scanner=scanner,
+    )
+    context.extras["media"] = media
+
+    # The scan runs in the dispatcher's thread, between deliveries (never inside one): it writes
+    # to this service's database, which a delivery holds open on SQLite.
+    def scan() -> None:
+        scanned = scan_pending(database, storage, media.get_scanner)
+        if scanned:
+            logger.info("scanned %s uploads", scanned)
+            dispatcher.wake()
+
+    def housekeeping() -> None:
+        with database.session() as session:
+            purge_expired(session, kit_tables)
+
+    dispatcher.every(dt.timedelta(seconds=settings.scan_interval_seconds), "media-scan", scan)
+    dispatcher.every(dt.timedelta(hours=1), "media-housekeeping", housekeeping)
+    # consent.changed from the consent service flags publications for takedown (M7).
+    context.listens.append(
+        Listener(
+            source="consent",
+            event_type="consent.changed",
+            name="media-takedown",
+            handler=takedown_handler(database),
+        )
+    )
+    return context
+
+
+def create_app(
+    *,
+    common: CommonSettings,
+    settings: MediaSettings | None = None,
+    verifier: TokenVerifier,
+    consent: ServiceClient,
+    database: Database | None = None,
+    run_background: bool = True,
+    migrate: bool = True,
+    scanner: Scanner | None = None,
+) -> FastAPI:
+    settings = settings or MediaSettings()
+    context = build_context(
+        common,
+        settings,
+        verifier=verifier,
+        consent=consent,
+        database=database,
+        run_background=run_background,
+        scanner=scanner,
+    )
+    if migrate:
+        migrations.upgrade(context.database)
+        storage = context.extras["media"].storage
+        if isinstance(storage, S3Storage):
+            storage.ensure_bucket()
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "checked_at": utcnow().isoformat()}
+
+    ping = APIRouter(prefix="/v1", tags=["health"])
+
+    @ping.get("/ping")
+    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
+        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
+        return {"pong": True}
+
+    app = create_service_app(
+        context=context,
+        title="Hallpass media",
+        version="1.0.0",
+        description=DESCRIPTION,
+        routers=[
+            devices_router,
+            media_router,
+            publications_router,
+            livestreams_router,
+            subject_access_router,
+            settings_router,
+            audit_router(audit, AUDITORS),
+            ping,
+        ],
+        public_routers=[health],
+    )
+    _omit_rather_than_null_in_forms(app)
+    return app
+
+
+def _omit_rather_than_null_in_forms(app: FastAPI) -> None:
+    """A multipart form has no null: an optional field is left out. Say so in the schema.
+
+    FastAPI documents an optional form field as "X or null", which a client could only send as
+    the text "null" (refused as not an X).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.get("components", {}).get("schemas", {})
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                content = operation.get("requestBody", {}).get("content", {})
+                ref = content.get("multipart/form-data", {}).get("schema", {}).get("$ref")
+                if not ref:
+                    continue
+                for field in schemas[ref.rsplit("/", 1)[-1]].get("properties", {}).values():
+                    alternatives = field.get("anyOf")
+                    if not alternatives or {"type": "null"} not in alternatives:
+                        continue
+                    rest = [a for a in alternatives if a != {"type": "null"}]
+                    del field["anyOf"]
+                    if len(rest) == 1:
+                        field.update(rest[0])
+                    else:
+                        field["anyOf"] = rest
+                    if "default" in field and field["default"] is None:
+                        del field["default"]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

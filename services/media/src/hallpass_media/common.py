@@ -1,0 +1,111 @@
+"""What every media feature shares: role groups, channels, the audit chain and events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, StringConstraints
+from sqlalchemy.orm import Session
+
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.auth import STAFF_ROLES, AccessRefused, Principal, Role
+from hallpass_kit.errors import ProblemDetail
+from hallpass_kit.outbox import emit
+from hallpass_media.models import Channel, kit_tables
+
+audit = AuditChain(kit_tables.audit_entry)
+
+# Who may do what (A1).
+STAFF = tuple(sorted(STAFF_ROLES))
+DEVICE_REGISTRARS = (Role.office, Role.admin, Role.head, Role.deputy)
+UPLOADERS = STAFF
+CHECKERS = (*STAFF, Role.cms)
+# M6: the head holds editorial responsibility; the deputy and the social media manager publish
+# under it.
+PUBLISHERS = (Role.head, Role.deputy, Role.social_media)
+PUBLICATION_READERS = (*STAFF, Role.cms)
+SETTINGS_ADMINS = (Role.head, Role.admin)
+# Subject access (M8) is handled by the school office and leadership, or asked by a carer.
+SUBJECT_ACCESS_STAFF = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl)
+AUDITORS = (Role.head, Role.dsl)
+
+# Each channel is published under one consent purpose (C1); internal use never leaves school (C6).
+PURPOSE_OF: dict[Channel, str] = {
+    Channel.website: "website_photo",
+    Channel.social_media: "social_media_photo",
+    Channel.print: "print_publication",
+    Channel.newspaper: "newspaper_named",
+    Channel.livestream: "livestream",
+    Channel.internal: "internal_assessment",
+}
+# Channels whose purpose consents to the pupil being named (C4).
+NAMING_CHANNELS = frozenset({Channel.newspaper})
+UNPUBLISHABLE = frozenset({Channel.internal})
+
+VISIBLE = (
+    r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+TRIM = AfterValidator(str.strip)
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
+
+
+def channels_for_purpose(purpose: str) -> list[Channel]:
+    return [channel for channel, code in PURPOSE_OF.items() if code == purpose]
+
+
+def record_audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    outcome: str = "ok",
+) -> None:
+    audit.append(
+        session,
+        actor=principal.actor,
+        school=principal.school,
+        action=action,
+        target=target,
+        details=details,
+        outcome=outcome,
+    )
+
+
+class Refused(AccessRefused):
+    """A rule forbids what the caller asked; the refusal is audited once the request rolled back.
+
+    Auditing it in the request's own transaction would vanish with the rollback, and a second
+    transaction opened meanwhile would wait on the first one's lock (SQLite).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        principal: Principal,
+        action: str,
+        target: str | None,
+        status: int,
+        code: str,
+        rule: str | None,
+        problems: Sequence[ProblemDetail] = (),
+        title: str = "Refused",
+    ) -> None:
+        super().__init__(
+            detail,
+            principal=principal,
+            action=action,
+            target=target,
+            status=status,
+            code=code,
+            rule=rule,
+        )
+        self.problems = list(problems)
+        if status != 404:
+            self.title = title
+
+
+def emit_event(session: Session, school: str, type: str, payload: Mapping[str, Any]) -> None:
+    emit(session, kit_tables, type=type, school=school, payload=payload)

@@ -1,0 +1,643 @@
+"""Checks and publishing: gather the facts, let the policy judge, keep the evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hallpass_kit.auth import STAFF_ROLES, Principal
+from hallpass_kit.db import utcnow
+from hallpass_kit.errors import BadRequest, Conflict, NotFound, ProblemDetail, Unprocessable
+from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_media.common import (
+    NAMING_CHANNELS,
+    PURPOSE_OF,
+    UNPUBLISHABLE,
+    Refused,
+    emit_event,
+    record_audit,
+)
+from hallpass_media.compensation import delete_on_rollback
+from hallpass_media.consent_link import PupilDecision, Roster
+from hallpass_media.context import MediaContext
+from hallpass_media.media.schemas import TaggedPupil
+from hallpass_media.media.service import EXTENSIONS, active_device, refuse_image, tagged_pupils
+from hallpass_media.models import (
+    Channel,
+    MediaItem,
+    Owner,
+    Publication,
+    PublicationPupil,
+    PublicationRendition,
+    PublicationStatus,
+    ScanStatus,
+)
+from hallpass_media.publications import policy
+from hallpass_media.publications.schemas import (
+    CheckProblem,
+    CheckVerdict,
+    ImageVerdict,
+    PublicationView,
+    PublishRequest,
+    RenditionView,
+    TakedownView,
+)
+from hallpass_media.scanning import (
+    Box,
+    ImageRefused,
+    ScanResult,
+    check_image,
+    clean_rendition,
+    phash_distance,
+)
+from hallpass_media.school_settings.service import current as school_settings
+
+SAME_PICTURE = 10  # perceptual-hash distance at or under which two files are the same picture
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    file_name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    channel: Channel
+    media_ids: Sequence[uuid.UUID]
+    files: Sequence[UploadedFile]
+    texts: Mapping[str, str | None]
+    blur_faces: bool | None
+    device_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    verdict: CheckVerdict
+    blur: dict[uuid.UUID, list[Box]]
+    pupils: dict[uuid.UUID, bool]  # pupil -> named in the text (else shown)
+    items: list[MediaItem]
+
+
+def _signed64(value: int) -> int:
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _load_items(
+    session: Session, principal: Principal, media_ids: Sequence[uuid.UUID]
+) -> list[MediaItem]:
+    if len(set(media_ids)) != len(media_ids):
+        raise Unprocessable("A media id is listed twice.", code="duplicate_media")
+    found = {
+        item.id: item
+        for item in session.scalars(
+            select(MediaItem).where(
+                MediaItem.school_id == principal.school, MediaItem.id.in_(list(media_ids))
+            )
+        )
+    }
+    missing = [i for i, m in enumerate(media_ids) if m not in found]
+    if missing:
+        raise Unprocessable(
+            "Some media ids are not this school's media.",
+            code="unknown_media",
+            problems=[
+                ProblemDetail(
+                    code="unknown_media", detail="No such media.", where=f"media_ids[{i}]"
+                )
+                for i in missing
+            ],
+        )
+    return [found[m] for m in media_ids]
+
+
+def _match_stored(session: Session, school: str, phash: int) -> MediaItem | None:
+    """The stored picture an uploaded copy (resized, recompressed) comes from, if any."""
+    rows = session.execute(
+        select(MediaItem.id, MediaItem.phash).where(
+            MediaItem.school_id == school, MediaItem.phash.is_not(None)
+        )
+    ).all()
+    best: tuple[int, uuid.UUID] | None = None
+    for row in rows:
+        distance = phash_distance(phash, row.phash)
+        if distance <= SAME_PICTURE and (best is None or distance < best[0]):
+            best = (distance, row.id)
+    return session.get(MediaItem, best[1]) if best else None
+
+
+def _stored_facts(item: MediaItem, tagged: list[TaggedPupil]) -> policy.ImageFacts:
+    scan = ScanResult.from_json(item.scan_result) if item.scan_result else None
+    return policy.ImageFacts(
+        media_id=item.id,
+        file_name=item.original_filename,
+        tagged=tagged,
+        scan_status=item.scan_status,
+        scan=scan if item.scan_status is ScanStatus.done else None,
+        owner=item.owner,
+        permission=item.permission,
+        device_registered=True,
+        known=True,
+        goes_out_as_is=False,
+    )
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What the media service itself knows about a check, read before consent is asked."""
+
+    rules: policy.Rules
+    purpose: str
+    facts: list[policy.ImageFacts]
+    items: list[MediaItem]
+
+
+@dataclass(frozen=True)
+class Found:
+    """Names found, and the pupils whose consent decides the answer."""
+
+    text: list[policy.Found]
+    images: list[list[policy.Found]]
+    asked: list[uuid.UUID]
+    named: set[uuid.UUID]
+
+
+def gather(
+    media: MediaContext,
+    principal: Principal,
+    request: CheckInput,
+    session: Session | None = None,
+) -> Gathered:
+    """Scan uploaded files, then read the stored facts (blocking: run it in a worker thread).
+
+    Reads in ``session`` when given (the caller's transaction goes on to write), otherwise in a
+    short transaction of its own.
+    """
+    if not request.media_ids and not request.files and not any(request.texts.values()):
+        raise Unprocessable(
+            "Give media ids, a file or some text to check.", code="nothing_to_check"
+        )
+    if len(request.media_ids) + len(request.files) > media.settings.max_check_items:
+        raise Unprocessable(
+            f"At most {media.settings.max_check_items} pictures per check.", code="too_many_items"
+        )
+    purpose = PURPOSE_OF[request.channel]
+    # Uploaded files are scanned before any transaction starts: a scan takes a while.
+    scans: list[ScanResult] = []
+    for upload in request.files:
+        try:
+            check_image(upload.data, media.limits)
+        except ImageRefused as exc:
+            raise refuse_image(exc) from exc
+        scans.append(media.get_scanner().scan(upload.data))
+
+    # Without a caller's session the facts are read in a short transaction of their own, ended
+    # before the consent service is asked anything: on SQLite every transaction holds the
+    # database's write lock, and concurrent checks would otherwise queue behind each other's
+    # calls to consent.
+    with _reading(media, session) as reads:
+        choices = school_settings(reads, principal.school)
+        items = _load_items(reads, principal, request.media_ids)
+        tags = tagged_pupils(reads, [i.id for i in items])
+        facts = [_stored_facts(item, tags[item.id]) for item in items]
+        for upload, scan in zip(request.files, scans, strict=True):
+            match = _match_stored(reads, principal.school, _signed64(scan.phash))
+            device_ok = request.device_id is None or (
+                active_device(reads, principal.school, request.device_id) is not None
+            )
+            matched_tags = tagged_pupils(reads, [match.id])[match.id] if match else []
+            facts.append(
+                policy.ImageFacts(
+                    media_id=match.id if match else None,
+                    file_name=upload.file_name,
+                    tagged=matched_tags,
+                    scan_status=ScanStatus.done,
+                    scan=scan,
+                    owner=match.owner if match else Owner.school,
+                    permission=match.permission if match else None,
+                    device_registered=device_ok,
+                    known=match is not None,
+                    goes_out_as_is=True,
+                )
+            )
+    rules = policy.Rules(
+        channel=request.channel,
+        purpose=purpose,
+        first_names=choices.forbid_first_names,
+        blur_faces=choices.blur_untagged_faces
+        if request.blur_faces is None
+        else request.blur_faces,
+        staff_view=principal.has_any(STAFF_ROLES),
+    )
+    return Gathered(rules, purpose, facts, items)
+
+
+@contextmanager
+def _reading(media: MediaContext, session: Session | None) -> Iterator[Session]:
+    if session is not None:
+        yield session
+        return
+    with media.service.database.session() as own:
+        yield own
+
+
+def find_names(roster: Roster, gathered: Gathered, request: CheckInput) -> Found:
+    rules = gathered.rules
+    text_found = policy.find_in_texts(roster, rules, request.texts)
+    image_found = [policy.find_in_image(roster, rules, f) for f in gathered.facts]
+    asked: dict[uuid.UUID, None] = {}
+    for f in gathered.facts:
+        asked.update((t.pupil_id, None) for t in f.tagged)
+    named: set[uuid.UUID] = set()
+    if request.channel in NAMING_CHANNELS:
+        # C4: on a naming channel, a named pupil's own naming consent decides.
+        named = {found.hit.pupil_id for found in text_found}
+        named.update(found.hit.pupil_id for group in image_found for found in group)
+        asked.update((p, None) for p in sorted(named))
+    return Found(text_found, image_found, list(asked), named)
+
+
+def judge(
+    gathered: Gathered,
+    found: Found,
+    roster: Roster,
+    decisions: Mapping[uuid.UUID, PupilDecision],
+    request: CheckInput,
+) -> CheckOutcome:
+    rules = gathered.rules
+    text_problems: list[CheckProblem] = [
+        *policy.name_problems(found.text, rules, decisions, roster),
+        *policy.contact_problems(request.texts),
+    ]
+    verdicts: list[ImageVerdict] = []
+    blur: dict[uuid.UUID, list[Box]] = {}
+    for f, names in zip(gathered.facts, found.images, strict=True):
+        verdict, boxes = policy.image_verdict(f, names, rules, decisions, roster)
+        verdicts.append(verdict)
+        if f.media_id is not None and not f.goes_out_as_is:
+            blur[f.media_id] = boxes
+    allowed = not any(p.blocking for p in text_problems) and all(v.allowed for v in verdicts)
+    result = CheckVerdict(
+        channel=request.channel,
+        purpose=gathered.purpose,
+        allowed=allowed,
+        text_problems=text_problems,
+        images=verdicts,
+    )
+    pupils: dict[uuid.UUID, bool] = {p: False for p in found.asked if p not in found.named}
+    pupils.update({p: True for p in found.named if p in decisions and decisions[p].allowed})
+    return CheckOutcome(result, blur, pupils, gathered.items)
+
+
+def record_check(
+    session: Session, principal: Principal, request: CheckInput, verdict: CheckVerdict
+) -> None:
+    record_audit(
+        session,
+        principal,
+        "publication.checked",
+        None,
+        {
+            "channel": request.channel.value,
+            "media_ids": [str(m) for m in request.media_ids],
+            "files": [f.file_name for f in request.files],
+            "allowed": verdict.allowed,
+            "problems": sorted(
+                {p.code for p in verdict.text_problems}
+                | {p.code for v in verdict.images for p in v.problems}
+            ),
+        },
+    )
+
+
+def check(
+    session: Session,
+    media: MediaContext,
+    principal: Principal,
+    request: CheckInput,
+    *,
+    audit: bool = True,
+) -> CheckOutcome:
+    """Judge pictures and text for one channel; fails closed when consent cannot answer."""
+    gathered = gather(media, principal, request, session)
+    roster = media.consent.roster(principal.school)
+    found = find_names(roster, gathered, request)
+    decisions = media.consent.decisions(principal.school, gathered.purpose, found.asked)
+    outcome = judge(gathered, found, roster, decisions, request)
+    if audit:
+        record_check(session, principal, request, outcome.verdict)
+    return outcome
+
+
+async def check_async(
+    session: Session, media: MediaContext, principal: Principal, request: CheckInput
+) -> CheckVerdict:
+    """``check`` for an ``async`` endpoint: database work and scans in worker threads, the
+    consent calls on the event loop (in-process, the consent app answers on the same loop).
+
+    The roster is revalidated while the facts are read; off the naming channels the pupils
+    asked about are the tagged ones, so their decisions are asked at the same time.
+    """
+    roster_call = asyncio.ensure_future(media.consent.roster_async(principal.school))
+    try:
+        gathered = await run_in_threadpool(gather, media, principal, request)
+    except BaseException:
+        roster_call.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await roster_call
+        raise
+    if request.channel in NAMING_CHANNELS:
+        roster = await roster_call
+        found = find_names(roster, gathered, request)
+        decisions = await media.consent.decisions_async(
+            principal.school, gathered.purpose, found.asked
+        )
+    else:
+        tagged = list(dict.fromkeys(t.pupil_id for f in gathered.facts for t in f.tagged))
+        roster, decisions = await asyncio.gather(
+            roster_call,
+            media.consent.decisions_async(principal.school, gathered.purpose, tagged),
+        )
+        found = find_names(roster, gathered, request)
+    outcome = judge(gathered, found, roster, decisions, request)
+    await run_in_threadpool(record_check, session, principal, request, outcome.verdict)
+    return outcome.verdict
+
+
+def _problem_details(verdict: CheckVerdict) -> list[ProblemDetail]:
+    details = [
+        ProblemDetail(code=p.code, detail=p.detail, where=p.where, rule=p.rule)
+        for p in verdict.text_problems
+        if p.blocking
+    ]
+    for index, image in enumerate(verdict.images):
+        details.extend(
+            ProblemDetail(
+                code=p.code, detail=p.detail, where=f"media_ids[{index}].{p.where}", rule=p.rule
+            )
+            for p in image.problems
+            if p.blocking
+        )
+    return details
+
+
+def publish(
+    session: Session, media: MediaContext, principal: Principal, body: PublishRequest
+) -> PublicationView:
+    """Check again, then store clean copies and record who approved them (M6)."""
+    if body.channel in UNPUBLISHABLE:
+        raise Unprocessable(
+            "Internal assessment media never leaves school and is never published.",
+            code="channel_not_publishable",
+            rule="C6",
+        )
+    texts = {"caption": body.caption, "post_body": body.post_body, "alt_text": body.alt_text}
+    outcome = check(
+        session,
+        media,
+        principal,
+        CheckInput(
+            channel=body.channel,
+            media_ids=body.media_ids,
+            files=(),
+            texts=texts,
+            blur_faces=body.blur_faces,
+        ),
+        audit=False,
+    )
+    if not outcome.verdict.allowed:
+        problems = _problem_details(outcome.verdict)
+        raise Refused(
+            "This cannot be published as it is; nothing was published.",
+            principal=principal,
+            action="publication.publish",
+            target=",".join(str(m) for m in body.media_ids)[:200],
+            status=422,
+            code="publication_refused",
+            rule=problems[0].rule if problems else None,
+            problems=problems,
+        )
+
+    publication_id = uuid.uuid4()
+    now = utcnow()
+    renditions: list[PublicationRendition] = []
+    for position, item in enumerate(outcome.items):
+        original = media.storage.get(item.storage_key)
+        data, mime = clean_rendition(original, blur=outcome.blur.get(item.id, []))
+        extension = EXTENSIONS.get(mime.removeprefix("image/"), "bin")
+        name = f"{uuid.uuid4().hex}.{extension}"
+        key = f"renditions/{principal.school}/{name}"
+        media.storage.put(key, data, mime)
+        delete_on_rollback(session, media.storage, key)
+        renditions.append(
+            PublicationRendition(
+                publication_id=publication_id,
+                media_id=item.id,
+                position=position,
+                storage_key=key,
+                file_name=name,
+                mime=mime,
+                size_bytes=len(data),
+                blurred_faces=len(outcome.blur.get(item.id, [])),
+            )
+        )
+    publication = Publication(
+        id=publication_id,
+        school_id=principal.school,
+        channel=body.channel,
+        purpose=PURPOSE_OF[body.channel],
+        target_url=body.target_url,
+        post_id=body.post_id,
+        caption=body.caption,
+        post_body=body.post_body,
+        alt_text=body.alt_text,
+        approved_by=principal.actor,
+        published_at=now,
+        status=PublicationStatus.live,
+        takedown_required_at=None,
+        takedown_pupil_id=None,
+        takedown_state=None,
+        taken_down_at=None,
+        taken_down_by=None,
+    )
+    session.add(publication)
+    session.flush()
+    session.add_all(renditions)
+    session.add_all(
+        PublicationPupil(publication_id=publication_id, pupil_id=pupil, named=named)
+        for pupil, named in outcome.pupils.items()
+    )
+    session.flush()
+    record_audit(
+        session,
+        principal,
+        "publication.published",
+        str(publication_id),
+        {
+            "channel": body.channel.value,
+            "media_ids": [str(m) for m in body.media_ids],
+            "pupils": sorted(str(p) for p in outcome.pupils),
+            "blurred_faces": sum(r.blurred_faces for r in renditions),
+        },
+    )
+    emit_event(
+        session,
+        principal.school,
+        "publication.published",
+        {"publication_id": str(publication_id), "channel": body.channel.value},
+    )
+    return view(session, publication)
+
+
+def view(session: Session, publication: Publication) -> PublicationView:
+    renditions = session.scalars(
+        select(PublicationRendition)
+        .where(PublicationRendition.publication_id == publication.id)
+        .order_by(PublicationRendition.position)
+    ).all()
+    pupils = session.scalars(
+        select(PublicationPupil.pupil_id)
+        .where(PublicationPupil.publication_id == publication.id)
+        .order_by(PublicationPupil.pupil_id)
+    ).all()
+    takedown = (
+        TakedownView(
+            required_at=publication.takedown_required_at,
+            pupil_id=publication.takedown_pupil_id,
+            state=publication.takedown_state,
+        )
+        if publication.takedown_required_at is not None
+        else None
+    )
+    return PublicationView(
+        id=publication.id,
+        channel=publication.channel,
+        purpose=publication.purpose,
+        status=publication.status,
+        target_url=publication.target_url,
+        post_id=publication.post_id,
+        caption=publication.caption,
+        post_body=publication.post_body,
+        alt_text=publication.alt_text,
+        approved_by=publication.approved_by,
+        published_at=publication.published_at,
+        pupil_ids=list(pupils),
+        renditions=[
+            RenditionView(
+                media_id=r.media_id,
+                file_name=r.file_name,
+                mime=r.mime,
+                size_bytes=r.size_bytes,
+                blurred_faces=r.blurred_faces,
+                download=f"/v1/publications/{publication.id}/renditions/{r.media_id}",
+            )
+            for r in renditions
+        ],
+        takedown=takedown,
+        taken_down_at=publication.taken_down_at,
+        taken_down_by=publication.taken_down_by,
+    )
+
+
+def get_publication(
+    session: Session, principal: Principal, publication_id: uuid.UUID
+) -> Publication:
+    publication = session.get(Publication, publication_id)
+    if publication is None or publication.school_id != principal.school:
+        raise NotFound("No such publication in this school.", code="publication_not_found")
+    return publication
+
+
+def list_publications(
+    session: Session,
+    principal: Principal,
+    *,
+    status: PublicationStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[PublicationView]:
+    """Newest first."""
+    query = select(Publication).where(Publication.school_id == principal.school)
+    if status is not None:
+        query = query.where(Publication.status == status)
+    if cursor is not None:
+        at, ident = decode_cursor(cursor, 2)
+        try:
+            after_at = dt.datetime.fromisoformat(str(at))
+            after_id = uuid.UUID(str(ident))
+        except ValueError:
+            raise BadRequest(
+                "The cursor is not one this API issued.", code="invalid_cursor"
+            ) from None
+        if after_at.tzinfo is None:
+            raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
+        query = query.where(
+            (Publication.published_at < after_at)
+            | ((Publication.published_at == after_at) & (Publication.id < after_id))
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(Publication.published_at.desc(), Publication.id.desc()).limit(limit + 1)
+        )
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[PublicationView](
+        items=[view(session, r) for r in rows],
+        next_cursor=encode_cursor(rows[-1].published_at.isoformat(), str(rows[-1].id))
+        if more and rows
+        else None,
+    )
+
+
+def confirm_takedown(
+    session: Session, principal: Principal, publication_id: uuid.UUID
+) -> PublicationView:
+    """The publisher says the copies are down (M7)."""
+    publication = get_publication(session, principal, publication_id)
+    if publication.status is PublicationStatus.taken_down:
+        raise Conflict("This publication is already taken down.", code="already_taken_down")
+    publication.status = PublicationStatus.taken_down
+    publication.taken_down_at = utcnow()
+    publication.taken_down_by = principal.actor
+    session.flush()
+    record_audit(session, principal, "publication.taken_down", str(publication.id))
+    emit_event(
+        session,
+        principal.school,
+        "publication.taken_down",
+        {"publication_id": str(publication.id), "channel": publication.channel.value},
+    )
+    return view(session, publication)
+
+
+def rendition(
+    session: Session, principal: Principal, publication_id: uuid.UUID, media_id: uuid.UUID
+) -> PublicationRendition:
+    publication = get_publication(session, principal, publication_id)
+    found = session.get(PublicationRendition, (publication_id, media_id))
+    if found is None:
+        raise NotFound("No such picture in this publication.", code="rendition_not_found")
+    if publication.status is not PublicationStatus.live:
+        raise Conflict(
+            "This publication must come down; its copies are no longer handed out.",
+            code="publication_not_live",
+            rule="M7",
+        )
+    record_audit(
+        session,
+        principal,
+        "publication.rendition_downloaded",
+        str(publication_id),
+        {"media_id": str(media_id)},
+    )
+    return found

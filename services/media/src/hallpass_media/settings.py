@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hallpass_kit.settings import CommonSettings, sqlite_url
+
+
+class MediaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALLPASS_MEDIA_", extra="ignore")
+
+    # Unset: a SQLite file under HALLPASS_DATA_DIR (embedded mode).
+    database_url: str | None = None
+
+    # Where originals and published copies live: a folder under the data dir, or any S3 API.
+    storage: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "eu-west-2"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # How long a presigned download link stays valid.
+    s3_presign_seconds: int = Field(default=300, ge=10, le=86_400)
+
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=50_000_000, ge=10_000)
+    # OCR is the slow part of a scan; a deployment without it still detects names in metadata,
+    # file names and text, faces and location.
+    ocr: bool = True
+    # How often the scan job looks for new uploads (it also runs after every commit).
+    scan_interval_seconds: float = Field(default=1.0, gt=0)
+    max_check_items: int = Field(default=20, ge=1, le=100)
+
+    def resolved_database_url(self, common: CommonSettings) -> str:
+        return self.database_url or sqlite_url(common.data_dir, "media")
