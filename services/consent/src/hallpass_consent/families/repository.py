@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from hallpass_consent.models import Guardian, GuardianLink, Pupil, SchoolClass
@@ -34,7 +34,7 @@ def matching_pupils(
 ) -> Sequence[Pupil]:
     """Pupils named outright or through their carers (leavers included), and the pupils on roll
     in the named classes and year groups."""
-    named = []
+    named: list[ColumnElement[bool]] = []
     if pupil_ids:
         named.append(Pupil.id.in_(list(pupil_ids)))
     if guardian_ids:
@@ -46,7 +46,7 @@ def matching_pupils(
                 )
             )
         )
-    grouped = []
+    grouped: list[ColumnElement[bool]] = []
     if class_ids:
         grouped.append(Pupil.class_id.in_(list(class_ids)))
     if year_groups:
