@@ -1,0 +1,338 @@
+"""The delivery worker: claims due envelopes, sends them, records each outcome.
+
+Crash safety comes from the row, not the process. A claim (status ``sending``, a claimant and a
+lease) is committed before anything is sent; each outcome is committed on its own right after the
+transport returns. A worker that dies in between leaves rows whose lease lapses, and the next pass
+of any worker takes them again with the same Message-ID. The one window left is between the mail
+server accepting a message and the outcome's commit: a crash exactly there sends that envelope a
+second time, with the same Message-ID, so receiving systems can recognise the copy
+(docs/mail-delivery.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hallpass_comms.delivery import repository
+from hallpass_comms.delivery.rendering import RenderError, render
+from hallpass_comms.delivery.transports import (
+    MailTransport,
+    PermanentFailure,
+    RecipientsRefused,
+    ServerUnavailable,
+    TransientFailure,
+)
+from hallpass_comms.models import Delivery, DeliveryStatus, Message, kit_tables
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.db import Database, utcnow
+
+logger = logging.getLogger("hallpass.comms.delivery")
+
+ACTOR = "service:comms-delivery"
+FIRST_BACKOFF = dt.timedelta(seconds=1)
+_ERROR_LIMIT = 2000
+
+
+class Result(Enum):
+    sent = "sent"
+    retry = "retry"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    error: str | None = None
+    # Some recipients refused while the rest accepted: sent, but not to everyone.
+    partial: bool = False
+    # The server could not be reached at all; the envelope itself is not at fault.
+    server_unavailable: bool = False
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    claimed: int
+    sent: int
+    # The server could not be reached: the rest of the batch was put back untried.
+    server_unavailable: bool
+
+
+class DeliveryWorker:
+    """Sends due Delivery rows through ``transport``; one instance per thread or process."""
+
+    def __init__(
+        self,
+        database: Database,
+        transport: MailTransport,
+        *,
+        public_base_url: str,
+        clock: Callable[[], dt.datetime] = utcnow,
+        worker_id: str | None = None,
+        batch_size: int = 50,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        max_attempts: int = 12,
+        max_backoff: dt.timedelta = dt.timedelta(hours=1),
+        poll_interval: float = 1.0,
+    ) -> None:
+        if batch_size < 1 or max_attempts < 1 or lease <= dt.timedelta(0):
+            raise ValueError("batch_size and max_attempts must be positive, lease longer than 0")
+        self.database = database
+        self.transport = transport
+        self.public_base_url = public_base_url
+        self.clock = clock
+        self.worker_id = (worker_id or _default_worker_id())[:100]
+        self.batch_size = batch_size
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.poll_interval = poll_interval
+        self._audit = AuditChain(kit_tables.audit_entry)
+        self._random = random.Random()  # noqa: S311 - jitter spreads retries, it guards nothing
+        self._skip_locked = database.dialect == "postgresql"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        database.on_commit(self._on_commit)
+
+    # ----------------------------------------------------------------------------------------
+    # One pass
+
+    def run_once(self) -> int:
+        """Claim one batch of due envelopes, send and record each; returns how many were sent."""
+        return self.run_batch().sent
+
+    def run_until_idle(self) -> int:
+        """Run passes until no full batch is left due (or the server is unreachable)."""
+        sent = 0
+        while True:
+            report = self.run_batch()
+            sent += report.sent
+            if report.claimed < self.batch_size or report.server_unavailable:
+                return sent
+
+    def run_batch(self) -> BatchReport:
+        claimed, messages = self._claim()
+        sent = 0
+        for index, delivery in enumerate(claimed):
+            rest = claimed[index:]
+            if self._stop.is_set():
+                self._release(rest, due_at=None)
+                break
+            self._keep_lease(rest)
+            outcome = self._attempt(messages.get(delivery.message_id), delivery)
+            if outcome.result is Result.sent:
+                sent += 1
+            self._record(delivery, outcome)
+            if outcome.server_unavailable:
+                # Nothing about the other envelopes is wrong; they wait with this one.
+                self._release(claimed[index + 1 :], due_at=self._retry_at(delivery.attempts))
+                return BatchReport(len(claimed), sent, server_unavailable=True)
+        return BatchReport(len(claimed), sent, server_unavailable=False)
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        """Wait before the next try: doubling from 1 s, capped, with jitter so retries spread."""
+        doublings = min(max(attempts - 1, 0), 30)
+        ceiling: dt.timedelta = min(FIRST_BACKOFF * (1 << doublings), self.max_backoff)
+        return ceiling * self._random.uniform(0.5, 1.0)
+
+    def _retry_at(self, attempts: int) -> dt.datetime:
+        return self.clock() + self.backoff(attempts)
+
+    def _claim(self) -> tuple[list[Delivery], dict[uuid.UUID, Message]]:
+        now = self.clock()
+        with self.database.session() as session:
+            rows = repository.claim_due(
+                session,
+                worker_id=self.worker_id,
+                now=now,
+                lease_until=now + self.lease,
+                limit=self.batch_size,
+                skip_locked=self._skip_locked,
+            )
+            messages = repository.messages_by_id(session, {row.message_id for row in rows})
+            usable: list[Delivery] = []
+            for row in rows:
+                if row.attempts > self.max_attempts:
+                    # Earlier claimants used every attempt and never reported back.
+                    error = f"gave up after {self.max_attempts} attempts; the last never finished"
+                    self._finish(session, row, Outcome(Result.failed, error))
+                else:
+                    usable.append(row)
+        return usable, messages
+
+    def _attempt(self, message: Message | None, delivery: Delivery) -> Outcome:
+        if message is None:
+            return Outcome(Result.failed, "the message of this delivery does not exist")
+        try:
+            email = render(message, delivery, public_base_url=self.public_base_url)
+            self.transport.send(email)
+        except RecipientsRefused as exc:
+            return Outcome(Result.sent, str(exc), partial=True)
+        except (RenderError, PermanentFailure) as exc:
+            return Outcome(Result.failed, str(exc))
+        except ServerUnavailable as exc:
+            return Outcome(Result.retry, str(exc), server_unavailable=True)
+        except TransientFailure as exc:
+            return Outcome(Result.retry, str(exc))
+        except Exception as exc:
+            # A fault in a transport must not stop the batch; the attempt limit bounds the retries.
+            logger.exception("delivery %s: unexpected error from the transport", delivery.id)
+            return Outcome(Result.retry, f"{type(exc).__name__}: {exc}")
+        return Outcome(Result.sent)
+
+    def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        with self.database.session() as session:
+            row = repository.held_by(session, delivery.id, self.worker_id)
+            if row is None:
+                # Our lease ran out and another worker took the row; it records its own outcome.
+                logger.warning(
+                    "delivery %s: lease lost before recording %s", delivery.id, outcome.result
+                )
+                self._append_audit(
+                    session,
+                    delivery,
+                    action="mail.sent" if outcome.result is Result.sent else "mail.attempted",
+                    outcome="lease_lost",
+                    details={"error": outcome.error},
+                )
+                return
+            self._finish(session, row, outcome)
+
+    def _finish(self, session: Session, row: Delivery, outcome: Outcome) -> None:
+        now = self.clock()
+        row.claimed_by = None
+        row.claimed_until = None
+        error = outcome.error[:_ERROR_LIMIT] if outcome.error else None
+        if outcome.result is Result.sent:
+            row.status = DeliveryStatus.sent
+            row.sent_at = now
+            row.last_error = error
+            self._append_audit(
+                session,
+                row,
+                action="mail.sent",
+                outcome="partial" if outcome.partial else "ok",
+                details={"refused": error} if outcome.partial else {},
+            )
+            return
+        if outcome.result is Result.retry and row.attempts < self.max_attempts:
+            row.status = DeliveryStatus.queued
+            row.due_at = now + self.backoff(row.attempts)
+            row.last_error = error
+            self._append_audit(
+                session,
+                row,
+                action="mail.deferred",
+                outcome="retry",
+                details={"error": error, "next_attempt_at": row.due_at.isoformat()},
+            )
+            return
+        if outcome.result is Result.retry:
+            error = f"gave up after {row.attempts} attempts: {error}"[:_ERROR_LIMIT]
+        row.status = DeliveryStatus.failed
+        row.last_error = error
+        self._append_audit(
+            session, row, action="mail.failed", outcome="failed", details={"error": error}
+        )
+
+    def _append_audit(
+        self,
+        session: Session,
+        row: Delivery,
+        *,
+        action: str,
+        outcome: str,
+        details: Mapping[str, Any],
+    ) -> None:
+        self._audit.append(
+            session,
+            actor=ACTOR,
+            school=row.school_id,
+            action=action,
+            outcome=outcome,
+            target=f"delivery:{row.id}",
+            details={
+                "message": str(row.message_id),
+                "message_id_header": row.message_id_header,
+                "attempts": row.attempts,
+                "worker": self.worker_id,
+                **details,
+            },
+        )
+
+    def _keep_lease(self, rows: Sequence[Delivery]) -> None:
+        """Extend the claim on the rows still in hand before it can lapse under a slow server."""
+        now = self.clock()
+        lapses = rows[0].claimed_until if rows else None
+        if lapses is None or now < lapses - self.lease / 2:
+            return
+        until = now + self.lease
+        with self.database.session() as session:
+            repository.extend_lease(session, [row.id for row in rows], self.worker_id, until)
+        for row in rows:
+            row.claimed_until = until
+
+    def _release(self, rows: Sequence[Delivery], *, due_at: dt.datetime | None) -> None:
+        if not rows:
+            return
+        with self.database.session() as session:
+            repository.release(session, [row.id for row in rows], self.worker_id, due_at)
+
+    # ----------------------------------------------------------------------------------------
+    # Background thread
+
+    def start(self) -> None:
+        """Send in a background thread, woken by every commit of this database and every second."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"hallpass-mail-{self.worker_id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the envelope in hand, put the rest of the batch back, and end the thread."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_commit(self) -> None:
+        # Our own claims and outcomes commit too; only other writers bring new work.
+        if threading.current_thread() is not self._thread:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                report = self.run_batch()
+            except Exception:
+                logger.exception("delivery pass failed; trying again on the next pass")
+                report = BatchReport(0, 0, server_unavailable=True)
+            if self._stop.is_set():
+                return
+            if report.claimed == self.batch_size and not report.server_unavailable:
+                continue
+            self._wake.wait(self.poll_interval)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
