@@ -102,7 +102,7 @@ class SmtpTransport:
             SUPPRESS_SEND=0,
         )
         self.address = f"{settings.smtp_host}:{settings.smtp_port}"
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._exits: AsyncExitStack | None = None
@@ -110,17 +110,20 @@ class SmtpTransport:
 
     def send(self, message: EmailMessage) -> None:
         with self._lock:
-            if self._loop.is_closed():
-                raise ServerUnavailable("the SMTP transport has been closed")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
             self._loop.run_until_complete(self._send(message))
 
     def close(self) -> None:
-        """Say QUIT to the server and release the event loop."""
+        """Say QUIT to the server and release the event loop; a later send opens both again."""
         with self._lock:
-            if self._loop.is_closed():
+            loop, self._loop = self._loop, None
+            if loop is None:
                 return
-            self._loop.run_until_complete(self._disconnect())
-            self._loop.close()
+            try:
+                loop.run_until_complete(self._disconnect())
+            finally:
+                loop.close()
 
     async def _send(self, message: EmailMessage) -> None:
         try:

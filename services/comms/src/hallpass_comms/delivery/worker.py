@@ -304,12 +304,18 @@ class DeliveryWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the envelope in hand, put the rest of the batch back, and end the thread."""
+        """Finish the envelope in hand, put the rest of the batch back, end the thread.
+
+        A transport with a ``close()`` (SMTP) is closed too; it reopens if the worker starts again.
+        """
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=timeout)
+        close = getattr(self.transport, "close", None)
+        if callable(close):
+            close()
 
     def wake(self) -> None:
         self._wake.set()
