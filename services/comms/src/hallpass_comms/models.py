@@ -13,7 +13,17 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Time
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -106,6 +116,8 @@ class MailSettings(Base):
     head_address: Mapped[str | None] = mapped_column(String(320))
     deputy_address: Mapped[str | None] = mapped_column(String(320))
     dsl_address: Mapped[str | None] = mapped_column(String(320))  # E10 reports, E7 notices
+    # The school's own account that system mail (renewal reminders, report notices) comes from.
+    office_address: Mapped[str | None] = mapped_column(String(320))
     cc_policy: Mapped[CcPolicy] = mapped_column(_enum(CcPolicy, "cc_policy"))
     timezone: Mapped[str] = mapped_column(String(64))
     school_day_start: Mapped[dt.time] = mapped_column(Time)
@@ -208,13 +220,27 @@ class OffensiveReport(Base):
     """A report of an offensive message (E10), passed to the DSL with its reference."""
 
     __tablename__ = "offensive_report"
+    # References count per school and year, so two schools both have an R-2026-000001.
+    __table_args__ = (UniqueConstraint("school_id", "reference"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     school_id: Mapped[str] = mapped_column(String(64), index=True)
-    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    reference: Mapped[str] = mapped_column(String(32))
     reported_by: Mapped[str] = mapped_column(String(200))
     message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("message.id"))
     received_from: Mapped[str | None] = mapped_column(String(320))  # sender of what was received
     description: Mapped[str] = mapped_column(Text)
     notice_message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("message.id"))
+    created_at: Mapped[dt.datetime]
+
+
+class RenewalReminder(Base):
+    """One reminder per carer per expiring consent: the job runs daily and must not nag."""
+
+    __tablename__ = "renewal_reminder"
+
+    school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    guardian_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the consent grant that lapses
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"))
     created_at: Mapped[dt.datetime]
