@@ -180,3 +180,32 @@ def mail_settings(comms: TestClient, auth: TokenFactory) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def headers_with_email(issuer: DevIssuer, role: str, email: str | None) -> dict[str, str]:
+    """A token whose email claim is chosen by the test (a personal address, or none)."""
+    token = issuer.issue(sub=f"{role}.other@{SCHOOL}", school=SCHOOL, roles=[role], email=email)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def send(
+    comms: TestClient, headers: dict[str, str], recipients: dict[str, Any], **fields: Any
+) -> Any:
+    body = {"recipients": recipients, "subject": "Trip on Friday", "body_text": "Bring a coat."}
+    body.update(fields)
+    return comms.post("/v1/messages", json=body, headers=headers)
+
+
+def sent(
+    comms: TestClient, headers: dict[str, str], recipients: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    response = send(comms, headers, recipients, **fields)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def audit_actions(comms: TestClient, auth: TokenFactory) -> list[str]:
+    response = comms.get("/v1/audit", params={"limit": "500"}, headers=auth("head"))
+    assert response.status_code == 200, response.text
+    return [e["action"] for e in response.json()["items"]]
