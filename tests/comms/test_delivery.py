@@ -343,10 +343,14 @@ def test_smtp_down_is_retried_and_delivered_exactly_once_when_back(
 
     after_outage = rows(db)
     assert {row.status for row in after_outage.values()} == {DeliveryStatus.queued}
-    # One envelope was tried; the others were put back untried, to wait with it.
-    assert sorted(row.attempts for row in after_outage.values()) == [0, 0, 1]
+    # One envelope found the server down; the others wait with it, and an outage uses up
+    # none of their attempts.
+    assert [row.attempts for row in after_outage.values()] == [0, 0, 0]
+    assert len({row.due_at for row in after_outage.values()}) == 1
     assert all(row.due_at > clock.now for row in after_outage.values())
-    assert "127.0.0.1" in (max(after_outage.values(), key=lambda r: r.attempts).last_error or "")
+    errors = [row.last_error for row in after_outage.values() if row.last_error]
+    assert len(errors) == 1
+    assert f"127.0.0.1:{smtp.port}" in errors[0]
 
     assert worker.run_once() == 0  # nothing is due before the backoff has passed
     smtp.start()
@@ -358,6 +362,26 @@ def test_smtp_down_is_retried_and_delivered_exactly_once_when_back(
     assert {row.status for row in rows(db).values()} == {DeliveryStatus.sent}
     actions = sorted(entry.action for entry in audit_entries(db))
     assert actions == ["mail.deferred", "mail.sent", "mail.sent", "mail.sent"]
+
+
+def test_a_long_outage_delays_mail_but_never_fails_it(
+    db: Database, smtp: SmtpServer, make_worker: WorkerFactory, clock: Clock
+) -> None:
+    _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=clock.now)
+    worker = make_worker(max_attempts=3)
+    smtp.stop()
+    waits = []
+    for _ in range(12):  # each pass finds the server down again
+        worker.run_once()
+        row = rows(db)[delivery.id]
+        waits.append((row.due_at - clock.now).total_seconds())
+        clock.now = row.due_at
+    assert (row.status, row.attempts) == (DeliveryStatus.queued, 0)
+    assert waits[0] <= 1
+    assert 150 <= waits[-1] <= 300  # grows, then holds at the five-minute cap
+
+    smtp.start()
+    assert worker.run_once() == 1
 
 
 def test_smtp_restarted_between_sends_is_reached_on_a_fresh_connection(
@@ -450,7 +474,7 @@ def test_transient_failures_stop_after_the_attempt_limit(
     db: Database, smtp: SmtpServer, make_worker: WorkerFactory, clock: Clock
 ) -> None:
     _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=clock.now)
-    smtp.handler.refuse("421 4.3.2 Service shutting down")
+    smtp.handler.refuse("452 4.2.2 Mailbox full")
     worker = make_worker(max_attempts=3)
     for _ in range(5):
         worker.run_once()

@@ -42,6 +42,7 @@ logger = logging.getLogger("hallpass.comms.delivery")
 
 ACTOR = "service:comms-delivery"
 FIRST_BACKOFF = dt.timedelta(seconds=1)
+OUTAGE_BACKOFF = dt.timedelta(minutes=5)
 _ERROR_LIMIT = 2000
 
 
@@ -98,6 +99,9 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
+        # While the server is down one envelope probes it at most this far apart.
+        self.outage_backoff = min(OUTAGE_BACKOFF, max_backoff)
+        self._outages = 0
         self._audit = AuditChain(kit_tables.audit_entry)
         self._random = random.Random()  # noqa: S311 - jitter spreads retries, it guards nothing
         self._skip_locked = database.dialect == "postgresql"
@@ -134,21 +138,23 @@ class DeliveryWorker:
             outcome = self._attempt(messages.get(delivery.message_id), delivery)
             if outcome.result is Result.sent:
                 sent += 1
-            self._record(delivery, outcome)
+                self._outages = 0
             if outcome.server_unavailable:
-                # Nothing about the other envelopes is wrong; they wait with this one.
-                self._release(claimed[index + 1 :], due_at=self._retry_at(delivery.attempts))
+                # Nothing about these envelopes is wrong: they all wait for the server, and the
+                # wait grows with each pass that finds it still down.
+                self._outages += 1
+                resume_at = self.clock() + self.backoff(self._outages, cap=self.outage_backoff)
+                self._record(delivery, outcome, resume_at=resume_at)
+                self._release(claimed[index + 1 :], due_at=resume_at)
                 return BatchReport(len(claimed), sent, server_unavailable=True)
+            self._record(delivery, outcome)
         return BatchReport(len(claimed), sent, server_unavailable=False)
 
-    def backoff(self, attempts: int) -> dt.timedelta:
+    def backoff(self, attempts: int, *, cap: dt.timedelta | None = None) -> dt.timedelta:
         """Wait before the next try: doubling from 1 s, capped, with jitter so retries spread."""
         doublings = min(max(attempts - 1, 0), 30)
-        ceiling: dt.timedelta = min(FIRST_BACKOFF * (1 << doublings), self.max_backoff)
+        ceiling: dt.timedelta = min(FIRST_BACKOFF * (1 << doublings), cap or self.max_backoff)
         return ceiling * self._random.uniform(0.5, 1.0)
-
-    def _retry_at(self, attempts: int) -> dt.datetime:
-        return self.clock() + self.backoff(attempts)
 
     def _claim(self) -> tuple[list[Delivery], dict[uuid.UUID, Message]]:
         now = self.clock()
@@ -192,7 +198,9 @@ class DeliveryWorker:
             return Outcome(Result.retry, f"{type(exc).__name__}: {exc}")
         return Outcome(Result.sent)
 
-    def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _record(
+        self, delivery: Delivery, outcome: Outcome, *, resume_at: dt.datetime | None = None
+    ) -> None:
         with self.database.session() as session:
             row = repository.held_by(session, delivery.id, self.worker_id)
             if row is None:
@@ -208,13 +216,35 @@ class DeliveryWorker:
                     details={"error": outcome.error},
                 )
                 return
-            self._finish(session, row, outcome)
+            self._finish(session, row, outcome, resume_at=resume_at)
 
-    def _finish(self, session: Session, row: Delivery, outcome: Outcome) -> None:
+    def _finish(
+        self,
+        session: Session,
+        row: Delivery,
+        outcome: Outcome,
+        *,
+        resume_at: dt.datetime | None = None,
+    ) -> None:
         now = self.clock()
         row.claimed_by = None
         row.claimed_until = None
         error = outcome.error[:_ERROR_LIMIT] if outcome.error else None
+        if outcome.server_unavailable:
+            # An outage is not the envelope's fault: it does not use up one of its attempts,
+            # so a relay that is down for hours delays mail but never fails it.
+            row.status = DeliveryStatus.queued
+            row.attempts -= 1
+            row.due_at = resume_at or now + self.backoff(1, cap=self.outage_backoff)
+            row.last_error = error
+            self._append_audit(
+                session,
+                row,
+                action="mail.deferred",
+                outcome="server_unavailable",
+                details={"error": error, "next_attempt_at": row.due_at.isoformat()},
+            )
+            return
         if outcome.result is Result.sent:
             row.status = DeliveryStatus.sent
             row.sent_at = now
