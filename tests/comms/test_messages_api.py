@@ -101,7 +101,12 @@ def test_e1_a_client_cannot_set_or_remove_copies_or_choose_a_from(
     family = school.family()
     recipients = {"pupil_ids": [family.pupil_id]}
 
-    for extra in ({"cc": []}, {"from": "head@oakfield.sch.uk"}, {"bcc": ["x@example.org"]}):
+    extras: list[dict[str, Any]] = [
+        {"cc": []},
+        {"from": "head@oakfield.sch.uk"},
+        {"bcc": ["x@example.org"]},
+    ]
+    for extra in extras:
         response = send(comms, auth("staff"), recipients, **extra)
         body = assert_problem(response, 422, "invalid_request")
         assert body["problems"][0]["code"] == "extra_forbidden"
