@@ -71,6 +71,29 @@ def _migrate_consent(common: CommonSettings) -> None:
         database.dispose()
 
 
+def _build_comms(build: ServiceBuild) -> FastAPI:
+    from hallpass_comms.app import create_app
+
+    return create_app(
+        common=build.common,
+        settings=build.settings.get("comms"),
+        verifier=build.verifier,
+        consent=build.client("consent", caller="comms"),
+        run_background=build.run_background,
+    )
+
+
+def _migrate_comms(common: CommonSettings) -> None:
+    from hallpass_comms.migrations import upgrade
+    from hallpass_comms.settings import CommsSettings
+
+    database = Database(CommsSettings().resolved_database_url(common))
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+
+
 @dataclass(frozen=True)
 class Service:
     """How the gateway builds one service in-process and brings its database up to date."""
@@ -83,6 +106,7 @@ class Service:
 # file under openapi/ are named after it.
 SERVICES: dict[str, Service] = {
     "/consent": Service(build=_build_consent, migrate=_migrate_consent),
+    "/comms": Service(build=_build_comms, migrate=_migrate_comms),
 }
 
 
