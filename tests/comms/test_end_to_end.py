@@ -142,7 +142,7 @@ def test_a_class_message_reaches_each_family_alone_from_the_school_copied_to_lea
             if {d["status"] for d in message["deliveries"]} == {"sent"}:
                 break
             time.sleep(0.1)
-        pupil, emails = next(iter(families.items()))
+        pupil = next(iter(families))
         guardian = _ok(client.get(f"/consent/v1/pupils/{pupil}/guardians", headers=office))[0]
         history = _ok(
             client.get(
