@@ -12,10 +12,10 @@ from hallpass_comms.history import repository
 from hallpass_comms.history.schemas import FamilyHistoryEntry
 from hallpass_comms.messages.repository import deliveries_of
 from hallpass_comms.models import Delivery, DeliveryStatus, Message, MessageKind, Sensitivity
-from hallpass_comms.recipients.service import children_of
+from hallpass_comms.recipients.service import children_of, pupil_in_school
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.errors import BadRequest
+from hallpass_kit.errors import BadRequest, NotFound
 from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 
 BATCH = 200
@@ -81,6 +81,8 @@ def family_history(
                 code="unknown_pupil",
                 rule="A2",
             )
+    elif not pupil_in_school(consent, principal.school, pupil_id, caller_token=caller_token):
+        raise NotFound("No such pupil in this school.", code="unknown_pupil")
     kinds = set(MessageKind)
     if not carer and not principal.has_any({*PASTORAL_READERS, Role.head}):
         kinds.discard(MessageKind.pastoral_reply)  # E7: pastoral matters stay with pastoral staff

@@ -105,3 +105,19 @@ def children_of(
     return {
         f.pupil_id for f in _read(response) if any(c.guardian_id == guardian_id for c in f.carers)
     }
+
+
+def pupil_in_school(
+    consent: ServiceClient, school: str, pupil_id: uuid.UUID, *, caller_token: str | None = None
+) -> bool:
+    """Whether the consent service knows this pupil in this school (leavers included)."""
+    response = consent.request_sync(
+        "POST",
+        RESOLVE_PATH,
+        school=school,
+        caller_token=caller_token,
+        json=_query(Targets(pupil_ids=frozenset({pupil_id}))),
+    )
+    if response.status_code == 422:
+        return False
+    return any(f.pupil_id == pupil_id for f in _read(response))
