@@ -29,7 +29,7 @@ def test_the_head_sets_and_reads_back_the_settings(comms: TestClient, auth: Toke
     assert put.status_code == 200, put.text
     assert got.json() == put.json()
     assert got.json()["domains"] == [DOMAIN]
-    assert got.json()["school_day_start"] == "08:30:00"
+    assert got.json()["school_day_start"] == "08:30"
     assert got.json()["updated_by"] == "head@oakfield"
 
 

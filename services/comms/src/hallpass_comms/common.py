@@ -59,7 +59,7 @@ def json_kinds(description: str, *kinds: type) -> BeforeValidator:
     """Let through only the JSON kinds the schema documents, before the type's own validation.
 
     FastAPI validates JSON bodies in Python mode, where pydantic's lax mode would read 28800 as
-    a time of day or "1" as a weekday.
+    a date or "1" as a weekday.
     """
 
     def check(value: Any) -> Any:
@@ -71,7 +71,6 @@ def json_kinds(description: str, *kinds: type) -> BeforeValidator:
 
 
 JsonInteger = json_kinds("an integer", int, float)
-TimeText = json_kinds("a time string", str, dt.time)
 DateText = json_kinds("a date string", str, dt.date)
 
 

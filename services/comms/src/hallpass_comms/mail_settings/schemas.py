@@ -5,11 +5,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from hallpass_comms.common import Address, DateText, Domain, JsonInteger, TimeText
+from hallpass_comms.common import Address, DateText, Domain, JsonInteger
 from hallpass_comms.models import CcPolicy, SensitiveDelivery
 
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday, 1 = Monday"), JsonInteger]
-TimeOfDay = Annotated[dt.time, TimeText]
+
+# A wall-clock time of the school day, read on the school's own clock (its time zone setting).
+TimeOfDay = Annotated[
+    str,
+    StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+    Field(description="HH:MM on the school's clock, e.g. 08:30."),
+]
 Day = Annotated[dt.date, DateText]
 
 
@@ -40,10 +46,10 @@ class MailSettingsBody(BaseModel):
         default=CcPolicy.both, description="Who every staff email copies (E1)."
     )
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Europe/London"
-    school_day_start: TimeOfDay = dt.time(8, 30)
-    school_day_end: TimeOfDay = dt.time(16, 0)
+    school_day_start: TimeOfDay = "08:30"
+    school_day_end: TimeOfDay = "16:00"
     morning_send_time: TimeOfDay = Field(
-        default=dt.time(8, 0),
+        default="08:00",
         description="When mail held outside school hours goes out on the next school day (E8).",
     )
     school_days: Annotated[list[Weekday], Field(min_length=1, max_length=7)] = [1, 2, 3, 4, 5]

@@ -58,9 +58,9 @@ def _view(settings: MailSettings) -> MailSettingsView:
         office_address=settings.office_address or "",
         cc_policy=settings.cc_policy,
         timezone=settings.timezone,
-        school_day_start=settings.school_day_start,
-        school_day_end=settings.school_day_end,
-        morning_send_time=settings.morning_send_time,
+        school_day_start=settings.school_day_start.strftime("%H:%M"),
+        school_day_end=settings.school_day_end.strftime("%H:%M"),
+        morning_send_time=settings.morning_send_time.strftime("%H:%M"),
         school_days=list(settings.school_days),
         term_dates=[TermDates.model_validate(t) for t in settings.term_dates],
         external_needs_approval=settings.external_needs_approval,
@@ -120,6 +120,7 @@ def _problems(body: MailSettingsBody) -> list[ProblemDetail]:
                 where="body.timezone",
             )
         )
+    # Zero-padded HH:MM strings sort in time order.
     if not body.school_day_start < body.school_day_end:
         problems.append(
             ProblemDetail(
@@ -193,9 +194,9 @@ def replace(
     settings.office_address = body.office_address
     settings.cc_policy = body.cc_policy
     settings.timezone = body.timezone
-    settings.school_day_start = body.school_day_start
-    settings.school_day_end = body.school_day_end
-    settings.morning_send_time = body.morning_send_time
+    settings.school_day_start = dt.time.fromisoformat(body.school_day_start)
+    settings.school_day_end = dt.time.fromisoformat(body.school_day_end)
+    settings.morning_send_time = dt.time.fromisoformat(body.morning_send_time)
     settings.school_days = list(body.school_days)
     settings.term_dates = [
         {"start": t.start.isoformat(), "end": t.end.isoformat()} for t in body.term_dates
