@@ -378,10 +378,28 @@ def test_a_long_outage_delays_mail_but_never_fails_it(
         clock.now = row.due_at
     assert (row.status, row.attempts) == (DeliveryStatus.queued, 0)
     assert waits[0] <= 1
-    assert 150 <= waits[-1] <= 300  # grows, then holds at the five-minute cap
+    assert 30 <= waits[-1] <= 60  # grows, then holds at the one-minute cap
 
     smtp.start()
     assert worker.run_once() == 1
+
+
+def test_during_an_outage_the_worker_pauses_instead_of_trying_every_batch(
+    db: Database, smtp: SmtpServer, make_worker: WorkerFactory, clock: Clock
+) -> None:
+    queue_message(db, families=[family_addresses(n) for n in range(1, 31)], due_at=clock.now)
+    worker = make_worker(batch_size=10)
+    smtp.stop()
+    worker.run_once()
+    for _ in range(5):  # the background loop's polls within the pause
+        clock.advance(dt.timedelta(milliseconds=100))
+        worker.run_once()
+    deferred = [e for e in audit_entries(db) if e.action == "mail.deferred"]
+    assert len(deferred) == 1  # one probe, not one per batch of ten
+
+    smtp.start()
+    clock.advance(dt.timedelta(seconds=1))
+    assert worker.run_until_idle() == 30
 
 
 def test_smtp_restarted_between_sends_is_reached_on_a_fresh_connection(

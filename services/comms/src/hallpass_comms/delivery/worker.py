@@ -42,7 +42,7 @@ logger = logging.getLogger("hallpass.comms.delivery")
 
 ACTOR = "service:comms-delivery"
 FIRST_BACKOFF = dt.timedelta(seconds=1)
-OUTAGE_BACKOFF = dt.timedelta(minutes=5)
+OUTAGE_BACKOFF = dt.timedelta(minutes=1)
 _ERROR_LIMIT = 2000
 
 
@@ -102,6 +102,7 @@ class DeliveryWorker:
         # While the server is down one envelope probes it at most this far apart.
         self.outage_backoff = min(OUTAGE_BACKOFF, max_backoff)
         self._outages = 0
+        self._paused_until: dt.datetime | None = None
         self._audit = AuditChain(kit_tables.audit_entry)
         self._random = random.Random()  # noqa: S311 - jitter spreads retries, it guards nothing
         self._skip_locked = database.dialect == "postgresql"
@@ -127,6 +128,9 @@ class DeliveryWorker:
                 return sent
 
     def run_batch(self) -> BatchReport:
+        if self._paused_until is not None and self.clock() < self._paused_until:
+            # The server was down a moment ago; every envelope would meet the same closed door.
+            return BatchReport(0, 0, server_unavailable=True)
         claimed, messages = self._claim()
         sent = 0
         for index, delivery in enumerate(claimed):
@@ -140,10 +144,11 @@ class DeliveryWorker:
                 sent += 1
                 self._outages = 0
             if outcome.server_unavailable:
-                # Nothing about these envelopes is wrong: they all wait for the server, and the
-                # wait grows with each pass that finds it still down.
+                # Nothing about these envelopes is wrong: the worker pauses, they wait with it,
+                # and the pause grows with each probe that finds the server still down.
                 self._outages += 1
                 resume_at = self.clock() + self.backoff(self._outages, cap=self.outage_backoff)
+                self._paused_until = resume_at
                 self._record(delivery, outcome, resume_at=resume_at)
                 self._release(claimed[index + 1 :], due_at=resume_at)
                 return BatchReport(len(claimed), sent, server_unavailable=True)
