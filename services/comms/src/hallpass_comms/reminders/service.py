@@ -102,11 +102,12 @@ def remind_renewals(
 ) -> int:
     """Write a reminder to each carer with consents lapsing within ``within_days`` not yet
     reminded about; returns how many messages were written."""
+    with database.session() as session:
+        require_settings(session, school)  # nothing is asked of consent for a school not set up
     lapsing = lapsing_consents(consent, school, within_days)
     if not lapsing:
         return 0
     with database.session() as session:
-        settings = require_settings(session, school)
         due = due_reminders(lapsing, _already_reminded(session, school))
     if not due:
         return 0
