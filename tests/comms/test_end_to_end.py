@@ -1,8 +1,10 @@
-"""Through the gateway, with the real delivery worker and a real SMTP server on loopback: what
-carers' mail servers receive for a class message (E1, E2, E9) and what the history then shows."""
+"""With the real delivery worker and a real SMTP server on loopback: what carers' mail servers
+receive for a class message sent through the gateway (E1, E2, E9), what the history then shows,
+and out-of-hours mail reaching the server only at the next school-day morning (E8)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +13,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from hallpass_comms.app import create_app
+from hallpass_comms.delivery import DeliveryWorker, SmtpTransport
 from hallpass_comms.settings import CommsSettings
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.app import Gateway, create_gateway
+from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.db import Database
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
-from tests.comms.conftest import DEPUTY, HEAD, settings_body
+from tests.comms.conftest import DEPUTY, HEAD, FrozenClock, settings_body
 from tests.comms.smtp import SmtpServer
+from tests.conftest import TokenFactory
+from tests.consent.builders import SchoolBuilder
 
 SCHOOL = "oakfield"
 
@@ -167,3 +176,58 @@ def test_a_class_message_reaches_each_family_alone_from_the_school_copied_to_lea
     assert len(smtp.count_by_message_id()) == 3
     assert [m["id"] for m in history["items"]] == [receipt["id"]]
     assert history["items"][0]["delivery_statuses"] == ["sent"]
+
+
+def test_e8_mail_written_in_the_evening_reaches_the_smtp_server_the_next_morning(
+    smtp: SmtpServer,
+    comms_db: Database,
+    issuer: DevIssuer,
+    common_settings: CommonSettings,
+    consent_client: ServiceClient,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+) -> None:
+    clock = FrozenClock(dt.datetime(2026, 11, 18, 19, 30, tzinfo=dt.UTC))  # Wednesday evening
+    settings = CommsSettings(
+        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False, reminder_within_days=0
+    )
+    transport = SmtpTransport(settings)
+    app = create_app(
+        common=common_settings,
+        settings=settings,
+        verifier=TokenVerifier(common_settings, key_set=issuer.key_set()),
+        consent=consent_client,
+        database=comms_db,
+        run_background=False,
+        migrate=False,
+        transport=transport,
+        clock=clock,
+    )
+    family = school.family()
+    worker: DeliveryWorker = app.state.hallpass.extras["delivery_worker"]
+    with TestClient(app, raise_server_exceptions=False) as comms:
+        assert (
+            comms.put("/v1/settings", json=settings_body(), headers=auth("head")).status_code == 200
+        )
+        receipt = comms.post(
+            "/v1/messages",
+            json={
+                "recipients": {"pupil_ids": [family.pupil_id]},
+                "subject": "Reading",
+                "body_text": "Reading books are due back tomorrow.",
+            },
+            headers=auth("staff"),
+        ).json()
+
+        sent_in_the_evening = worker.run_once()
+        clock.now = dt.datetime(2026, 11, 19, 7, 59, tzinfo=dt.UTC)
+        sent_a_minute_early = worker.run_once()
+        clock.now = dt.datetime(2026, 11, 19, 8, 0, tzinfo=dt.UTC)
+        sent_in_the_morning = worker.run_once()
+    transport.close()
+
+    assert receipt["scheduled_for"] == "2026-11-19T08:00:00Z"
+    assert (sent_in_the_evening, sent_a_minute_early, sent_in_the_morning) == (0, 0, 1)
+    (mail,) = smtp.received
+    assert mail.addresses("From") == [f"staff@{SCHOOL}.sch.uk"]
+    assert set(mail.addresses("Cc")) == {HEAD, DEPUTY}

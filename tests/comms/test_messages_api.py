@@ -174,6 +174,19 @@ def test_e4_a_teacher_cannot_approve_and_approving_twice_conflicts(
     )
 
 
+def test_e4_e8_mail_approved_in_the_evening_waits_for_the_morning(
+    comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any], clock: FrozenClock
+) -> None:
+    held = sent(comms, auth("staff"), {"addresses": ["referrals@council.gov.uk"]})
+    clock.advance(hours=9)  # Wednesday 19:00
+
+    approved = comms.post(f"/v1/messages/{held['id']}:approve", headers=auth("head"))
+
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["scheduled_for"] == "2026-11-19T08:00:00Z"
+    assert [d["status"] for d in approved.json()["deliveries"]] == ["scheduled"]
+
+
 def test_e4_outside_mail_from_the_head_needs_no_second_approval(
     comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any]
 ) -> None:

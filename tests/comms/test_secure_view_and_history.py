@@ -94,6 +94,7 @@ def test_e5_a_sensitive_message_goes_only_to_families(
     )
 
     assert_problem(response, 422, "sensitive_needs_family")
+    assert audit_actions(comms, auth)[0] == "refused:send_message"
 
 
 # --- E3 ------------------------------------------------------------------------------------

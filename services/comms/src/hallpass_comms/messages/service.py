@@ -462,9 +462,13 @@ def send(
     if not targets.needs_families and not targets.addresses:
         raise Unprocessable("Name at least one recipient.", code="no_recipients")
     if draft.sensitivity is Sensitivity.sensitive and targets.addresses:
-        raise Unprocessable(
+        raise AccessRefused(
             "A sensitive message goes only to families, who open it through their secure link; "
             "send it without addresses.",
+            principal=principal,
+            action="refused:send_message",
+            target="sensitive_needs_family",
+            status=422,
             code="sensitive_needs_family",
             rule="E5",
         )
