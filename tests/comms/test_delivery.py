@@ -658,6 +658,30 @@ def test_background_worker_sends_soon_after_a_commit(
     assert sorted(r.message_id for r in received) == sorted(d.message_id_header for d in deliveries)
 
 
+def test_background_threads_share_the_work_and_send_each_envelope_once(
+    db: Database, smtp: SmtpServer, transport: SmtpTransport
+) -> None:
+    worker = DeliveryWorker(
+        db, transport, public_base_url=BASE_URL, batch_size=5, concurrency=3, worker_id="lanes"
+    )
+    _message, deliveries = queue_message(
+        db, families=[family_addresses(n) for n in range(1, 61)], due_at=utcnow()
+    )
+    worker.start()
+    try:
+        smtp.wait_for(60, timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            r.status is not DeliveryStatus.sent for r in rows(db).values()
+        ):
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert smtp.count_by_message_id() == {d.message_id_header: 1 for d in deliveries}
+    assert {r.status for r in rows(db).values()} == {DeliveryStatus.sent}
+    assert audit_intact(db)
+
+
 def test_stop_finishes_the_envelope_in_hand_and_puts_the_rest_back(
     db: Database, smtp: SmtpServer, transport: SmtpTransport, clock: Clock
 ) -> None:

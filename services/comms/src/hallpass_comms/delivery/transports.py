@@ -75,9 +75,11 @@ class SmtpTransport:
     second ``Message-ID`` header when one is given in ``headers``, invents display names for bare
     addresses and wraps the alternatives in ``multipart/related``. The message we rendered is the
     one we keep (and the one the .eml transport writes), so it goes unchanged through the
-    fastapi-mail ``Connection``'s SMTP session. fastapi-mail is asyncio code; each transport runs
-    it on an event loop of its own in the calling (worker) thread, and keeps the connection open
-    between envelopes so a bulk send pays for one TLS handshake and login, not one per family.
+    fastapi-mail ``Connection``'s SMTP session.
+
+    fastapi-mail is asyncio code; each sending thread gets an event loop and a connection of its
+    own, so several worker threads send side by side. A connection stays open between envelopes:
+    a bulk send pays for one TLS handshake and login per thread, not one per family.
     """
 
     # A connection idle longer than this is probed with NOOP before use: the server may have
@@ -102,8 +104,38 @@ class SmtpTransport:
             SUPPRESS_SEND=0,
         )
         self.address = f"{settings.smtp_host}:{settings.smtp_port}"
+        self._local = threading.local()
+        self._sessions: list[_SmtpSession] = []
+        self._sessions_lock = threading.Lock()
+
+    def send(self, message: EmailMessage) -> None:
+        session: _SmtpSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = _SmtpSession(self._config, self.address)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        session.send(message)
+
+    def close(self) -> None:
+        """Say QUIT on every thread's connection and release their event loops.
+
+        A later send opens a new loop and connection for its thread.
+        """
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+
+
+class _SmtpSession:
+    """One thread's event loop and SMTP connection."""
+
+    def __init__(self, config: ConnectionConfig, address: str) -> None:
+        self._config = config
+        self._address = address
+        self._lock = threading.Lock()  # close() may come from another thread
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._exits: AsyncExitStack | None = None
         self._last_used = 0.0
@@ -115,7 +147,6 @@ class SmtpTransport:
             self._loop.run_until_complete(self._send(message))
 
     def close(self) -> None:
-        """Say QUIT to the server and release the event loop; a later send opens both again."""
         with self._lock:
             loop, self._loop = self._loop, None
             if loop is None:
@@ -133,7 +164,7 @@ class SmtpTransport:
             # fastapi-mail wraps every connect and login error; the cause is in the context.
             await self._disconnect()
             raise ServerUnavailable(
-                f"cannot reach or log in to {self.address}: {exc.__context__ or exc.expression}"
+                f"cannot reach or log in to {self._address}: {exc.__context__ or exc.expression}"
             ) from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refusal.code for refusal in exc.recipients]
@@ -167,9 +198,10 @@ class SmtpTransport:
     async def _connect(self) -> Connection:
         connection = self._connection
         if connection is not None:
+            idle = time.monotonic() - self._last_used
             if not connection.session.is_connected:
                 await self._disconnect()
-            elif time.monotonic() - self._last_used > self.PROBE_AFTER_IDLE_SECONDS:
+            elif idle > SmtpTransport.PROBE_AFTER_IDLE_SECONDS:
                 try:
                     await connection.session.noop()
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):

@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,9 +87,12 @@ class DeliveryWorker:
         max_attempts: int = 12,
         max_backoff: dt.timedelta = dt.timedelta(hours=1),
         poll_interval: float = 1.0,
+        concurrency: int = 4,
     ) -> None:
-        if batch_size < 1 or max_attempts < 1 or lease <= dt.timedelta(0):
-            raise ValueError("batch_size and max_attempts must be positive, lease longer than 0")
+        if min(batch_size, max_attempts, concurrency) < 1 or lease <= dt.timedelta(0):
+            raise ValueError(
+                "batch_size, max_attempts and concurrency must be positive, lease longer than 0"
+            )
         self.database = database
         self.transport = transport
         self.public_base_url = public_base_url
@@ -99,16 +103,20 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.poll_interval = poll_interval
+        # Threads that start() runs side by side: while one waits for the mail server another
+        # waits for the database, which is most of an envelope's time.
+        self.concurrency = concurrency
         # While the server is down one envelope probes it at most this far apart.
         self.outage_backoff = min(OUTAGE_BACKOFF, max_backoff)
         self._outages = 0
         self._paused_until: dt.datetime | None = None
+        self._outage_lock = threading.Lock()
         self._audit = AuditChain(kit_tables.audit_entry)
         self._random = random.Random()  # noqa: S311 - jitter spreads retries, it guards nothing
         self._skip_locked = database.dialect == "postgresql"
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lanes: tuple[threading.Thread, ...] = ()
         database.on_commit(self._on_commit)
 
     # ----------------------------------------------------------------------------------------
@@ -128,7 +136,9 @@ class DeliveryWorker:
                 return sent
 
     def run_batch(self) -> BatchReport:
-        if self._paused_until is not None and self.clock() < self._paused_until:
+        """One pass: claim, send and record one batch (run_once without the summary)."""
+        paused_until = self._paused_until
+        if paused_until is not None and self.clock() < paused_until:
             # The server was down a moment ago; every envelope would meet the same closed door.
             return BatchReport(0, 0, server_unavailable=True)
         claimed, messages = self._claim()
@@ -144,16 +154,26 @@ class DeliveryWorker:
                 sent += 1
                 self._outages = 0
             if outcome.server_unavailable:
-                # Nothing about these envelopes is wrong: the worker pauses, they wait with it,
-                # and the pause grows with each probe that finds the server still down.
-                self._outages += 1
-                resume_at = self.clock() + self.backoff(self._outages, cap=self.outage_backoff)
-                self._paused_until = resume_at
+                resume_at = self._pause()
                 self._record(delivery, outcome, resume_at=resume_at)
                 self._release(claimed[index + 1 :], due_at=resume_at)
                 return BatchReport(len(claimed), sent, server_unavailable=True)
             self._record(delivery, outcome)
         return BatchReport(len(claimed), sent, server_unavailable=False)
+
+    def _pause(self) -> dt.datetime:
+        """Nothing about the envelopes is wrong: the worker pauses and they wait with it.
+
+        The pause grows with each probe that finds the server still down; threads that meet the
+        outage while a pause is already set join that pause instead of lengthening it.
+        """
+        with self._outage_lock:
+            now = self.clock()
+            if self._paused_until is not None and self._paused_until > now:
+                return self._paused_until
+            self._outages += 1
+            self._paused_until = now + self.backoff(self._outages, cap=self.outage_backoff)
+            return self._paused_until
 
     def backoff(self, attempts: int, *, cap: dt.timedelta | None = None) -> dt.timedelta:
         """Wait before the next try: doubling from 1 s, capped, with jitter so retries spread."""
@@ -329,25 +349,30 @@ class DeliveryWorker:
     # Background thread
 
     def start(self) -> None:
-        """Send in a background thread, woken by every commit of this database and every second."""
-        if self._thread is not None:
+        """Send in background threads, woken by every commit of this database and every second."""
+        if self._lanes:
             return
         self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"hallpass-mail-{self.worker_id}", daemon=True
+        self._lanes = tuple(
+            threading.Thread(
+                target=self._loop, name=f"hallpass-mail-{self.worker_id}-{lane}", daemon=True
+            )
+            for lane in range(self.concurrency)
         )
-        self._thread.start()
+        for thread in self._lanes:
+            thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the envelope in hand, put the rest of the batch back, end the thread.
+        """Finish the envelopes in hand, put the rest of the batches back, end the threads.
 
         A transport with a ``close()`` (SMTP) is closed too; it reopens if the worker starts again.
         """
         self._stop.set()
         self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=timeout)
+        lanes, self._lanes = self._lanes, ()
+        deadline = time.monotonic() + timeout
+        for thread in lanes:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         close = getattr(self.transport, "close", None)
         if callable(close):
             close()
@@ -357,7 +382,7 @@ class DeliveryWorker:
 
     def _on_commit(self) -> None:
         # Our own claims and outcomes commit too; only other writers bring new work.
-        if threading.current_thread() is not self._thread:
+        if threading.current_thread() not in self._lanes:
             self._wake.set()
 
     def _loop(self) -> None:
