@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nh3
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import MESSAGE_READERS, Gone, record_audit
@@ -218,30 +219,37 @@ def store(
         status, due_at = DeliveryStatus.queued, now
     domain = settings.domains[0] if settings.domains else "hallpass.invalid"
     pupils: dict[uuid.UUID, None] = {}
+    rows = []
     for envelope in envelopes:
         delivery_id = uuid.uuid4()
-        session.add(
-            Delivery(
-                id=delivery_id,
-                message_id=message.id,
-                school_id=settings.school_id,
-                recipient_kind=envelope.kind,
-                guardian_ids=[str(g) for g in envelope.guardian_ids],
-                pupil_ids=[str(p) for p in envelope.pupil_ids],
-                to_addresses=list(envelope.to),
-                cc_addresses=[c for c in cc if c not in envelope.to],
-                status=status,
-                due_at=due_at,
-                attempts=0,
-                message_id_header=new_message_id_header(delivery_id, domain),
-                created_at=now,
-            )
+        rows.append(
+            {
+                "id": delivery_id,
+                "message_id": message.id,
+                "school_id": settings.school_id,
+                "recipient_kind": envelope.kind,
+                "guardian_ids": [str(g) for g in envelope.guardian_ids],
+                "pupil_ids": [str(p) for p in envelope.pupil_ids],
+                "to_addresses": list(envelope.to),
+                "cc_addresses": [c for c in cc if c not in envelope.to],
+                "status": status,
+                "due_at": due_at,
+                "attempts": 0,
+                "message_id_header": new_message_id_header(delivery_id, domain),
+                "created_at": now,
+            }
         )
         pupils.update(dict.fromkeys(envelope.pupil_ids))
-    session.add_all(
-        FamilyMessage(message_id=message.id, pupil_id=p, school_id=settings.school_id)
-        for p in pupils
-    )
+    # Bulk inserts: a year-group send is a thousand envelopes, and the sender waits for the 202.
+    session.execute(insert(Delivery), rows)
+    if pupils:
+        session.execute(
+            insert(FamilyMessage),
+            [
+                {"message_id": message.id, "pupil_id": p, "school_id": settings.school_id}
+                for p in pupils
+            ],
+        )
     session.flush()
     return message
 
@@ -275,7 +283,7 @@ def approval_for(
 
 
 def view(session: Session, message: Message) -> MessageView:
-    deliveries = repository.deliveries_of(session, [message.id])
+    deliveries = repository.delivery_rows(session, message.id)
     cc: list[str] = []
     for delivery in deliveries:
         cc.extend(c for c in delivery.cc_addresses if c not in cc)
