@@ -42,6 +42,35 @@ def test_e7_a_carer_raises_a_concern_and_the_dsl_reads_it(
     assert actions.count("pastoral.list") == 2
 
 
+def test_e7_the_dsl_is_told_a_concern_is_waiting_without_its_words(
+    comms: TestClient, auth: TokenFactory, school: SchoolBuilder, mail_settings: dict[str, Any]
+) -> None:
+    family = school.family()
+    receipt = _concern(comms, auth, family, body="Something private about home.")
+
+    raised = comms.get(
+        "/v1/audit", params={"action": "pastoral.concern_raised"}, headers=auth("head")
+    ).json()["items"][0]
+    notice = comms.get(f"/v1/messages/{raised['details']['notice']}", headers=auth("dsl")).json()
+
+    assert notice["kind"] == "concern_notice"
+    assert [d["to"] for d in notice["deliveries"]] == [[DSL]]
+    assert notice["cc"] == []
+    assert receipt["id"] in notice["body_text"]
+    assert "private" not in notice["body_text"].lower()
+    assert "Worried" not in notice["subject"] + notice["body_text"]
+
+
+def test_e7_a_concern_is_taken_before_the_school_has_mail_settings(
+    comms: TestClient, auth: TokenFactory, school: SchoolBuilder
+) -> None:
+    family = school.family()
+
+    receipt = _concern(comms, auth, family)
+
+    assert receipt["status"] == "open"
+
+
 @pytest.mark.parametrize("role", ["head", "deputy", "office", "staff", "admin"])
 def test_e7_only_the_dsl_and_pastoral_staff_read_the_inbox(
     role: str,

@@ -77,6 +77,7 @@ class MessageKind(StrEnum):
     pastoral_reply = "pastoral_reply"
     renewal_reminder = "renewal_reminder"
     report_notice = "report_notice"
+    concern_notice = "concern_notice"  # tells the DSL a concern is waiting, never its words
 
 
 class Approval(StrEnum):

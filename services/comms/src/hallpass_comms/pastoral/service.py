@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import record_audit
+from hallpass_comms.mail_settings import repository as settings_repository
 from hallpass_comms.mail_settings.service import require_settings
 from hallpass_comms.messages import service as messages
 from hallpass_comms.messages.schemas import MessageReceipt
-from hallpass_comms.models import Approval, ConcernStatus, MessageKind, PastoralConcern
+from hallpass_comms.models import (
+    Approval,
+    ConcernStatus,
+    Message,
+    MessageKind,
+    PastoralConcern,
+    RecipientKind,
+    Sensitivity,
+)
 from hallpass_comms.pastoral import repository
 from hallpass_comms.pastoral.schemas import (
     ConcernCreate,
@@ -20,7 +30,7 @@ from hallpass_comms.pastoral.schemas import (
     ConcernView,
     ReplyCreate,
 )
-from hallpass_comms.recipients.policy import Targets, address_envelopes
+from hallpass_comms.recipients.policy import Envelope, Targets, address_envelopes
 from hallpass_comms.recipients.service import children_of, resolve_families
 from hallpass_kit.auth import AccessRefused, Principal
 from hallpass_kit.clients import ServiceClient
@@ -75,9 +85,48 @@ def raise_concern(
     )
     session.add(concern)
     session.flush()
+    notice = _notify_dsl(session, concern, now)
     # The words stay in the inbox; the audit trail, read by the head, only says one arrived.
-    record_audit(session, principal, "pastoral.concern_raised", target=f"concern:{concern.id}")
+    record_audit(
+        session,
+        principal,
+        "pastoral.concern_raised",
+        target=f"concern:{concern.id}",
+        details={"notice": str(notice.id) if notice else None},
+    )
     return ConcernReceipt(id=concern.id, status=concern.status, created_at=concern.created_at)
+
+
+def _notify_dsl(session: Session, concern: PastoralConcern, now: dt.datetime) -> Message | None:
+    """Tell the DSL a concern is waiting, at once; the email says nothing of what it is about.
+
+    A school without mail settings still takes concerns; the inbox is then read without notice.
+    """
+    settings = settings_repository.get(session, concern.school_id)
+    if settings is None or not settings.dsl_address:
+        return None
+    when = concern.created_at.astimezone(ZoneInfo(settings.timezone))
+    return messages.store(
+        session,
+        settings,
+        messages.system_sender(settings, "service:comms-pastoral"),
+        messages.Draft(
+            kind=MessageKind.concern_notice,
+            subject="A new concern is waiting in the pastoral inbox",
+            body_text=(
+                f"A carer raised a concern on {when:%d %B %Y at %H:%M}.\n\n"
+                "Only the DSL and pastoral staff can read it: open the pastoral inbox in "
+                f"Hallpass (concern {concern.id}). This email leaves out what it is about."
+            ),
+            body_html=None,
+            sensitivity=Sensitivity.normal,
+            urgent=True,
+        ),
+        [Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,))],
+        now,
+        copy_leadership=False,
+        approval=Approval.not_needed,
+    )
 
 
 def list_concerns(

@@ -114,7 +114,7 @@ def upgrade() -> None:
     op.create_table('message',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('school_id', sa.String(length=64), nullable=False),
-    sa.Column('kind', sa.Enum('staff_message', 'pastoral_reply', 'renewal_reminder', 'report_notice', name='message_kind', native_enum=False, length=32), nullable=False),
+    sa.Column('kind', sa.Enum('staff_message', 'pastoral_reply', 'renewal_reminder', 'report_notice', 'concern_notice', name='message_kind', native_enum=False, length=32), nullable=False),
     sa.Column('sender_sub', sa.String(length=200), nullable=False),
     sa.Column('sender_address', sa.String(length=320), nullable=False),
     sa.Column('subject', sa.String(length=200), nullable=False),
