@@ -332,6 +332,7 @@ class SendRun:
     errors: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     unsent: list[str] = field(default_factory=list)
+    received: int = 0
 
     @property
     def per_second(self) -> float | None:
@@ -347,15 +348,16 @@ def send_to_all(
     name: str,
     comms_url: str,
     staff_token: str,
-    expected: int,
+    expected: int | None,
     outage: float,
     timeout: float,
+    year_groups: Sequence[int] = YEAR_GROUPS,
 ) -> SendRun:
     """One message to every family; with ``outage``, SMTP stops for that long halfway through."""
     run = SendRun(name)
     smtp.handler.reset()
     body = {
-        "recipients": {"year_groups": list(YEAR_GROUPS)},
+        "recipients": {"year_groups": list(year_groups)},
         "subject": f"{SUBJECT} ({name})",
         "body_text": BODY,
     }
@@ -369,7 +371,7 @@ def send_to_all(
     receipt = response.json()
     deliveries = {d["id"] for d in receipt["deliveries"]}
     run.envelopes = len(deliveries)
-    if run.envelopes != expected:
+    if expected is not None and run.envelopes != expected:
         run.errors.append(f"{run.envelopes} envelopes for {expected} families")
 
     deadline = started + timeout
@@ -399,6 +401,7 @@ def send_to_all(
     run.statuses = delivery_statuses(comms_url, receipt["id"])
     run.unsent = unsent_examples(comms_url, receipt["id"])
     counts, arrivals = smtp.handler.snapshot()
+    run.received = sum(counts.values())
     run.lost = len(deliveries - arrivals.keys())
     run.duplicated = sum(n - 1 for n in counts.values() if n > 1)
     return run
@@ -568,7 +571,10 @@ def server_env(data_dir: Path, consent_url: str, comms_url: str, smtp_port: int)
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started_at = dt.datetime.now(dt.UTC)
-    databases = ("hallpass_bench_bulk_consent", "hallpass_bench_bulk_comms")
+    load_before = os.getloadavg()[0]
+    # Names of this run's own: two runs at once on one server must not share (or drop) a database.
+    run_tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    databases = (f"hallpass_bench_bulk_{run_tag}_consent", f"hallpass_bench_bulk_{run_tag}_comms")
     smtp = LoopbackSmtp(free_port())
     smtp.start()
     runs: list[SendRun] = []
@@ -610,6 +616,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if answer.status_code != 200:
                     raise RuntimeError(f"mail settings: {answer.status_code} {answer.text}")
+                print("warm-up: one message to year 1 …", flush=True)
+                warm_up = send_to_all(
+                    client,
+                    smtp,
+                    name="warm-up",
+                    comms_url=comms_url,
+                    staff_token=staff_token,
+                    expected=None,
+                    outage=0.0,
+                    timeout=args.timeout,
+                    year_groups=YEAR_GROUPS[:1],
+                )
+                if warm_up.errors or warm_up.lost:
+                    print(f"  warm-up: {warm_up.errors} lost {warm_up.lost}", flush=True)
                 for name, outage in (
                     ("Hallpass, SMTP up", 0.0),
                     (f"Hallpass, SMTP down {args.outage:g} s halfway", args.outage),
@@ -630,13 +650,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"  error: {error}", flush=True)
                 if any(run.errors or run.lost for run in runs):
                     for run in runs:
-                        print(f"  {run.name}: delivery statuses {run.statuses}", flush=True)
+                        print(
+                            f"  {run.name}: statuses {run.statuses}, received {run.received}",
+                            flush=True,
+                        )
                         for example in run.unsent:
                             print(f"    {example}", flush=True)
                     print(tail(log_path, 80), flush=True)
     finally:
         smtp.stop()
-        if args.backend == "postgresql" and not args.keep_db:
+        if args.backend == "postgresql" and args.keep_db:
+            print(f"kept databases {', '.join(databases)}", flush=True)
+        elif args.backend == "postgresql":
             for name in databases:
                 drop_database(args.admin_url, name)
 
@@ -648,8 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"seeded in {seed_seconds:.0f} s) in the consent service; `hallpass serve` (one uvicorn "
         f"worker, all services in one process) on {args.backend}; comms sends through "
         f"fastapi-mail to aiosmtpd {machine['aiosmtpd']} on loopback in the benchmark process. "
-        "One `POST /comms/v1/messages` to years 1-6 as a member of staff (head copied, E1), "
-        "one envelope per family (E9). Times are from sending the POST. Envelopes/s counts from "
+        "After a warm-up message to year 1 (not measured), one `POST /comms/v1/messages` to "
+        "years 1-6 as a member of staff (head copied, E1), one envelope per family (E9), per "
+        "run. Times are from sending the POST. Envelopes/s counts from "
         "the 202 to the last envelope at the server. "
         + (
             f"In the second run the SMTP server was stopped after {outage_run.outage_at:,} "
@@ -674,7 +700,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Configuration: {configuration}",
             "",
             "The benchmark process (HTTP client and SMTP server) shares the machine's CPUs with "
-            "the server and the database. Reproduce with `make bench` "
+            "the server and the database, and other jobs shared the machine (load average "
+            f"{load_before:.1f} before the run). While the SMTP server is down the worker "
+            "pauses 1, 2, 4, 8 … s (each 50-100 % of that, jittered) between probes, so mail "
+            "resumes up to one pause after the server is back; the outage run's time includes "
+            "the outage and that pause. Reproduce with `make bench` "
             "(`uv run --frozen python bench/bulk_send.py`); crash safety and the duplicate window "
             "are described in docs/mail-delivery.md.",
             "",
