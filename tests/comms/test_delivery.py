@@ -835,7 +835,7 @@ def test_worker_killed_between_claim_and_send_loses_and_duplicates_nothing(
     assert sum(r.status is DeliveryStatus.sent for r in state.values()) == 7
     stranded = [r for r in state.values() if r.status is DeliveryStatus.sending]
     assert len(stranded) == 13  # the rest of the dead worker's batch of 20
-    assert {r.claimed_by for r in stranded} == {"doomed"}
+    assert {r.claimed_by for r in stranded} == {"doomed#1"}  # its first and only claim
 
     clock.now = utcnow() + dt.timedelta(minutes=5, seconds=1)  # the dead worker's lease lapses
     assert make_worker().run_until_idle() == 23

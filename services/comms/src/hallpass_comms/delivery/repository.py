@@ -15,13 +15,13 @@ from hallpass_comms.models import Delivery, DeliveryStatus, Message
 def claim_due(
     session: Session,
     *,
-    worker_id: str,
+    claimant: str,
     now: dt.datetime,
     lease_until: dt.datetime,
     limit: int,
     skip_locked: bool,
 ) -> Sequence[Delivery]:
-    """Take up to ``limit`` due envelopes for ``worker_id``, counting one attempt on each.
+    """Take up to ``limit`` due envelopes for ``claimant``, counting one attempt on each.
 
     Due: queued or scheduled rows whose due_at has come, and rows whose claimant's lease ran out
     (a worker that died between claim and outcome). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets
@@ -47,7 +47,7 @@ def claim_due(
     rows = session.scalars(query).all()
     for row in rows:
         row.status = DeliveryStatus.sending
-        row.claimed_by = worker_id
+        row.claimed_by = claimant
         row.claimed_until = lease_until
         row.attempts += 1
     session.flush()
@@ -60,12 +60,12 @@ def messages_by_id(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Mes
     return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
 
 
-def held_by(session: Session, delivery_id: uuid.UUID, worker_id: str) -> Delivery | None:
-    """The row, locked, if ``worker_id`` still holds it; None when its lease was taken over."""
+def held_by(session: Session, delivery_id: uuid.UUID, claimant: str) -> Delivery | None:
+    """The row, locked, if ``claimant`` still holds it; None when its lease was taken over."""
     query = select(Delivery).where(
         Delivery.id == delivery_id,
         Delivery.status == DeliveryStatus.sending,
-        Delivery.claimed_by == worker_id,
+        Delivery.claimed_by == claimant,
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
@@ -73,21 +73,21 @@ def held_by(session: Session, delivery_id: uuid.UUID, worker_id: str) -> Deliver
 
 
 def extend_lease(
-    session: Session, ids: Sequence[uuid.UUID], worker_id: str, lease_until: dt.datetime
+    session: Session, ids: Sequence[uuid.UUID], claimant: str, lease_until: dt.datetime
 ) -> None:
     session.execute(
         update(Delivery)
         .where(
             Delivery.id.in_(ids),
             Delivery.status == DeliveryStatus.sending,
-            Delivery.claimed_by == worker_id,
+            Delivery.claimed_by == claimant,
         )
         .values(claimed_until=lease_until)
     )
 
 
 def release(
-    session: Session, ids: Sequence[uuid.UUID], worker_id: str, due_at: dt.datetime | None
+    session: Session, ids: Sequence[uuid.UUID], claimant: str, due_at: dt.datetime | None
 ) -> None:
     """Give back claimed rows that were not tried: the attempt counted at claim is undone."""
     values: dict[str, object] = {
@@ -103,7 +103,7 @@ def release(
         .where(
             Delivery.id.in_(ids),
             Delivery.status == DeliveryStatus.sending,
-            Delivery.claimed_by == worker_id,
+            Delivery.claimed_by == claimant,
         )
         .values(**values)
     )

@@ -12,6 +12,7 @@ second time, with the same Message-ID, so receiving systems can recognise the co
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import os
 import random
@@ -97,7 +98,10 @@ class DeliveryWorker:
         self.transport = transport
         self.public_base_url = public_base_url
         self.clock = clock
-        self.worker_id = (worker_id or _default_worker_id())[:100]
+        self.worker_id = (worker_id or _default_worker_id())[:80]
+        # Each claim gets a token of its own (worker id and a counter), so an outcome lands only
+        # on rows that this very claim still holds, even between threads of one worker.
+        self._claims = itertools.count(1)
         self.batch_size = batch_size
         self.lease = lease
         self.max_attempts = max_attempts
@@ -186,7 +190,7 @@ class DeliveryWorker:
         with self.database.session() as session:
             rows = repository.claim_due(
                 session,
-                worker_id=self.worker_id,
+                claimant=f"{self.worker_id}#{next(self._claims)}",
                 now=now,
                 lease_until=now + self.lease,
                 limit=self.batch_size,
@@ -227,7 +231,7 @@ class DeliveryWorker:
         self, delivery: Delivery, outcome: Outcome, *, resume_at: dt.datetime | None = None
     ) -> None:
         with self.database.session() as session:
-            row = repository.held_by(session, delivery.id, self.worker_id)
+            row = repository.held_by(session, delivery.id, _claimant(delivery))
             if row is None:
                 # Our lease ran out and another worker took the row; it records its own outcome.
                 logger.warning(
@@ -322,7 +326,7 @@ class DeliveryWorker:
                 "message": str(row.message_id),
                 "message_id_header": row.message_id_header,
                 "attempts": row.attempts,
-                "worker": self.worker_id,
+                "claimant": _claimant(row),
                 **details,
             },
         )
@@ -335,7 +339,7 @@ class DeliveryWorker:
             return
         until = now + self.lease
         with self.database.session() as session:
-            repository.extend_lease(session, [row.id for row in rows], self.worker_id, until)
+            repository.extend_lease(session, [row.id for row in rows], _claimant(rows[0]), until)
         for row in rows:
             row.claimed_until = until
 
@@ -343,7 +347,7 @@ class DeliveryWorker:
         if not rows:
             return
         with self.database.session() as session:
-            repository.release(session, [row.id for row in rows], self.worker_id, due_at)
+            repository.release(session, [row.id for row in rows], _claimant(rows[0]), due_at)
 
     # ----------------------------------------------------------------------------------------
     # Background thread
@@ -398,6 +402,11 @@ class DeliveryWorker:
             if report.claimed == self.batch_size and not report.server_unavailable:
                 continue
             self._wake.wait(self.poll_interval)
+
+
+def _claimant(row: Delivery) -> str:
+    # The claim token the claim query wrote on the row (and on our copy of it).
+    return row.claimed_by or ""
 
 
 def _default_worker_id() -> str:
