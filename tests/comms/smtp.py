@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
 
@@ -44,6 +45,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     raw: bytes
     message: EmailMessage
+    logged_in_as: str | None = None
 
     @property
     def message_id(self) -> str:
@@ -116,25 +118,46 @@ class RecordingHandler:
         raw = bytes(envelope.original_content or envelope.content)
         parsed = BytesParser(policy=default_policy).parsebytes(raw)
         assert isinstance(parsed, EmailMessage)
+        login = session.auth_data.login.decode() if session.authenticated else None
         with self._lock:
             self._received.append(
-                Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), raw, parsed)
+                Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), raw, parsed, login)
             )
         return "250 Message accepted for delivery"
 
 
 class SmtpServer:
-    """The loopback server: one port for its whole life, across stops and starts."""
+    """The loopback server: one port for its whole life, across stops and starts.
 
-    def __init__(self, port: int | None = None) -> None:
+    With ``credentials`` it offers AUTH (over plain text: loopback only) and accepts only that
+    login and password; a client may still send without logging in.
+    """
+
+    def __init__(self, port: int | None = None, credentials: tuple[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.handler = RecordingHandler()
+        self.credentials = credentials
         self._controller: Controller | None = None
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        assert self.credentials is not None
+        login, password = self.credentials
+        ok = isinstance(auth_data, LoginPassword) and auth_data == (
+            login.encode(),
+            password.encode(),
+        )
+        # handled=False: aiosmtpd answers 535 itself when the login is refused.
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     def start(self) -> None:
         if self._controller is not None:
             return
-        controller = Controller(self.handler, hostname=HOST, port=self.port)
+        options: dict[str, Any] = {}
+        if self.credentials is not None:
+            options = {"authenticator": self._authenticate, "auth_require_tls": False}
+        controller = Controller(self.handler, hostname=HOST, port=self.port, **options)
         controller.start()
         self._controller = controller
 

@@ -32,8 +32,10 @@ from hallpass_comms.delivery import (
     ACTOR,
     DeliveryWorker,
     EmlFolderTransport,
+    MailTransport,
     SmtpTransport,
     new_message_id_header,
+    transport_from_settings,
 )
 from hallpass_comms.models import (
     Approval,
@@ -49,6 +51,7 @@ from hallpass_comms.models import (
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.audit import AuditChain, AuditRecord
 from hallpass_kit.db import Database, utcnow
+from hallpass_kit.settings import CommonSettings, Environment
 from tests.comms.smtp import SmtpServer
 from tests.conftest import BACKENDS, POSTGRES_URL, _worker
 
@@ -149,7 +152,7 @@ WorkerFactory = Callable[..., DeliveryWorker]
 
 @pytest.fixture
 def make_worker(db: Database, transport: SmtpTransport, clock: Clock) -> WorkerFactory:
-    def make(**options: Any) -> DeliveryWorker:
+    def make(transport: MailTransport = transport, **options: Any) -> DeliveryWorker:
         options.setdefault("clock", clock)
         return DeliveryWorker(db, transport, public_base_url=BASE_URL, **options)
 
@@ -531,6 +534,55 @@ def test_backoff_doubles_from_one_second_with_jitter_and_a_cap(make_worker: Work
         waits = [worker.backoff(attempts).total_seconds() for _ in range(50)]
         assert all(ceiling / 2 <= wait <= ceiling for wait in waits)
         assert len(set(waits)) > 1  # jittered, so a crowd of retries spreads out
+
+
+def test_smtp_login_with_the_configured_account(
+    db: Database, make_worker: WorkerFactory, clock: Clock
+) -> None:
+    _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=clock.now)
+    with SmtpServer(credentials=("relay@oakfield.sch.uk", "s3cret-relay")) as server:
+        settings = smtp_settings(server).model_copy(
+            update={"smtp_username": "relay@oakfield.sch.uk", "smtp_password": "s3cret-relay"}
+        )
+        login = SmtpTransport(settings)
+        try:
+            assert make_worker(transport=login).run_once() == 1
+        finally:
+            login.close()
+    (received,) = server.received
+    assert received.logged_in_as == "relay@oakfield.sch.uk"
+    assert received.message_id == delivery.message_id_header
+
+
+def test_smtp_login_refused_holds_the_mail_without_failing_it(
+    db: Database, make_worker: WorkerFactory, clock: Clock
+) -> None:
+    _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=clock.now)
+    with SmtpServer(credentials=("relay@oakfield.sch.uk", "s3cret-relay")) as server:
+        settings = smtp_settings(server).model_copy(
+            update={"smtp_username": "relay@oakfield.sch.uk", "smtp_password": "wrong"}
+        )
+        refused = SmtpTransport(settings)
+        try:
+            assert make_worker(transport=refused).run_once() == 0
+        finally:
+            refused.close()
+    row = rows(db)[delivery.id]
+    assert (row.status, row.attempts) == (DeliveryStatus.queued, 0)
+    assert "535" in (row.last_error or "")
+    assert server.received == []
+
+
+def test_transport_from_settings_is_smtp_with_a_host_and_the_eml_outbox_without(
+    tmp_path: Path,
+) -> None:
+    common = CommonSettings(env=Environment.test, data_dir=tmp_path)
+    smtp = transport_from_settings(CommsSettings(smtp_host="mail.oakfield.sch.uk"), common)
+    outbox = transport_from_settings(CommsSettings(smtp_host=None), common)
+    assert isinstance(smtp, SmtpTransport)
+    assert smtp.address == "mail.oakfield.sch.uk:587"
+    assert isinstance(outbox, EmlFolderTransport)
+    assert outbox.folder == tmp_path / "outbox"
 
 
 # --------------------------------------------------------------------------------------------

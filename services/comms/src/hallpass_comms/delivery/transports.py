@@ -209,7 +209,15 @@ class _SmtpSession:
             if self._connection is not None:
                 return self._connection
         exits = AsyncExitStack()
-        self._connection = await exits.enter_async_context(Connection(self._config))
+        connection = Connection(self._config)
+        try:
+            self._connection = await exits.enter_async_context(connection)
+        except BaseException:
+            # A refused login leaves fastapi-mail's session connected, and nobody else holds it.
+            session: aiosmtplib.SMTP | None = getattr(connection, "session", None)
+            if session is not None:
+                session.close()
+            raise
         self._exits = exits
         return self._connection
 
