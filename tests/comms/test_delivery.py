@@ -666,6 +666,30 @@ def test_a_row_whose_claimants_keep_vanishing_fails_at_the_attempt_limit(
     assert smtp.received == []
 
 
+def test_a_slow_server_does_not_let_the_lease_lapse_under_a_live_worker(
+    db: Database, smtp: SmtpServer, transport: SmtpTransport, clock: Clock
+) -> None:
+    _message, deliveries = queue_message(
+        db, families=[family_addresses(n) for n in range(1, 5)], due_at=clock.now
+    )
+    lease = dt.timedelta(seconds=10)
+    other = DeliveryWorker(db, transport, public_base_url=BASE_URL, clock=clock, lease=lease)
+    taken_by_other: list[int] = []
+
+    class SlowTransport:
+        """Each envelope takes 6 s of the lease; meanwhile another worker looks for work."""
+
+        def send(self, message: EmailMessage) -> None:
+            clock.advance(dt.timedelta(seconds=6))
+            taken_by_other.append(other.run_once())
+            transport.send(message)
+
+    slow = DeliveryWorker(db, SlowTransport(), public_base_url=BASE_URL, clock=clock, lease=lease)
+    assert slow.run_once() == 4
+    assert taken_by_other == [0, 0, 0, 0]
+    assert smtp.count_by_message_id() == {d.message_id_header: 1 for d in deliveries}
+
+
 def test_lost_lease_outcome_does_not_overwrite_the_new_claimant(
     db: Database, smtp: SmtpServer, transport: SmtpTransport, clock: Clock
 ) -> None:
