@@ -11,7 +11,7 @@ Message-ID. The baseline, measured in the same run against the same server, is t
 messages sent by ``smtplib`` over one connection, without Hallpass.
 
     uv run --frozen python bench/bulk_send.py [--families 1000] [--outage 10]
-        [--backend postgresql|sqlite] [--no-docs]
+        [--backend postgresql sqlite] [--no-docs]
 
 Targets (from the issue): accepted <= 1 s, all delivered <= 30 s, 0 lost, 0 duplicated. Numbers
 are reported, never asserted: the script exits 0 whenever it could measure.
@@ -193,14 +193,14 @@ def families_csv(families: int) -> tuple[bytes, list[list[str]]]:
     return out.getvalue().encode(), addresses
 
 
-def seed_consent(database_url: str, data_dir: Path, families: int) -> list[list[str]]:
+def seed_consent(database_url: str, data_dir: Path, families: int) -> None:
     database = Database(database_url)
     try:
         upgrade_consent(database)
         head = Principal(sub="bench-seed", school=SCHOOL, roles=frozenset({Role.head}))
         with database.session() as session:
             schools.put_school(session, head, SchoolSettings(name="Hallpass Bulk Send Primary"))
-        export, addresses = families_csv(families)
+        export, _addresses = families_csv(families)
         path = data_dir / "mis-export.csv"
         path.write_bytes(export)
         import_csv_file(
@@ -208,7 +208,6 @@ def seed_consent(database_url: str, data_dir: Path, families: int) -> list[list[
         )
     finally:
         database.dispose()
-    return addresses
 
 
 def delivery_statuses(comms_url: str, message_id: str) -> dict[str, int]:
@@ -538,7 +537,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--families", type=int, default=1000)
     parser.add_argument("--outage", type=float, default=10.0, help="SMTP down, seconds")
     parser.add_argument("--timeout", type=float, default=180.0, help="per run, seconds")
-    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--backend",
+        choices=["postgresql", "sqlite"],
+        nargs="+",
+        default=["postgresql", "sqlite"],
+        help="databases to measure on, one after the other",
+    )
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -568,119 +573,138 @@ def server_env(data_dir: Path, consent_url: str, comms_url: str, smtp_port: int)
     return env
 
 
+@dataclass
+class BackendResult:
+    backend: str
+    seed_seconds: float
+    runs: list[SendRun]
+
+
+def measure_backend(
+    args: argparse.Namespace, backend: str, smtp: LoopbackSmtp, data_dir: Path
+) -> BackendResult:
+    """Seed, start ``hallpass serve`` on ``backend``, warm up, then the two measured runs."""
+    # Names of this run's own: two runs at once on one server must not share (or drop) a database.
+    run_tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    databases = (f"hallpass_bench_bulk_{run_tag}_consent", f"hallpass_bench_bulk_{run_tag}_comms")
+    runs: list[SendRun] = []
+    try:
+        if backend == "postgresql":
+            consent_url, comms_url = (recreate_database(args.admin_url, n) for n in databases)
+        else:
+            consent_url = f"sqlite:///{data_dir / 'consent.db'}"
+            comms_url = f"sqlite:///{data_dir / 'comms.db'}"
+        print(f"{backend}: seeding {args.families:,} families …", flush=True)
+        seed_started = time.perf_counter()
+        seed_consent(consent_url, data_dir, args.families)
+        seed_seconds = time.perf_counter() - seed_started
+
+        common = CommonSettings(data_dir=data_dir)
+        issuer = DevIssuer.load_or_create(
+            common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+        )
+        head_token = issuer.issue(sub="head", school=SCHOOL, roles=[Role.head], email=HEAD)
+        staff_token = issuer.issue(sub="teacher", school=SCHOOL, roles=[Role.staff], email=SENDER)
+        port = free_port()
+        env = server_env(data_dir, consent_url, comms_url, smtp.port)
+        log_path = data_dir / "server.log"
+        with (
+            running_server(port=port, env=env, log_path=log_path),
+            httpx.Client(base_url=f"http://{HOST}:{port}", timeout=60) as client,
+        ):
+            answer = client.put(
+                "/comms/v1/settings",
+                json=mail_settings(),
+                headers={"Authorization": f"Bearer {head_token}"},
+            )
+            if answer.status_code != 200:
+                raise RuntimeError(f"mail settings: {answer.status_code} {answer.text}")
+            print(f"{backend}: warm-up, one message to year 1 …", flush=True)
+            warm_up = send_to_all(
+                client,
+                smtp,
+                name="warm-up",
+                comms_url=comms_url,
+                staff_token=staff_token,
+                expected=None,
+                outage=0.0,
+                timeout=args.timeout,
+                year_groups=YEAR_GROUPS[:1],
+            )
+            if warm_up.errors or warm_up.lost:
+                print(f"  warm-up: {warm_up.errors} lost {warm_up.lost}", flush=True)
+            for name, outage in (
+                (f"Hallpass on {backend}, SMTP up", 0.0),
+                (f"Hallpass on {backend}, SMTP down {args.outage:g} s halfway", args.outage),
+            ):
+                print(f"{name} …", flush=True)
+                run = send_to_all(
+                    client,
+                    smtp,
+                    name=name,
+                    comms_url=comms_url,
+                    staff_token=staff_token,
+                    expected=args.families,
+                    outage=outage,
+                    timeout=args.timeout,
+                )
+                runs.append(run)
+                for error in run.errors:
+                    print(f"  error: {error}", flush=True)
+            if any(run.errors or run.lost for run in runs):
+                for run in runs:
+                    print(
+                        f"  {run.name}: statuses {run.statuses}, received {run.received}",
+                        flush=True,
+                    )
+                    for example in run.unsent:
+                        print(f"    {example}", flush=True)
+                print(tail(log_path, 80), flush=True)
+    finally:
+        if backend == "postgresql" and args.keep_db:
+            print(f"kept databases {', '.join(databases)}", flush=True)
+        elif backend == "postgresql":
+            for name in databases:
+                drop_database(args.admin_url, name)
+    return BackendResult(backend, seed_seconds, runs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started_at = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()[0]
-    # Names of this run's own: two runs at once on one server must not share (or drop) a database.
-    run_tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    databases = (f"hallpass_bench_bulk_{run_tag}_consent", f"hallpass_bench_bulk_{run_tag}_comms")
     smtp = LoopbackSmtp(free_port())
     smtp.start()
-    runs: list[SendRun] = []
+    results: list[BackendResult] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="hallpass-bulk-") as tmp:
-            data_dir = Path(tmp)
-            if args.backend == "postgresql":
-                consent_url, comms_url = (recreate_database(args.admin_url, n) for n in databases)
-            else:
-                consent_url = f"sqlite:///{data_dir / 'consent.db'}"
-                comms_url = f"sqlite:///{data_dir / 'comms.db'}"
-            print(f"seeding {args.families:,} families …", flush=True)
-            seed_started = time.perf_counter()
-            addresses = seed_consent(consent_url, data_dir, args.families)
-            seed_seconds = time.perf_counter() - seed_started
-
-            print("baseline: smtplib …", flush=True)
-            baseline = smtplib_baseline(smtp, addresses)
-
-            common = CommonSettings(data_dir=data_dir)
-            issuer = DevIssuer.load_or_create(
-                common.dev_signing_key_path, common.auth_issuer, common.auth_audience
-            )
-            head_token = issuer.issue(sub="head", school=SCHOOL, roles=[Role.head], email=HEAD)
-            staff_token = issuer.issue(
-                sub="teacher", school=SCHOOL, roles=[Role.staff], email=SENDER
-            )
-            port = free_port()
-            env = server_env(data_dir, consent_url, comms_url, smtp.port)
-            log_path = data_dir / "server.log"
-            with (
-                running_server(port=port, env=env, log_path=log_path),
-                httpx.Client(base_url=f"http://{HOST}:{port}", timeout=60) as client,
-            ):
-                answer = client.put(
-                    "/comms/v1/settings",
-                    json=mail_settings(),
-                    headers={"Authorization": f"Bearer {head_token}"},
-                )
-                if answer.status_code != 200:
-                    raise RuntimeError(f"mail settings: {answer.status_code} {answer.text}")
-                print("warm-up: one message to year 1 …", flush=True)
-                warm_up = send_to_all(
-                    client,
-                    smtp,
-                    name="warm-up",
-                    comms_url=comms_url,
-                    staff_token=staff_token,
-                    expected=None,
-                    outage=0.0,
-                    timeout=args.timeout,
-                    year_groups=YEAR_GROUPS[:1],
-                )
-                if warm_up.errors or warm_up.lost:
-                    print(f"  warm-up: {warm_up.errors} lost {warm_up.lost}", flush=True)
-                for name, outage in (
-                    ("Hallpass, SMTP up", 0.0),
-                    (f"Hallpass, SMTP down {args.outage:g} s halfway", args.outage),
-                ):
-                    print(f"{name} …", flush=True)
-                    run = send_to_all(
-                        client,
-                        smtp,
-                        name=name,
-                        comms_url=comms_url,
-                        staff_token=staff_token,
-                        expected=args.families,
-                        outage=outage,
-                        timeout=args.timeout,
-                    )
-                    runs.append(run)
-                    for error in run.errors:
-                        print(f"  error: {error}", flush=True)
-                if any(run.errors or run.lost for run in runs):
-                    for run in runs:
-                        print(
-                            f"  {run.name}: statuses {run.statuses}, received {run.received}",
-                            flush=True,
-                        )
-                        for example in run.unsent:
-                            print(f"    {example}", flush=True)
-                    print(tail(log_path, 80), flush=True)
+        print("baseline: smtplib …", flush=True)
+        _csv, addresses = families_csv(args.families)
+        baseline = smtplib_baseline(smtp, addresses)
+        for backend in args.backend:
+            with tempfile.TemporaryDirectory(prefix="hallpass-bulk-") as tmp:
+                results.append(measure_backend(args, backend, smtp, Path(tmp)))
     finally:
         smtp.stop()
-        if args.backend == "postgresql" and args.keep_db:
-            print(f"kept databases {', '.join(databases)}", flush=True)
-        elif args.backend == "postgresql":
-            for name in databases:
-                drop_database(args.admin_url, name)
 
+    runs = [run for result in results for run in result.runs]
     tables = render_tables(baseline, runs)
     machine = machine_description()
-    outage_run = runs[-1] if runs else None
+    outages = [run for run in runs if run.outage_at is not None]
+    seeded = ", ".join(f"{r.seed_seconds:.0f} s on {r.backend}" for r in results)
     configuration = (
         f"{args.families:,} families (one pupil each in years 1-6, one or two carers; "
-        f"seeded in {seed_seconds:.0f} s) in the consent service; `hallpass serve` (one uvicorn "
-        f"worker, all services in one process) on {args.backend}; comms sends through "
-        f"fastapi-mail to aiosmtpd {machine['aiosmtpd']} on loopback in the benchmark process. "
-        "After a warm-up message to year 1 (not measured), one `POST /comms/v1/messages` to "
-        "years 1-6 as a member of staff (head copied, E1), one envelope per family (E9), per "
-        "run. Times are from sending the POST. Envelopes/s counts from "
-        "the 202 to the last envelope at the server. "
+        f"seeded in {seeded}) in the consent service; `hallpass serve` (one uvicorn "
+        "worker, all services in one process, the comms worker's four sending threads) on "
+        f"each database; comms sends through fastapi-mail to aiosmtpd {machine['aiosmtpd']} on "
+        "loopback in the benchmark process. After a warm-up message to year 1 (not measured), "
+        "one `POST /comms/v1/messages` to years 1-6 as a member of staff (head copied, E1), one "
+        "envelope per family (E9), per run. Times are from sending the POST. Envelopes/s "
+        "counts from the 202 to the last envelope at the server. "
         + (
-            f"In the second run the SMTP server was stopped after {outage_run.outage_at:,} "
-            f"envelopes had arrived and started again {outage_run.outage_s:.1f} s later. "
-            if outage_run and outage_run.outage_at is not None
+            "In the outage runs the SMTP server was stopped once "
+            + " and ".join(f"{run.outage_at:,}" for run in outages)
+            + f" envelopes had arrived and started again {args.outage:g} s later. "
+            if outages
             else ""
         )
         + "Lost: envelopes of the message never seen by the server; duplicated: second and "
@@ -721,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine,
         "arguments": {k: v for k, v in vars(args).items() if k != "admin_url"},
         "baseline": asdict(baseline),
-        "runs": [asdict(run) for run in runs],
+        "results": [asdict(result) for result in results],
     }
     raw_path.write_text(json.dumps(raw, indent=2) + "\n")
     print(f"raw numbers in {raw_path.relative_to(ROOT)}")
