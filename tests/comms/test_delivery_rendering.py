@@ -166,6 +166,13 @@ def test_e9_a_to_value_that_is_not_exactly_one_address_is_refused(value: str) ->
         render(message, a_delivery(message, to_addresses=[value]), public_base_url=BASE_URL)
 
 
+def test_an_accented_domain_travels_in_its_idna_form() -> None:
+    message = a_message()
+    delivery = a_delivery(message, to_addresses=["parent@école.example.fr"])
+    email = reparse(render(message, delivery, public_base_url=BASE_URL))
+    assert addresses(email, "To") == ["parent@xn--cole-9oa.example.fr"]
+
+
 def test_e1_a_cc_value_that_smuggles_a_header_is_refused() -> None:
     message = a_message()
     delivery = a_delivery(message, cc_addresses=["head@oakfield.sch.uk\r\nBcc: x@evil.example"])

@@ -54,12 +54,24 @@ def parse_address(value: str) -> Address:
         raise RenderError(f"one address expected, found {len(parsed)}: {value!r}")
     display_name, addr_spec = parsed[0]
     local, at, domain = addr_spec.rpartition("@")
+    domain = _ascii_domain(domain)
     if not at or not _LOCAL_PART.match(local) or not _DOMAIN.match(domain):
         raise RenderError(f"not an email address: {value!r}")
     try:
-        return Address(display_name=display_name, addr_spec=addr_spec)
+        return Address(display_name=display_name, username=local, domain=domain)
     except (ValueError, IndexError) as exc:  # the stdlib parser's own objections
         raise RenderError(f"not an email address: {value!r}") from exc
+
+
+def _ascii_domain(domain: str) -> str:
+    # An accented domain (école.fr) travels in its IDNA form (xn--cole-9oa.fr), which every mail
+    # server accepts; an accented local part would need SMTPUTF8 and is refused above.
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain  # not a domain: the pattern check refuses it
 
 
 def one_line(text: str) -> str:
