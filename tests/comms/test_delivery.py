@@ -315,7 +315,8 @@ def test_sent_row_records_time_and_audit_entry(
     db: Database, smtp: SmtpServer, make_worker: WorkerFactory, clock: Clock
 ) -> None:
     _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=clock.now)
-    make_worker().run_once()
+    worker = make_worker(worker_id="mail-1")
+    worker.run_once()
 
     row = rows(db)[delivery.id]
     assert row.status is DeliveryStatus.sent
@@ -327,6 +328,7 @@ def test_sent_row_records_time_and_audit_entry(
     assert (entry.actor, entry.action, entry.outcome) == (ACTOR, "mail.sent", "ok")
     assert entry.target == f"delivery:{delivery.id}"
     assert entry.details["message_id_header"] == delivery.message_id_header
+    assert entry.details["claimant"] == "mail-1#1"
     assert audit_intact(db)
 
 

@@ -73,7 +73,11 @@ class BatchReport:
 
 
 class DeliveryWorker:
-    """Sends due Delivery rows through ``transport``; one instance per thread or process."""
+    """Sends due Delivery rows through ``transport``.
+
+    In background threads after ``start()``, or one pass at a time in the caller's thread with
+    ``run_once()``.
+    """
 
     def __init__(
         self,
@@ -240,6 +244,7 @@ class DeliveryWorker:
                 self._append_audit(
                     session,
                     delivery,
+                    claimant=_claimant(delivery),
                     action="mail.sent" if outcome.result is Result.sent else "mail.attempted",
                     outcome="lease_lost",
                     details={"error": outcome.error},
@@ -256,6 +261,7 @@ class DeliveryWorker:
         resume_at: dt.datetime | None = None,
     ) -> None:
         now = self.clock()
+        claimant = _claimant(row)
         row.claimed_by = None
         row.claimed_until = None
         error = outcome.error[:_ERROR_LIMIT] if outcome.error else None
@@ -269,6 +275,7 @@ class DeliveryWorker:
             self._append_audit(
                 session,
                 row,
+                claimant=claimant,
                 action="mail.deferred",
                 outcome="server_unavailable",
                 details={"error": error, "next_attempt_at": row.due_at.isoformat()},
@@ -281,6 +288,7 @@ class DeliveryWorker:
             self._append_audit(
                 session,
                 row,
+                claimant=claimant,
                 action="mail.sent",
                 outcome="partial" if outcome.partial else "ok",
                 details={"refused": error} if outcome.partial else {},
@@ -293,6 +301,7 @@ class DeliveryWorker:
             self._append_audit(
                 session,
                 row,
+                claimant=claimant,
                 action="mail.deferred",
                 outcome="retry",
                 details={"error": error, "next_attempt_at": row.due_at.isoformat()},
@@ -303,7 +312,12 @@ class DeliveryWorker:
         row.status = DeliveryStatus.failed
         row.last_error = error
         self._append_audit(
-            session, row, action="mail.failed", outcome="failed", details={"error": error}
+            session,
+            row,
+            claimant=claimant,
+            action="mail.failed",
+            outcome="failed",
+            details={"error": error},
         )
 
     def _append_audit(
@@ -311,6 +325,7 @@ class DeliveryWorker:
         session: Session,
         row: Delivery,
         *,
+        claimant: str,
         action: str,
         outcome: str,
         details: Mapping[str, Any],
@@ -326,7 +341,7 @@ class DeliveryWorker:
                 "message": str(row.message_id),
                 "message_id_header": row.message_id_header,
                 "attempts": row.attempts,
-                "claimant": _claimant(row),
+                "claimant": claimant,
                 **details,
             },
         )
