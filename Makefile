@@ -38,7 +38,7 @@ help:
 	@echo "make fmt            format and autofix"
 	@echo "make openapi        regenerate openapi/*.json from the code"
 	@echo "make openapi-check  fail if openapi/*.json differs from the code"
-	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost)"
+	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost, bulk send)"
 	@echo "make fuzz           schemathesis contract tests with 500 examples per operation"
 	@echo "make install        create .venv from uv.lock"
 	@echo "make clean          remove caches, .venv and .tools (keeps the .hallpass data dir)"
@@ -82,6 +82,7 @@ bench: install
 	$(RUN) python bench/publish_check.py
 	$(RUN) python bench/namescan.py
 	$(RUN) python bench/scan_cost.py
+	$(RUN) python bench/bulk_send.py
 
 fuzz: install
 	HALLPASS_FUZZ_EXAMPLES=500 $(RUN) pytest -m contract $(XDIST) $(PYTEST_ARGS)

@@ -146,6 +146,9 @@ MATRIX: dict[Endpoint, Row] = {
         DECIDERS, json=lambda w: {"purpose": "website_photo", "pupil_ids": [w.pupil_a]}
     ),
     ("GET", "/v1/roster"): Row(PUPIL_READERS),
+    ("POST", "/v1/families:resolve"): Row(
+        GUARDIAN_READERS, json=lambda w: {"pupil_ids": [w.pupil_a], "class_ids": [w.class_id]}
+    ),
     ("GET", "/v1/audit"): Row(AUDITORS),
     ("GET", "/v1/audit:verify"): Row(AUDITORS),
     ("GET", "/v1/me/children"): Row(CARERS),
@@ -456,6 +459,7 @@ def test_another_school_cannot_reach_this_schools_records(
     ("path", "body"),
     [
         ("/v1/decisions", {"purpose": "website_photo", "pupil_ids": ["{pupil_a}"]}),
+        ("/v1/families:resolve", {"pupil_ids": ["{pupil_a}"]}),
         (
             "/v1/consents",
             {

@@ -77,6 +77,9 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
         )
     ),
     "POST /v1/consents/{record_id}:withdraw": frozenset({(422, "not_a_grant")}),
+    "POST /v1/families:resolve": frozenset(
+        {(422, "unknown_pupil"), (422, "unknown_guardian"), (422, "unknown_class")}
+    ),
     # The batch limit is a deployment setting (HALLPASS_CONSENT_MAX_DECISION_BATCH).
     "POST /v1/decisions": frozenset(
         {(422, "unknown_purpose"), (422, "unknown_pupil"), (422, "batch_too_large")}

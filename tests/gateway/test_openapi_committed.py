@@ -10,7 +10,7 @@ import pytest
 from hallpass_gateway.cli import openapi_documents
 
 OPENAPI_DIR = Path(__file__).resolve().parents[2] / "openapi"
-SPECS = ("consent.json", "gateway.json", "media.json")
+SPECS = ("comms.json", "consent.json", "gateway.json", "media.json")
 
 generated = cache(openapi_documents)
 

@@ -83,11 +83,34 @@ def _build_media(build: ServiceBuild) -> FastAPI:
     )
 
 
+def _build_comms(build: ServiceBuild) -> FastAPI:
+    from hallpass_comms.app import create_app
+
+    return create_app(
+        common=build.common,
+        settings=build.settings.get("comms"),
+        verifier=build.verifier,
+        consent=build.client("consent", caller="comms"),
+        run_background=build.run_background,
+    )
+
+
 def _migrate_media(common: CommonSettings) -> None:
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
 
     database = Database(MediaSettings().resolved_database_url(common))
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+
+
+def _migrate_comms(common: CommonSettings) -> None:
+    from hallpass_comms.migrations import upgrade
+    from hallpass_comms.settings import CommsSettings
+
+    database = Database(CommsSettings().resolved_database_url(common))
     try:
         upgrade(database)
     finally:
@@ -107,6 +130,7 @@ class Service:
 SERVICES: dict[str, Service] = {
     "/consent": Service(build=_build_consent, migrate=_migrate_consent),
     "/media": Service(build=_build_media, migrate=_migrate_media),
+    "/comms": Service(build=_build_comms, migrate=_migrate_comms),
 }
 
 

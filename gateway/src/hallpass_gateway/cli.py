@@ -84,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reset", action="store_true", help="delete the demo school's data first")
     demo.set_defaults(command=_demo)
 
+    comms = commands.add_parser("comms", help="parent communications: jobs run by hand")
+    comms_commands = comms.add_subparsers(title="comms commands", required=True, metavar="JOB")
+    remind = comms_commands.add_parser(
+        "remind-renewals",
+        help="write to carers whose consents end soon (once per carer and consent)",
+    )
+    remind.add_argument("--school", default="demo")
+    remind.add_argument("--within-days", type=int, default=30, help="how far ahead (1 to 366)")
+    remind.set_defaults(command=_remind_renewals)
+
     openapi = commands.add_parser("openapi", help="write the OpenAPI documents under --out")
     openapi.add_argument("--out", type=Path, default=Path("openapi"))
     openapi.add_argument(
@@ -311,6 +321,72 @@ def _demo(args: argparse.Namespace) -> int:
     for field, value in dataclasses.asdict(summary).items():
         print(f"  {field}: {value}")
     print(f"  media device (demo camera): {_seed_media_demo(school)}")
+    if _demo_mail_settings(school):
+        print(f"  mail settings: {school}.sch.uk, head and deputy copied")
+    return 0
+
+
+def _demo_mail_settings(school: str) -> bool:
+    """Mail settings for the demo school, unless it has some; True when they were made."""
+    from hallpass_comms.mail_settings import repository
+    from hallpass_comms.mail_settings.schemas import MailSettingsBody
+    from hallpass_comms.mail_settings.service import replace
+    from hallpass_comms.migrations import upgrade
+    from hallpass_comms.settings import CommsSettings
+    from hallpass_kit.auth import Principal
+    from hallpass_kit.db import utcnow
+
+    domain = f"{school}.sch.uk"
+    database = Database(CommsSettings().resolved_database_url(CommonSettings()))
+    try:
+        upgrade(database)
+        with database.session() as session:
+            if repository.get(session, school) is not None:
+                return False
+            body = MailSettingsBody(
+                domains=[domain],
+                head_address=f"head@{domain}",
+                deputy_address=f"deputy@{domain}",
+                dsl_address=f"dsl@{domain}",
+                office_address=f"office@{domain}",
+            )
+            actor = Principal(sub=_cli_actor(), school=school, roles=frozenset({Role.admin}))
+            replace(session, actor, body, utcnow())
+    finally:
+        database.dispose()
+    return True
+
+
+def _remind_renewals(args: argparse.Namespace) -> int:
+    from hallpass_comms.delivery import DeliveryWorker
+    from hallpass_comms.reminders.service import remind_renewals
+    from hallpass_gateway.app import create_gateway
+
+    school: str = args.school
+    within_days: int = args.within_days
+    if not 1 <= within_days <= 366:
+        print("hallpass: --within-days must be between 1 and 366", file=sys.stderr)
+        return 2
+    gateway = create_gateway(CommonSettings(), run_background=False)
+    context = gateway.services["/comms"].state.hallpass
+    try:
+        written = remind_renewals(
+            context.database,
+            context.extras["consent"],
+            school,
+            within_days=within_days,
+            now=context.extras["clock"](),
+        )
+        # Sent from here too, so the command works without a server running; held mail (E8)
+        # waits for its morning and the server's worker.
+        worker: DeliveryWorker = context.extras["delivery_worker"]
+        delivered = worker.run_until_idle()
+    except HallpassError as exc:
+        print(f"hallpass: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        context.database.dispose()
+    print(f"{school}: {written} reminder(s) written, {delivered} envelope(s) sent now")
     return 0
 
 

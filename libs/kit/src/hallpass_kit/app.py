@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -155,6 +155,14 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class BackgroundWorker(Protocol):
+    """Something a service runs beside its dispatcher while the app is up (a mail sender)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def _operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "default"
     return f"{tag}-{route.name}"
@@ -168,16 +176,27 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     public_routers: Sequence[APIRouter] = (),
+    workers: Sequence[BackgroundWorker] = (),
 ) -> FastAPI:
-    """A service app: authenticated routers, problem+json errors, background dispatcher."""
+    """A service app: authenticated routers, problem+json errors, background dispatcher.
+
+    ``workers`` start after the dispatcher and stop before it, only when the context runs
+    background work.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if context.run_background:
-            context.dispatcher.start()
+        started: list[BackgroundWorker] = []
         try:
+            if context.run_background:
+                context.dispatcher.start()
+                for worker in workers:
+                    worker.start()
+                    started.append(worker)
             yield
         finally:
+            for worker in reversed(started):
+                await run_in_threadpool(worker.stop)
             await run_in_threadpool(context.dispatcher.stop)
 
     app = FastAPI(

@@ -40,6 +40,8 @@ class Role(StrEnum):
     social_media = "social_media"
     cms = "cms"
     admin = "admin"
+    # Designated, trained staff who read the pastoral inbox (E7); usually held beside ``staff``.
+    pastoral = "pastoral"
     service = "service"
 
 

@@ -12,6 +12,7 @@ from hallpass_consent.common import audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
 from hallpass_consent.decisions.endpoints import router as decisions_router
+from hallpass_consent.families.endpoints import router as families_router
 from hallpass_consent.me.endpoints import router as me_router
 from hallpass_consent.models import kit_tables
 from hallpass_consent.pupils.endpoints import router as pupils_router
@@ -112,6 +113,7 @@ def create_app(
             sheets_router,
             me_router,
             roster_router,
+            families_router,
             audit_router(audit),
             ping,
         ],

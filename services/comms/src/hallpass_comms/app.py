@@ -1,0 +1,145 @@
+"""The comms service as an ASGI app (standalone, or mounted by the gateway)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI
+
+from hallpass_comms import migrations
+from hallpass_comms.common import AUDITORS, audit
+from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
+from hallpass_comms.history.endpoints import router as history_router
+from hallpass_comms.mail_settings.endpoints import router as settings_router
+from hallpass_comms.messages.endpoints import router as messages_router
+from hallpass_comms.models import kit_tables
+from hallpass_comms.pastoral.endpoints import router as pastoral_router
+from hallpass_comms.reminders.service import remind_every_school
+from hallpass_comms.reports.endpoints import router as reports_router
+from hallpass_comms.settings import CommsSettings
+from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.audit_endpoints import audit_router
+from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.db import Database, utcnow
+from hallpass_kit.idempotency import purge_expired
+from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.settings import CommonSettings
+
+logger = logging.getLogger("hallpass.comms")
+
+DESCRIPTION = """Official email from the school to parents and carers (E1 to E10): sent only from
+school accounts, with the head and/or deputy copied, one envelope per family, outside mail
+approved first, sensitive mail as a secure link, chain messages refused, out-of-hours mail held
+for the next school-day morning, a history per family, a pastoral inbox and reports of offensive
+mail. Every error is RFC 9457 problem+json with a stable `code` and, where a policy rule is the
+reason, its `rule`."""
+
+
+def build_context(
+    common: CommonSettings,
+    settings: CommsSettings,
+    *,
+    verifier: TokenVerifier,
+    consent: ServiceClient,
+    database: Database | None = None,
+    run_background: bool = True,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> ServiceContext:
+    database = database or Database(settings.resolved_database_url(common))
+    dispatcher = Dispatcher(database, kit_tables)
+
+    def purge() -> None:
+        with database.session() as session:
+            purged = purge_expired(session, kit_tables)
+        if purged:
+            logger.info("idempotency sweep: %s old keys purged", purged)
+
+    def remind() -> None:
+        sent = remind_every_school(
+            database, consent, within_days=settings.reminder_within_days, now=clock()
+        )
+        if sent:
+            logger.info("renewal reminders: %s messages", sent)
+
+    dispatcher.every(dt.timedelta(hours=6), "idempotency-sweep", purge)
+    if settings.reminder_within_days > 0:
+        dispatcher.every(
+            dt.timedelta(minutes=settings.reminder_interval_minutes), "renewal-reminders", remind
+        )
+    return ServiceContext(
+        name="comms",
+        database=database,
+        tables=kit_tables,
+        verifier=verifier,
+        dispatcher=dispatcher,
+        audit=audit,
+        run_background=run_background,
+        extras={"settings": settings, "consent": consent, "clock": clock},
+    )
+
+
+def create_app(
+    *,
+    common: CommonSettings,
+    settings: CommsSettings | None = None,
+    verifier: TokenVerifier,
+    consent: ServiceClient,
+    database: Database | None = None,
+    run_background: bool = True,
+    migrate: bool = True,
+    transport: MailTransport | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> FastAPI:
+    settings = settings or CommsSettings()
+    clock = clock or utcnow
+    context = build_context(
+        common,
+        settings,
+        verifier=verifier,
+        consent=consent,
+        database=database,
+        run_background=run_background,
+        clock=clock,
+    )
+    if migrate:
+        migrations.upgrade(context.database)
+    worker = DeliveryWorker(
+        context.database,
+        transport or transport_from_settings(settings, common),
+        public_base_url=settings.public_base_url,
+        clock=clock,
+    )
+    context.extras["delivery_worker"] = worker
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "checked_at": utcnow().isoformat()}
+
+    ping = APIRouter(prefix="/v1", tags=["health"])
+
+    @ping.get("/ping")
+    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
+        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
+        return {"pong": True}
+
+    return create_service_app(
+        context=context,
+        title="Hallpass comms",
+        version="1.0.0",
+        description=DESCRIPTION,
+        routers=[
+            settings_router,
+            messages_router,
+            history_router,
+            pastoral_router,
+            reports_router,
+            audit_router(audit, AUDITORS),
+            ping,
+        ],
+        public_routers=[health],
+        workers=[worker],
+    )

@@ -1,0 +1,122 @@
+"""What every comms feature shares: role groups, the audit chain, text types, the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
+from sqlalchemy.orm import Session
+
+from hallpass_comms.models import kit_tables
+from hallpass_comms.settings import CommsSettings
+from hallpass_kit.app import ServiceContext
+from hallpass_kit.audit import AuditChain
+from hallpass_kit.auth import STAFF_ROLES, Principal, Role
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, HallpassError, Problem
+
+audit = AuditChain(kit_tables.audit_entry)
+
+# Who may do what (A1). The sender of a message may always read it back as well.
+SENDERS = (Role.staff, Role.head, Role.deputy, Role.dsl, Role.office, Role.pastoral)
+SETTINGS_ADMINS = (Role.head, Role.admin)
+APPROVERS = (Role.head, Role.deputy)  # E4: authorise mail to outside organisations
+MESSAGE_READERS = (Role.head, Role.deputy, Role.dsl)
+HISTORY_READERS = (Role.head, Role.deputy, Role.dsl, Role.pastoral, Role.office)
+SEARCHERS = (Role.head, Role.dsl)  # E3: search over subjects and bodies
+# Who reads the words of a sensitive message or a pastoral reply in the history.
+SENSITIVE_READERS = (Role.head, Role.deputy, Role.dsl, Role.pastoral)
+PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff only
+REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
+AUDITORS = (Role.head, Role.dsl)
+
+# Text as sent must show a character that is not white space; the white space around it is then
+# dropped. The class spells out every character str.strip() removes (and U+FEFF), because \s means
+# different things to ECMAScript (the schema's regex dialect), Python and pydantic's Rust engine.
+VISIBLE = (
+    r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+TRIM = AfterValidator(str.strip)
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
+BodyText = Annotated[str, StringConstraints(min_length=1, max_length=50_000, pattern=VISIBLE), TRIM]
+# Plain addresses only: no display names, quotes, commas or line breaks, so nothing a client
+# sends can add a header or a second recipient.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})+"
+ADDRESS = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_HOST}$"
+DOMAIN = rf"^{_HOST}$"
+Address = Annotated[
+    str, StringConstraints(max_length=254, pattern=ADDRESS), AfterValidator(str.lower)
+]
+Domain = Annotated[
+    str, StringConstraints(max_length=253, pattern=DOMAIN), AfterValidator(str.lower)
+]
+
+
+def json_kinds(description: str, *kinds: type) -> BeforeValidator:
+    """Let through only the JSON kinds the schema documents, before the type's own validation.
+
+    FastAPI validates JSON bodies in Python mode, where pydantic's lax mode would read 28800 as
+    a date or "1" as a weekday.
+    """
+
+    def check(value: Any) -> Any:
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"Input should be {description}")
+        return value
+
+    return BeforeValidator(check)
+
+
+JsonInteger = json_kinds("an integer", int, float)
+DateText = json_kinds("a date string", str, dt.date)
+
+
+class Gone(HallpassError):
+    status, code, title = 410, "gone", "No longer available"
+
+
+GONE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    410: {
+        "model": Problem,
+        "description": "It was here once and has expired",
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+def record_audit(
+    session: Session,
+    principal: Principal,
+    action: str,
+    target: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    audit.append(
+        session,
+        actor=principal.actor,
+        school=principal.school,
+        action=action,
+        target=target,
+        details=details,
+    )
+
+
+Clock = Callable[[], dt.datetime]
+
+
+def clock_of(context: ServiceContext) -> Clock:
+    clock: Clock = context.extras["clock"]
+    return clock
+
+
+def consent_of(context: ServiceContext) -> ServiceClient:
+    client: ServiceClient = context.extras["consent"]
+    return client
+
+
+def settings_of(context: ServiceContext) -> CommsSettings:
+    settings: CommsSettings = context.extras["settings"]
+    return settings

@@ -1,0 +1,309 @@
+"""Where a rendered message goes: the school's SMTP relay, or readable .eml files on disk.
+
+Every transport sorts what goes wrong into two kinds the worker acts on: a transient failure
+(server down, timeout, SMTP 4xx) is tried again later; a permanent one (SMTP 5xx, an address the
+server will never take) is recorded and left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import tempfile
+import threading
+import time
+from contextlib import AsyncExitStack, suppress
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+from fastapi_mail import ConnectionConfig
+from fastapi_mail.connection import Connection
+from fastapi_mail.errors import ConnectionErrors
+from pydantic import SecretStr
+
+from hallpass_comms.delivery.rendering import DELIVERY_HEADER
+from hallpass_comms.settings import CommsSettings
+from hallpass_kit.settings import CommonSettings
+
+
+class TransientFailure(Exception):
+    """Not sent this time; the same message may well go through later."""
+
+
+class ServerUnavailable(TransientFailure):
+    """The mail server could not be reached at all: nothing about this envelope is at fault."""
+
+
+class PermanentFailure(Exception):
+    """Not sent, and sending the same message again will not change that."""
+
+
+class RecipientsRefused(Exception):
+    """Accepted for some recipients and refused for others.
+
+    The message is on its way to those who were accepted, so it counts as sent; sending it again
+    would give them a second copy. ``refused`` maps each refused address to the server's answer.
+    """
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        super().__init__(
+            "refused by the server: " + "; ".join(f"{a}: {r}" for a, r in refused.items())
+        )
+        self.refused = refused
+
+
+class MailTransport(Protocol):
+    def send(self, message: EmailMessage) -> None:
+        """Hand ``message`` over for delivery, or raise TransientFailure / PermanentFailure."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# SMTP through fastapi-mail
+
+
+class SmtpTransport:
+    """Sends over SMTP with fastapi-mail's connection handling (TLS, login, timeouts).
+
+    fastapi-mail's ``FastMail.send_message`` builds its own MIME from a ``MessageSchema``: it adds a
+    second ``Message-ID`` header when one is given in ``headers``, invents display names for bare
+    addresses and wraps the alternatives in ``multipart/related``. The message we rendered is the
+    one we keep (and the one the .eml transport writes), so it goes unchanged through the
+    fastapi-mail ``Connection``'s SMTP session.
+
+    fastapi-mail is asyncio code; each sending thread gets an event loop and a connection of its
+    own, so several worker threads send side by side. A connection stays open between envelopes:
+    a bulk send pays for one TLS handshake and login per thread, not one per family.
+    """
+
+    # A connection idle longer than this is probed with NOOP before use: the server may have
+    # closed it (restart, idle timeout) and a send on a dead connection fails for nothing.
+    PROBE_AFTER_IDLE_SECONDS = 1.0
+
+    def __init__(self, settings: CommsSettings) -> None:
+        if not settings.smtp_host:
+            raise ValueError("SmtpTransport needs HALLPASS_COMMS_SMTP_HOST")
+        # model_construct: fastapi-mail's settings class would otherwise also read MAIL_* variables
+        # from the environment and insist on a default From that our messages never use.
+        self._config = ConnectionConfig.model_construct(
+            MAIL_USERNAME=settings.smtp_username or "",
+            MAIL_PASSWORD=SecretStr(settings.smtp_password or ""),
+            MAIL_PORT=settings.smtp_port,
+            MAIL_SERVER=settings.smtp_host,
+            MAIL_STARTTLS=settings.smtp_starttls,
+            MAIL_SSL_TLS=settings.smtp_ssl_tls,
+            USE_CREDENTIALS=settings.smtp_username is not None,
+            VALIDATE_CERTS=True,
+            TIMEOUT=settings.smtp_timeout_seconds,
+            SUPPRESS_SEND=0,
+        )
+        self.address = f"{settings.smtp_host}:{settings.smtp_port}"
+        self._local = threading.local()
+        self._sessions: list[_SmtpSession] = []
+        self._sessions_lock = threading.Lock()
+
+    def send(self, message: EmailMessage) -> None:
+        session: _SmtpSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = _SmtpSession(self._config, self.address)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        session.send(message)
+
+    def close(self) -> None:
+        """Say QUIT on every thread's connection and release their event loops.
+
+        A later send opens a new loop and connection for its thread.
+        """
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.close()
+
+
+class _SmtpSession:
+    """One thread's event loop and SMTP connection."""
+
+    def __init__(self, config: ConnectionConfig, address: str) -> None:
+        self._config = config
+        self._address = address
+        self._lock = threading.Lock()  # close() may come from another thread
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: Connection | None = None
+        self._exits: AsyncExitStack | None = None
+        self._last_used = 0.0
+
+    def send(self, message: EmailMessage) -> None:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._send(message))
+
+    def close(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+            if loop is None:
+                return
+            try:
+                loop.run_until_complete(self._disconnect())
+            finally:
+                loop.close()
+
+    async def _send(self, message: EmailMessage) -> None:
+        try:
+            connection = await self._connect()
+            refused, _reply = await connection.session.send_message(message)
+        except ConnectionErrors as exc:
+            # fastapi-mail wraps every connect and login error; the cause is in the context.
+            await self._disconnect()
+            raise ServerUnavailable(
+                f"cannot reach or log in to {self._address}: {exc.__context__ or exc.expression}"
+            ) from exc
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refusal.code for refusal in exc.recipients]
+            answer = "; ".join(
+                f"{refusal.recipient}: {refusal.code} {refusal.message}"
+                for refusal in exc.recipients
+            )
+            if all(500 <= code < 600 for code in codes):
+                raise PermanentFailure(f"every recipient refused: {answer}") from exc
+            raise TransientFailure(f"recipients refused for now: {answer}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+            await self._disconnect()
+            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise PermanentFailure(str(exc)) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # Disconnected or timed out mid-conversation; a fresh connection will be tried later.
+            await self._disconnect()
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:  # an address aiosmtplib will not put in an envelope
+            raise PermanentFailure(str(exc)) from exc
+        finally:
+            self._last_used = time.monotonic()
+        if refused:
+            raise RecipientsRefused(
+                {address: f"{answer.code} {answer.message}" for address, answer in refused.items()}
+            )
+
+    async def _connect(self) -> Connection:
+        connection = self._connection
+        if connection is not None:
+            idle = time.monotonic() - self._last_used
+            if not connection.session.is_connected:
+                await self._disconnect()
+            elif idle > SmtpTransport.PROBE_AFTER_IDLE_SECONDS:
+                try:
+                    await connection.session.noop()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    await self._disconnect()
+            if self._connection is not None:
+                return self._connection
+        exits = AsyncExitStack()
+        connection = Connection(self._config)
+        try:
+            self._connection = await exits.enter_async_context(connection)
+        except BaseException:
+            # A refused login leaves fastapi-mail's session connected, and nobody else holds it.
+            session: aiosmtplib.SMTP | None = getattr(connection, "session", None)
+            if session is not None:
+                session.close()
+            raise
+        self._exits = exits
+        return self._connection
+
+    async def _disconnect(self) -> None:
+        exits, connection = self._exits, self._connection
+        self._exits = self._connection = None
+        if exits is None or connection is None:
+            return
+        try:
+            await exits.aclose()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            # The server went first; drop our end without ceremony.
+            connection.session.close()
+
+
+# --------------------------------------------------------------------------------------------
+# .eml files (embedded default)
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class EmlFolderTransport:
+    """Writes each envelope as ``<utc-time>-<delivery-id>.eml`` in one folder a person can open.
+
+    The write is atomic (temporary file, then rename), so a reader never sees half a message. A
+    resend of the same envelope replaces its file instead of adding a second one.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def file_name(self, message: EmailMessage) -> str:
+        key = message.get(DELIVERY_HEADER) or message.get("Message-ID")
+        if not key:
+            raise PermanentFailure(f"message has neither {DELIVERY_HEADER} nor Message-ID")
+        stem = _SAFE_NAME.sub("_", str(key).strip("<>")).strip("._") or "message"
+        existing = sorted(self.folder.glob(f"*-{stem}.eml"))
+        if existing:
+            return existing[0].name
+        return f"{_timestamp(message)}-{stem}.eml"
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            target = self.folder / self.file_name(message)
+            data = message.as_bytes(policy=default_policy)
+            descriptor, temporary = tempfile.mkstemp(prefix=".sending-", dir=self.folder)
+            try:
+                with os.fdopen(descriptor, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                with suppress(FileNotFoundError):
+                    os.unlink(temporary)
+                raise
+            _sync_directory(self.folder)
+        except OSError as exc:  # disk full, permissions: may be fixed without touching the row
+            raise TransientFailure(f"cannot write to {self.folder}: {exc}") from exc
+
+
+def _timestamp(message: EmailMessage) -> str:
+    moment: dt.datetime | None = None
+    date = message.get("Date")
+    if date:
+        with suppress(TypeError, ValueError):
+            moment = parsedate_to_datetime(str(date))
+    if moment is None or moment.tzinfo is None:
+        moment = dt.datetime.now(dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _sync_directory(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk too.
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def transport_from_settings(settings: CommsSettings, common: CommonSettings) -> MailTransport:
+    """SMTP when a host is configured; otherwise the .eml outbox under the data dir."""
+    if settings.smtp_host:
+        return SmtpTransport(settings)
+    return EmlFolderTransport(common.data_dir / "outbox")

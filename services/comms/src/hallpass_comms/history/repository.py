@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from hallpass_comms.models import FamilyMessage, Message, MessageKind
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def family_messages(
+    session: Session,
+    school_id: str,
+    pupil_id: uuid.UUID,
+    *,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    limit: int,
+    search: str | None,
+    kinds: Collection[MessageKind],
+) -> Sequence[Message]:
+    """Messages about this pupil's family, newest first, after the keyset ``after``."""
+    query = (
+        select(Message)
+        .join(FamilyMessage, FamilyMessage.message_id == Message.id)
+        .where(
+            FamilyMessage.school_id == school_id,
+            FamilyMessage.pupil_id == pupil_id,
+            Message.school_id == school_id,
+            Message.kind.in_(list(kinds)),
+        )
+    )
+    if search:
+        pattern = _like(search)
+        query = query.where(
+            or_(
+                Message.subject.ilike(pattern, escape="\\"),
+                Message.body_text.ilike(pattern, escape="\\"),
+            )
+        )
+    if after is not None:
+        created, message_id = after
+        query = query.where(
+            or_(
+                Message.created_at < created,
+                and_(Message.created_at == created, Message.id < message_id),
+            )
+        )
+    query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+    return session.execute(query).scalars().all()

@@ -1,0 +1,109 @@
+"""Sending messages, approving outside mail, reading a message back, the carers' secure view."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from hallpass_comms.common import (
+    APPROVERS,
+    GONE_RESPONSE,
+    MESSAGE_READERS,
+    SENDERS,
+    clock_of,
+    consent_of,
+)
+from hallpass_comms.mail_settings.service import require_settings
+from hallpass_comms.messages import service
+from hallpass_comms.messages.schemas import (
+    MessageCreate,
+    MessageReceipt,
+    MessageView,
+    SecureMessage,
+)
+from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.auth import Principal, Role
+from hallpass_kit.clients import caller_token
+from hallpass_kit.errors import problem_responses
+from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
+
+router = APIRouter(prefix="/v1", tags=["messages"], responses=problem_responses(403))
+
+
+@router.post(
+    "/messages",
+    status_code=202,
+    response_model=MessageReceipt,
+    responses=problem_responses(404, 409, 422, 503),
+)
+def send_message(
+    body: MessageCreate,
+    session: SessionDep,
+    context: ContextDep,
+    idempotency: IdempotencyDep,
+    request: Request,
+    principal: Principal = require_roles(*SENDERS),
+) -> Any:
+    """Send a message to carers (by carer, pupil, class or year group), staff or outside
+    organisations. From is your own school account (E2); the head and/or deputy are copied as
+    the school's policy says (E1); each family gets its own envelope (E9); outside mail waits
+    for approval (E4); sensitive mail travels as a link (E5); chain messages are refused (E6);
+    non-urgent mail outside school hours is held for the next school-day morning and
+    `scheduled_for` says when (E8). Accepted (202): the delivery worker sends it."""
+    return run_idempotent(
+        session,
+        context.tables,
+        principal,
+        idempotency,
+        lambda: service.send(
+            session,
+            consent_of(context),
+            principal,
+            body,
+            clock_of(context)(),
+            caller_token=caller_token(request.headers.get("authorization")),
+        ),
+        status_code=202,
+    )
+
+
+@router.get("/messages/{message_id:uuid}", responses=problem_responses(404))
+def read_message(
+    message_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_roles(*SENDERS, *MESSAGE_READERS),
+) -> MessageView:
+    """A message and each envelope's delivery status: for its sender, the head, the deputy and
+    the DSL (anyone else gets 404, audited)."""
+    return service.read(session, principal, message_id)
+
+
+@router.post("/messages/{message_id}:approve", responses=problem_responses(404, 409))
+def approve_message(
+    message_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: Principal = require_roles(*APPROVERS),
+) -> MessageView:
+    """E4: the head or deputy lets a message to an outside organisation go. It then follows
+    school hours like any other (E8). Audited."""
+    settings = require_settings(session, principal.school)
+    return service.approve(session, settings, principal, message_id, clock_of(context)())
+
+
+@router.get(
+    "/messages/{message_id:uuid}/secure-view",
+    responses={**problem_responses(404, 409), **GONE_RESPONSE},
+)
+def secure_view(
+    message_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: Principal = require_roles(Role.parent),
+) -> SecureMessage:
+    """E5: the words of a sensitive message, for a carer it was sent to, for as many days as
+    the school's settings say (then 410). Everyone else gets 404. Every view is audited."""
+    settings = require_settings(session, principal.school)
+    return service.secure_view(session, settings, principal, message_id, clock_of(context)())

@@ -1,0 +1,504 @@
+"""The one pipeline every message takes: staff sends, pastoral replies, renewal reminders and
+report notices alike. Rules are checked before anything is written; one transaction stores the
+message, an envelope per family or address, and the family index; the delivery worker sends
+after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nh3
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from hallpass_comms.common import MESSAGE_READERS, Gone, record_audit
+from hallpass_comms.delivery import new_message_id_header
+from hallpass_comms.mail_settings.service import calendar_of, require_settings
+from hallpass_comms.messages import repository
+from hallpass_comms.messages.policy import (
+    NoSchoolDayAhead,
+    find_chain_phrase,
+    leadership_cc,
+    on_school_domain,
+    release_time,
+)
+from hallpass_comms.messages.schemas import (
+    DeliveryView,
+    MessageCreate,
+    MessageReceipt,
+    MessageView,
+    SecureMessage,
+)
+from hallpass_comms.models import (
+    Approval,
+    Delivery,
+    DeliveryStatus,
+    FamilyMessage,
+    MailSettings,
+    Message,
+    MessageKind,
+    RecipientKind,
+    Sensitivity,
+)
+from hallpass_comms.recipients.policy import Envelope, Targets, address_envelopes
+from hallpass_comms.recipients.service import resolve_families
+from hallpass_kit.auth import LEADERSHIP_ROLES, AccessRefused, Principal
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.errors import Conflict, NotFound, Unprocessable
+
+# The allow-list for HTML bodies: text formatting, lists, links and tables; no scripts, styles,
+# images (which track opening) or forms.
+HTML_TAGS = frozenset(
+    {
+        "a", "b", "blockquote", "br", "em", "h1", "h2", "h3", "h4", "hr", "i", "li", "ol", "p",
+        "strong", "table", "tbody", "td", "th", "thead", "tr", "u", "ul",
+    }
+)  # fmt: skip
+HTML_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+}
+URL_SCHEMES = frozenset({"https", "http", "mailto"})
+
+
+def sanitise_html(html: str | None) -> str | None:
+    """The HTML body cut down to the allow-list; None when nothing is left of it."""
+    if html is None:
+        return None
+    cleaned = nh3.clean(
+        html,
+        tags=set(HTML_TAGS),
+        attributes={tag: set(names) for tag, names in HTML_ATTRIBUTES.items()},
+        url_schemes=set(URL_SCHEMES),
+        link_rel="noopener noreferrer",
+    ).strip()
+    return cleaned or None
+
+
+def html_text(html: str | None) -> str:
+    """The words of an HTML body, for the chain-message check."""
+    return nh3.clean(html, tags=set()) if html else ""
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What is to be sent, already cleaned."""
+
+    kind: MessageKind
+    subject: str
+    body_text: str
+    body_html: str | None
+    sensitivity: Sensitivity
+    urgent: bool
+    concern_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Sender:
+    sub: str
+    address: str
+
+
+def staff_sender(settings: MailSettings, principal: Principal, action: str) -> Sender:
+    """E2: the caller's own school account from the token, or a refusal (audited)."""
+    address = (principal.email or "").strip().lower()
+    if not address or not on_school_domain(address, settings.domains):
+        raise AccessRefused(
+            "Official mail goes only from your own school account; "
+            f"{address or 'your account (no address in your sign-in)'} is not on the school's "
+            f"domains ({', '.join(settings.domains)}).",
+            principal=principal,
+            action=f"refused:{action}",
+            target="personal_sender",
+            code="personal_sender",
+            rule="E2",
+        )
+    return Sender(sub=principal.actor, address=address)
+
+
+def system_sender(settings: MailSettings, actor: str) -> Sender:
+    """System mail (reminders, report notices) comes from the school office's account."""
+    address = settings.office_address or settings.head_address or settings.deputy_address
+    if address is None:
+        raise Conflict("The mail settings name no office address.", code="mail_settings_missing")
+    return Sender(sub=actor, address=address)
+
+
+def refuse_chain_message(principal: Principal, draft: Draft, action: str) -> None:
+    """E6: chain messages are not sent; the refusal names the phrase and is audited."""
+    phrase = find_chain_phrase(draft.subject, draft.body_text, html_text(draft.body_html))
+    if phrase is not None:
+        raise AccessRefused(
+            f'This reads as a chain message ("{phrase}"); chain messages are not forwarded.',
+            principal=principal,
+            action=f"refused:{action}",
+            target="chain_message",
+            status=422,
+            code="chain_message",
+            rule="E6",
+        )
+
+
+def release_of(settings: MailSettings, now: dt.datetime, urgent: bool) -> dt.datetime | None:
+    try:
+        return release_time(calendar_of(settings), now, urgent=urgent)
+    except NoSchoolDayAhead as exc:
+        raise Conflict(
+            "Non-urgent mail waits for the next school day, and the term dates hold none ahead; "
+            "the head adds next year's terms in PUT /v1/settings (or send it as urgent).",
+            code="no_school_day_ahead",
+            rule="E8",
+        ) from exc
+
+
+def store(
+    session: Session,
+    settings: MailSettings,
+    sender: Sender,
+    draft: Draft,
+    envelopes: Sequence[Envelope],
+    now: dt.datetime,
+    *,
+    copy_leadership: bool,
+    approval: Approval,
+    approved_by: str | None = None,
+) -> Message:
+    """Write the message, its envelopes and the family index, ready for the delivery worker.
+
+    Envelopes of a message waiting for approval (E4) are held; the others go at once or at the
+    next school-day morning (E8). Leadership is copied on every envelope (E1) when asked, never
+    twice and never the envelope's own recipient.
+    """
+    if not envelopes:
+        raise Unprocessable(
+            "Nobody to send this to: the recipients have no address on record.",
+            code="no_recipients",
+            rule="E9",
+        )
+    cc = (
+        leadership_cc(
+            settings.cc_policy,
+            head=settings.head_address,
+            deputy=settings.deputy_address,
+            sender=sender.address,
+        )
+        if copy_leadership
+        else []
+    )
+    held = approval is Approval.pending
+    release = None if held else release_of(settings, now, draft.urgent)
+    message = Message(
+        id=uuid.uuid4(),
+        school_id=settings.school_id,
+        kind=draft.kind,
+        sender_sub=sender.sub,
+        sender_address=sender.address,
+        subject=draft.subject,
+        body_text=draft.body_text,
+        body_html=draft.body_html,
+        sensitivity=draft.sensitivity,
+        urgent=draft.urgent,
+        approval=approval,
+        approved_by=approved_by,
+        approved_at=now if approval is Approval.approved else None,
+        scheduled_for=release,
+        concern_id=draft.concern_id,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    if held:
+        status, due_at = DeliveryStatus.pending_approval, now
+    elif release is not None:
+        status, due_at = DeliveryStatus.scheduled, release
+    else:
+        status, due_at = DeliveryStatus.queued, now
+    domain = settings.domains[0] if settings.domains else "hallpass.invalid"
+    pupils: dict[uuid.UUID, None] = {}
+    rows = []
+    for envelope in envelopes:
+        delivery_id = uuid.uuid4()
+        rows.append(
+            {
+                "id": delivery_id,
+                "message_id": message.id,
+                "school_id": settings.school_id,
+                "recipient_kind": envelope.kind,
+                "guardian_ids": [str(g) for g in envelope.guardian_ids],
+                "pupil_ids": [str(p) for p in envelope.pupil_ids],
+                "to_addresses": list(envelope.to),
+                "cc_addresses": [c for c in cc if c not in envelope.to],
+                "status": status,
+                "due_at": due_at,
+                "attempts": 0,
+                "message_id_header": new_message_id_header(delivery_id, domain),
+                "created_at": now,
+            }
+        )
+        pupils.update(dict.fromkeys(envelope.pupil_ids))
+    # Bulk inserts: a year-group send is a thousand envelopes, and the sender waits for the 202.
+    session.execute(insert(Delivery), rows)
+    if pupils:
+        session.execute(
+            insert(FamilyMessage),
+            [
+                {"message_id": message.id, "pupil_id": p, "school_id": settings.school_id}
+                for p in pupils
+            ],
+        )
+    session.flush()
+    return message
+
+
+def audit_details(message: Message, envelopes: Sequence[Envelope]) -> dict[str, object]:
+    kinds: dict[str, int] = {}
+    for envelope in envelopes:
+        kinds[envelope.kind.value] = kinds.get(envelope.kind.value, 0) + 1
+    return {
+        "kind": message.kind.value,
+        "from": message.sender_address,
+        "envelopes": kinds,
+        "sensitivity": message.sensitivity.value,
+        "urgent": message.urgent,
+        "approval": message.approval.value,
+        "scheduled_for": message.scheduled_for.isoformat() if message.scheduled_for else None,
+    }
+
+
+def approval_for(
+    settings: MailSettings, principal: Principal, envelopes: Sequence[Envelope]
+) -> tuple[Approval, str | None]:
+    """E4: mail reaching an outside organisation waits for the head or deputy, unless one of
+    them is sending it (they are who would approve it)."""
+    external = any(e.kind is RecipientKind.external for e in envelopes)
+    if not external or not settings.external_needs_approval:
+        return Approval.not_needed, None
+    if principal.has_any(LEADERSHIP_ROLES):
+        return Approval.approved, principal.actor
+    return Approval.pending, None
+
+
+def view(session: Session, message: Message) -> MessageView:
+    deliveries = repository.delivery_rows(session, message.id)
+    cc: list[str] = []
+    for delivery in deliveries:
+        cc.extend(c for c in delivery.cc_addresses if c not in cc)
+    return MessageView(
+        id=message.id,
+        kind=message.kind,
+        sender_address=message.sender_address,
+        subject=message.subject,
+        body_text=message.body_text,
+        body_html=message.body_html,
+        sensitivity=message.sensitivity,
+        urgent=message.urgent,
+        approval=message.approval,
+        approved_by=message.approved_by,
+        scheduled_for=message.scheduled_for,
+        created_at=message.created_at,
+        cc=cc,
+        deliveries=[
+            DeliveryView(
+                id=d.id,
+                recipient_kind=d.recipient_kind,
+                to=list(d.to_addresses),
+                cc=list(d.cc_addresses),
+                status=d.status,
+                due_at=d.due_at,
+                attempts=d.attempts,
+                sent_at=d.sent_at,
+                last_error=d.last_error,
+            )
+            for d in deliveries
+        ],
+    )
+
+
+def receipt(session: Session, message: Message, unreachable: Sequence[uuid.UUID]) -> MessageReceipt:
+    return MessageReceipt(
+        **view(session, message).model_dump(), unreachable_pupil_ids=list(unreachable)
+    )
+
+
+def _find(session: Session, principal: Principal, message_id: uuid.UUID) -> Message:
+    message = repository.get_message(session, principal.school, message_id)
+    if message is None:
+        raise NotFound("No such message in this school.", code="unknown_message")
+    return message
+
+
+def read(session: Session, principal: Principal, message_id: uuid.UUID) -> MessageView:
+    """A message and each envelope's status, for its sender and the school's leadership."""
+    message = _find(session, principal, message_id)
+    if message.sender_sub != principal.actor and not principal.has_any(MESSAGE_READERS):
+        raise AccessRefused(
+            "No such message in this school.",
+            principal=principal,
+            action="refused:read_message",
+            target=f"message:{message_id}",
+            status=404,
+            code="unknown_message",
+        )
+    return view(session, message)
+
+
+def approve(
+    session: Session,
+    settings: MailSettings,
+    principal: Principal,
+    message_id: uuid.UUID,
+    now: dt.datetime,
+) -> MessageView:
+    """E4: the head or deputy lets a held message go; it then follows school hours (E8)."""
+    message = _find(session, principal, message_id)
+    if message.approval is not Approval.pending:
+        raise Conflict(
+            f"This message is not waiting for approval (it is {message.approval.value}).",
+            code="not_pending_approval",
+            rule="E4",
+        )
+    release = release_of(settings, now, message.urgent)
+    message.approval = Approval.approved
+    message.approved_by = principal.actor
+    message.approved_at = now
+    message.scheduled_for = release
+    for delivery in repository.deliveries_of(session, [message.id]):
+        if delivery.status is DeliveryStatus.pending_approval:
+            delivery.status = DeliveryStatus.scheduled if release else DeliveryStatus.queued
+            delivery.due_at = release or now
+    session.flush()
+    record_audit(
+        session,
+        principal,
+        "message.approved",
+        target=f"message:{message.id}",
+        details={"scheduled_for": release.isoformat() if release else None},
+    )
+    return view(session, message)
+
+
+def secure_view(
+    session: Session,
+    settings: MailSettings,
+    principal: Principal,
+    message_id: uuid.UUID,
+    now: dt.datetime,
+) -> SecureMessage:
+    """E5: a sensitive message's words, for a carer it was sent to, while the link is valid."""
+
+    def refuse() -> AccessRefused:
+        return AccessRefused(
+            "No such message for you.",
+            principal=principal,
+            action="refused:secure_view",
+            target=f"message:{message_id}",
+            status=404,
+            code="unknown_message",
+            rule="A2",
+        )
+
+    message = repository.get_message(session, principal.school, message_id)
+    if message is None or message.sensitivity is not Sensitivity.sensitive:
+        raise refuse()
+    mine = str(principal.guardian_id)
+    sent_to_me = [
+        d
+        for d in repository.deliveries_of(session, [message.id])
+        if mine in d.guardian_ids
+        and d.status is not DeliveryStatus.pending_approval
+        and d.due_at <= now
+    ]
+    if not sent_to_me:
+        raise refuse()
+    sent_at = max(
+        message.created_at,
+        message.approved_at or message.created_at,
+        message.scheduled_for or message.created_at,
+    )
+    expires_at = sent_at + dt.timedelta(days=settings.secure_view_days)
+    if now >= expires_at:
+        raise Gone(
+            "This secure link has expired; ask the school to send the message again.",
+            code="secure_view_expired",
+            rule="E5",
+        )
+    record_audit(session, principal, "message.secure_view", target=f"message:{message.id}")
+    return SecureMessage(
+        id=message.id,
+        sender_address=message.sender_address,
+        subject=message.subject,
+        body_text=message.body_text,
+        body_html=message.body_html,
+        sent_at=sent_at,
+        expires_at=expires_at,
+    )
+
+
+def send(
+    session: Session,
+    consent: ServiceClient,
+    principal: Principal,
+    body: MessageCreate,
+    now: dt.datetime,
+    *,
+    caller_token: str | None = None,
+) -> MessageReceipt:
+    """A member of staff's message, through every rule, stored for the delivery worker."""
+    settings = require_settings(session, principal.school)
+    sender = staff_sender(settings, principal, "send_message")
+    draft = Draft(
+        kind=MessageKind.staff_message,
+        subject=body.subject,
+        body_text=body.body_text,
+        body_html=sanitise_html(body.body_html),
+        sensitivity=body.sensitivity,
+        urgent=body.urgent,
+    )
+    refuse_chain_message(principal, draft, "send_message")
+    r = body.recipients
+    targets = Targets(
+        guardian_ids=frozenset(r.guardian_ids),
+        pupil_ids=frozenset(r.pupil_ids),
+        class_ids=frozenset(r.class_ids),
+        year_groups=frozenset(r.year_groups),
+        addresses=tuple(r.addresses),
+    )
+    if not targets.needs_families and not targets.addresses:
+        raise Unprocessable("Name at least one recipient.", code="no_recipients")
+    if draft.sensitivity is Sensitivity.sensitive and targets.addresses:
+        raise AccessRefused(
+            "A sensitive message goes only to families, who open it through their secure link; "
+            "send it without addresses.",
+            principal=principal,
+            action="refused:send_message",
+            target="sensitive_needs_family",
+            status=422,
+            code="sensitive_needs_family",
+            rule="E5",
+        )
+    families = resolve_families(consent, principal.school, targets, caller_token=caller_token)
+    addressing = address_envelopes(families, targets, settings.domains)
+    approval, approved_by = approval_for(settings, principal, addressing.envelopes)
+    message = store(
+        session,
+        settings,
+        sender,
+        draft,
+        addressing.envelopes,
+        now,
+        copy_leadership=True,
+        approval=approval,
+        approved_by=approved_by,
+    )
+    record_audit(
+        session,
+        principal,
+        "message.held_for_approval" if approval is Approval.pending else "message.sent",
+        target=f"message:{message.id}",
+        details=audit_details(message, addressing.envelopes),
+    )
+    return receipt(session, message, addressing.unreachable_pupil_ids)

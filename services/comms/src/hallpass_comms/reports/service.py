@@ -1,0 +1,142 @@
+"""E10: offensive mail reported at once to the designated member of staff, the DSL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hallpass_comms.common import record_audit
+from hallpass_comms.mail_settings.service import require_settings
+from hallpass_comms.messages import repository as message_repository
+from hallpass_comms.messages import service as messages
+from hallpass_comms.models import (
+    Approval,
+    Message,
+    MessageKind,
+    OffensiveReport,
+    RecipientKind,
+    Sensitivity,
+)
+from hallpass_comms.recipients.policy import Envelope
+from hallpass_comms.reports import repository
+from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt
+from hallpass_kit.auth import AccessRefused, Principal, Role
+from hallpass_kit.errors import Conflict, Unprocessable
+
+ATTEMPTS = 5
+
+
+def _reported_message(session: Session, principal: Principal, message_id: uuid.UUID) -> Message:
+    """The message reported; a carer may report only one that reached them (else 404)."""
+    message = message_repository.get_message(session, principal.school, message_id)
+    reached = message is not None
+    if message is not None and principal.roles == frozenset({Role.parent}):
+        mine = str(principal.guardian_id)
+        reached = any(
+            mine in d.guardian_ids for d in message_repository.deliveries_of(session, [message.id])
+        )
+    if message is None or not reached:
+        raise AccessRefused(
+            "No such message for you.",
+            principal=principal,
+            action="refused:report",
+            target=f"message:{message_id}",
+            status=404,
+            code="unknown_message",
+            rule="A2",
+        )
+    return message
+
+
+def _notice_text(report: OffensiveReport, principal: Principal, about: str) -> str:
+    return (
+        f"An offensive message has been reported (E10).\n\n"
+        f"Reference: {report.reference}\n"
+        f"Reported by: {principal.actor} ({', '.join(sorted(r.value for r in principal.roles))})\n"
+        f"About: {about}\n\n"
+        f"What they said:\n{report.description}\n\n"
+        f"The report is kept in Hallpass under its reference."
+    )
+
+
+def file_report(
+    session: Session, principal: Principal, body: ReportCreate, now: dt.datetime
+) -> ReportReceipt:
+    """Store the report under a new reference and send the DSL a notice at once."""
+    if (body.message_id is None) == (body.received_from is None):
+        raise Unprocessable(
+            "Say what is reported: either message_id or received_from, not both.",
+            code="report_needs_source",
+            rule="E10",
+        )
+    settings = require_settings(session, principal.school)
+    if not settings.dsl_address:
+        raise Conflict("The mail settings name no DSL address.", code="mail_settings_missing")
+    about = f"the address {body.received_from}"
+    if body.message_id is not None:
+        reported = _reported_message(session, principal, body.message_id)
+        about = (
+            f'message {reported.id} "{reported.subject}" from {reported.sender_address}, '
+            f"sent {reported.created_at.isoformat(timespec='minutes')}"
+        )
+    year = now.astimezone(ZoneInfo(settings.timezone)).year
+    prefix = f"R-{year}-"
+    report: OffensiveReport | None = None
+    for _ in range(ATTEMPTS):
+        number = repository.reports_this_year(session, principal.school, prefix) + 1
+        candidate = OffensiveReport(
+            id=uuid.uuid4(),
+            school_id=principal.school,
+            reference=f"{prefix}{number:06d}",
+            reported_by=principal.actor,
+            message_id=body.message_id,
+            received_from=body.received_from,
+            description=body.description,
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(candidate)
+                session.flush()
+        except IntegrityError:
+            continue  # another report took this number a moment ago; count again
+        report = candidate
+        break
+    if report is None:
+        raise Conflict(
+            "Reports are arriving faster than they can be numbered; try again.", code="report_busy"
+        )
+    notice = messages.store(
+        session,
+        settings,
+        messages.system_sender(settings, "service:comms-reports"),
+        messages.Draft(
+            kind=MessageKind.report_notice,
+            subject=f"Offensive message reported: {report.reference}",
+            body_text=_notice_text(report, principal, about),
+            body_html=None,
+            sensitivity=Sensitivity.normal,
+            urgent=True,  # E10: at once, whatever the hour
+        ),
+        [Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,))],
+        now,
+        copy_leadership=False,
+        approval=Approval.not_needed,
+    )
+    report.notice_message_id = notice.id
+    session.flush()
+    record_audit(
+        session,
+        principal,
+        "report.filed",
+        target=f"report:{report.reference}",
+        details={
+            "message_id": str(body.message_id) if body.message_id else None,
+            "notice": str(notice.id),
+        },
+    )
+    return ReportReceipt(id=report.id, reference=report.reference, created_at=report.created_at)
