@@ -351,8 +351,9 @@ async def check_async(
     try:
         gathered = await run_in_threadpool(gather, media, principal, request)
     except BaseException:
-        roster_call.cancel()
-        with suppress(asyncio.CancelledError, Exception):
+        # Let the roster call finish rather than cancel it: a consent request cut off half-way
+        # can leave its database session open, and on SQLite that session holds the write lock.
+        with suppress(Exception):
             await roster_call
         raise
     if request.channel in NAMING_CHANNELS:
@@ -363,10 +364,17 @@ async def check_async(
         )
     else:
         tagged = list(dict.fromkeys(t.pupil_id for f in gathered.facts for t in f.tagged))
-        roster, decisions = await asyncio.gather(
+        # Both calls run to the end even when one fails (see above); the first error wins.
+        roster_answer, decisions_answer = await asyncio.gather(
             roster_call,
             media.consent.decisions_async(principal.school, gathered.purpose, tagged),
+            return_exceptions=True,
         )
+        if isinstance(roster_answer, BaseException):
+            raise roster_answer
+        if isinstance(decisions_answer, BaseException):
+            raise decisions_answer
+        roster, decisions = roster_answer, decisions_answer
         found = find_names(roster, gathered, request)
     outcome = judge(gathered, found, roster, decisions, request)
     await run_in_threadpool(record_check, session, principal, request, outcome.verdict)
