@@ -18,6 +18,7 @@ from hallpass_gateway import app as gateway_module
 from hallpass_gateway.app import Gateway, Service, ServiceBuild, create_gateway, merged_openapi
 from hallpass_gateway.cli import main
 from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
+from hallpass_kit.clients import ServiceClient
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -260,3 +261,28 @@ def test_openapi_check_passes_on_freshly_written_specs_and_fails_after_an_edit(
     assert status == 1
     assert "gateway.json" in capsys.readouterr().err
     assert (out / "consent.json").read_text().endswith("}\n")
+
+
+def test_services_reach_consent_with_their_own_identity_beside_an_outside_provider(
+    tmp_path: Path,
+) -> None:
+    # People's tokens come from an outside provider (never reached here); media and comms still
+    # call consent with the gateway's internal service identity, not a borrowed person's token.
+    common = CommonSettings(
+        data_dir=tmp_path,
+        auth_issuer="https://login.example.org",
+        auth_jwks_url="http://127.0.0.1:9/keys",
+    )
+    gateway = create_gateway(common, run_background=False)
+    media = gateway.services["/media"].state.hallpass.extras["media"]
+    comms_consent: ServiceClient = gateway.services["/comms"].state.hallpass.extras["consent"]
+
+    with TestClient(gateway):
+        roster = media.consent.client.request_sync("GET", "/v1/roster", school="oakfield")
+        families = comms_consent.request_sync(
+            "POST", "/v1/families:resolve", school="oakfield", json={"year_groups": [3]}
+        )
+
+    assert gateway.dev_issuer is None
+    assert roster.status_code == 200
+    assert families.status_code == 200

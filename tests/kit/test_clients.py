@@ -7,9 +7,9 @@ import socket
 import pytest
 from fastapi import FastAPI, Header
 
-from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
+from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient, caller_token
-from hallpass_kit.errors import ServiceUnavailable
+from hallpass_kit.errors import ServiceUnavailable, Unauthenticated
 from hallpass_kit.settings import CommonSettings, Environment
 
 
@@ -103,3 +103,49 @@ def test_no_credentials_at_all_fails_closed() -> None:
 )
 def test_caller_token_reads_only_bearer_headers(header: str | None, token: str | None) -> None:
     assert caller_token(header) == token
+
+
+def _idp_verifier(idp: DevIssuer) -> TokenVerifier:
+    # A deployment whose people sign in at an outside identity provider (not the dev issuer).
+    common = CommonSettings(env=Environment.test, auth_issuer=idp.issuer)
+    return TokenVerifier(common, key_set=idp.key_set())
+
+
+def test_internal_service_tokens_verify_beside_an_outside_identity_provider() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    internal = DevIssuer.generate(INTERNAL_ISSUER, "hallpass")
+    verifier = _idp_verifier(idp)
+    verifier.trust_internal(internal)
+
+    service = verifier.verify(DevServiceTokens(internal, "comms").token_for("oakfield"))
+    person = verifier.verify(idp.issue(sub="head@oakfield", school="oakfield", roles=["head"]))
+
+    assert service.roles == frozenset({Role.service})
+    assert service.sub == "service:comms"
+    assert person.roles == frozenset({Role.head})
+
+
+def test_the_internal_key_cannot_speak_for_a_person() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    internal = DevIssuer.generate(INTERNAL_ISSUER, "hallpass")
+    verifier = _idp_verifier(idp)
+    verifier.trust_internal(internal)
+    forged = internal.issue(sub="head@oakfield", school="oakfield", roles=["head", "service"])
+
+    with pytest.raises(Unauthenticated):
+        verifier.verify(forged)
+
+
+def test_internal_tokens_are_refused_where_the_internal_key_is_not_trusted() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    internal = DevIssuer.generate(INTERNAL_ISSUER, "hallpass")
+
+    with pytest.raises(Unauthenticated):
+        _idp_verifier(idp).verify(DevServiceTokens(internal, "media").token_for("oakfield"))
+
+
+def test_only_the_internal_issuer_can_be_trusted_as_internal() -> None:
+    verifier = _idp_verifier(DevIssuer.generate("https://login.example.org", "hallpass"))
+
+    with pytest.raises(ValueError, match="internal issuer"):
+        verifier.trust_internal(DevIssuer.generate("https://login.example.org", "hallpass"))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.app import RequestIdMiddleware, ServiceContext
-from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
@@ -39,10 +39,12 @@ class ServiceBuild:
     # Clients for the services built before this one, by name; see ``client`` below.
     built: Mapping[str, FastAPI] = field(default_factory=dict)
     dev_issuer: DevIssuer | None = None
+    # Signs the tokens services present to each other, whatever issues people's tokens.
+    internal_issuer: DevIssuer | None = None
 
     def client(self, callee: str, *, caller: str) -> ServiceClient:
         """An in-process client from ``caller`` to the already-built service ``callee``."""
-        tokens = DevServiceTokens(self.dev_issuer, caller) if self.dev_issuer else None
+        tokens = DevServiceTokens(self.internal_issuer, caller) if self.internal_issuer else None
         return ServiceClient(
             name=callee, app=self.built[callee], base_url=f"http://{callee}.internal", tokens=tokens
         )
@@ -213,6 +215,9 @@ def create_gateway(
         verifier = TokenVerifier(common, key_set=dev_issuer.key_set())
     else:
         verifier = TokenVerifier(common)
+    # A key of this process only: tokens it signs mean nothing to any other process.
+    internal_issuer = DevIssuer.generate(INTERNAL_ISSUER, common.auth_audience)
+    verifier.trust_internal(internal_issuer)
 
     services: dict[str, FastAPI] = {}
     for prefix, service in SERVICES.items():
@@ -225,6 +230,7 @@ def create_gateway(
             settings=dict(settings or {}),
             built={service_name(p): app for p, app in services.items()},
             dev_issuer=dev_issuer,
+            internal_issuer=internal_issuer,
         )
         services[prefix] = service.build(build)
     _wire_listeners(services)

@@ -7,6 +7,8 @@ school's identity provider (Entra ID, Google Workspace, Keycloak…) otherwise. 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import threading
@@ -28,6 +30,8 @@ from hallpass_kit.errors import HallpassError, Unauthenticated
 from hallpass_kit.settings import CommonSettings
 
 ALGORITHMS = ("RS256", "ES256", "PS256")
+# Issuer of the tokens services present to each other (never to or from a person).
+INTERNAL_ISSUER = "hallpass-internal"
 
 
 class Role(StrEnum):
@@ -123,6 +127,10 @@ class DevIssuer:
         )
         return cls(key, issuer, audience)
 
+    @property
+    def kid(self) -> str:
+        return str(self.key.as_dict(private=False)["kid"])
+
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.key.as_dict(private=False)]}
 
@@ -183,6 +191,24 @@ class TokenVerifier:
             exp={"essential": True},
             sub={"essential": True},
         )
+        self._internal: tuple[str, KeySet] | None = None
+        self._internal_claims = jwt.JWTClaimsRegistry(
+            leeway=settings.auth_leeway_seconds,
+            iss={"essential": True, "value": INTERNAL_ISSUER},
+            aud={"essential": True, "value": settings.auth_audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+
+    def trust_internal(self, issuer: DevIssuer) -> None:
+        """Also accept ``service`` tokens signed by this process's internal issuer.
+
+        Services call each other with their own identity whatever the people's identity provider
+        is; the key lives only in memory, so no token of it is valid outside this process.
+        """
+        if issuer.issuer != INTERNAL_ISSUER:
+            raise ValueError(f"the internal issuer must be named {INTERNAL_ISSUER!r}")
+        self._internal = (issuer.kid, issuer.key_set())
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not yet expired; no I/O, no crypto."""
@@ -203,6 +229,8 @@ class TokenVerifier:
         return principal
 
     def _verify_uncached(self, token: str) -> Principal:
+        if self._internal is not None and _kid_of(token) == self._internal[0]:
+            return self._verify_internal(token, self._internal[1])
         try:
             decoded = jwt.decode(token, self._keys(), algorithms=list(ALGORITHMS))
         except KeyError:
@@ -222,6 +250,18 @@ class TokenVerifier:
                 f"The bearer token is not acceptable: {exc.description}", code="invalid_token"
             ) from exc
         return self._principal(decoded.claims)
+
+    def _verify_internal(self, token: str, key_set: KeySet) -> Principal:
+        try:
+            decoded = jwt.decode(token, key_set, algorithms=["RS256"])
+            self._internal_claims.validate(decoded.claims)
+        except (JoseError, ValueError, KeyError) as exc:
+            raise Unauthenticated("The bearer token is not valid.", code="invalid_token") from exc
+        principal = self._principal(decoded.claims)
+        # The internal key speaks only for services: a person's role from it is a forgery.
+        if principal.roles != frozenset({Role.service}):
+            raise Unauthenticated("The bearer token is not valid.", code="invalid_token")
+        return principal
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         s = self._settings
@@ -276,3 +316,14 @@ class TokenVerifier:
                 self._key_set = KeySet.import_key_set(response.json())
                 self._jwks_fetched_at = time.monotonic()
             return self._key_set
+
+
+def _kid_of(token: str) -> str | None:
+    """The ``kid`` of a compact JWS header, read without verifying anything."""
+    header, _, _ = token.partition(".")
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    kid = decoded.get("kid") if isinstance(decoded, dict) else None
+    return kid if isinstance(kid, str) else None

@@ -33,7 +33,10 @@ class ServiceTokens(Protocol):
 
 @dataclass
 class DevServiceTokens:
-    """Embedded mode: the built-in dev issuer signs a short-lived ``service`` token per school."""
+    """Short-lived ``service`` tokens per school, signed by an issuer the callee trusts.
+
+    In all-in-one mode that is the gateway's internal issuer, whose key exists only in memory.
+    """
 
     issuer: DevIssuer
     service: str
