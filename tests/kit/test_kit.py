@@ -24,6 +24,7 @@ from hallpass_kit.errors import BadRequest, install_error_handlers
 from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 from hallpass_kit.settings import CommonSettings, Environment, InsecureSettingsError
 from hallpass_kit.tables import define_kit_tables
+from tests.conftest import TokenFactory
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -439,3 +440,16 @@ def test_verify_names_the_entry_after_one_rewritten_with_a_fresh_hash(
         3,
         "does not follow the entry before it",
     )
+
+
+def test_a_query_parameter_given_twice_is_refused_where_one_value_is_taken(
+    client: TestClient, auth: TokenFactory
+) -> None:
+    response = client.get("/v1/renewals?within_days=7&within_days=365", headers=auth("office"))
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "repeated_query_parameter"
+
+
+def test_a_query_parameter_given_once_is_taken(client: TestClient, auth: TokenFactory) -> None:
+    assert client.get("/v1/renewals?within_days=7", headers=auth("office")).status_code == 200

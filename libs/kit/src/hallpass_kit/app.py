@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi._compat import field_annotation_is_sequence
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,7 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
 from hallpass_kit.db import Database
-from hallpass_kit.errors import PROBLEM_RESPONSES, Unauthenticated, install_error_handlers
+from hallpass_kit.errors import (
+    PROBLEM_RESPONSES,
+    Unauthenticated,
+    Unprocessable,
+    install_error_handlers,
+)
 from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.tables import KitTables
 
@@ -163,6 +169,53 @@ class BackgroundWorker(Protocol):
     def stop(self) -> None: ...
 
 
+_SINGLE_VALUED: dict[int, frozenset[str]] = {}
+
+
+def _single_valued_query_names(route: APIRoute) -> frozenset[str]:
+    names = _SINGLE_VALUED.get(id(route))
+    if names is None:
+        names = frozenset(
+            field.alias
+            for field in _query_fields(route)
+            if not field_annotation_is_sequence(field.field_info.annotation)
+        )
+        _SINGLE_VALUED[id(route)] = names
+    return names
+
+
+def _query_fields(route: APIRoute) -> list[Any]:
+    fields: list[Any] = []
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        fields.extend(dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return fields
+
+
+async def single_valued_query(request: Request) -> None:
+    """Refuse a query parameter given twice where the API takes one value.
+
+    Without this the last value silently wins (``?within_days=7&within_days=365``), and a caller
+    cannot tell which one was used.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for name, _value in request.query_params.multi_items():
+        (repeated if name in seen else seen).add(name)
+    refused = repeated & _single_valued_query_names(route)
+    if refused:
+        names = ", ".join(sorted(refused))
+        raise Unprocessable(
+            f"Give each of these query parameters once: {names}.",
+            code="repeated_query_parameter",
+        )
+
+
 def _operation_id(route: APIRoute) -> str:
     tag = route.tags[0] if route.tags else "default"
     return f"{tag}-{route.name}"
@@ -212,7 +265,9 @@ def create_service_app(
     for router in public_routers:
         app.include_router(router)
     for router in routers:
-        app.include_router(router, dependencies=[Depends(authenticated)])
+        app.include_router(
+            router, dependencies=[Depends(authenticated), Depends(single_valued_query)]
+        )
     _document_problem_responses(app)
     app.add_middleware(RequestIdMiddleware)
     return app
