@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -453,3 +454,49 @@ def test_a_query_parameter_given_twice_is_refused_where_one_value_is_taken(
 
 def test_a_query_parameter_given_once_is_taken(client: TestClient, auth: TokenFactory) -> None:
     assert client.get("/v1/renewals?within_days=7", headers=auth("office")).status_code == 200
+
+
+def _fail_half_way(database: Database) -> None:
+    with database.session() as session:
+        session.execute(text("INSERT INTO turn_probe VALUES (0)"))
+        raise RuntimeError("the request failed")
+
+
+def _commits_from_another_thread(database: Database) -> bool:
+    done = threading.Event()
+
+    def write() -> None:
+        with database.session() as session:
+            session.execute(text("INSERT INTO turn_probe VALUES (1)"))
+        done.set()
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    worker.join(20)
+    return done.is_set()
+
+
+@pytest.mark.parametrize("ending", ["commit", "error", "abandoned"])
+def test_sqlite_writer_turn_is_handed_on_however_a_transaction_ends(
+    tmp_path: Path, ending: str
+) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'turn.db'}")
+    with database.session() as session:
+        session.execute(text("CREATE TABLE turn_probe (n INTEGER)"))
+
+    if ending == "commit":
+        with database.session() as session:
+            session.execute(text("INSERT INTO turn_probe VALUES (0)"))
+    elif ending == "error":
+        with pytest.raises(RuntimeError):
+            _fail_half_way(database)
+    else:
+        session = database.sessionmaker()
+        session.execute(text("INSERT INTO turn_probe VALUES (0)"))
+        session.close()  # never committed: the pool rolls it back on return
+
+    assert _commits_from_another_thread(database)
+    with database.session() as session:
+        kept = session.execute(text("SELECT count(*) FROM turn_probe WHERE n = 0")).scalar()
+    assert kept == (1 if ending == "commit" else 0)
+    database.dispose()

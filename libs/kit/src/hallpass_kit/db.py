@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +124,64 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # Within this process, writers also queue on a lock of our own: SQLite's busy handler polls
+    # with sleeps of up to 100 ms, so under contention a waiting writer could sleep long after
+    # the lock was free. The lock hands over at once; other processes still meet busy_timeout.
+    turn = _WriterTurn()
+    dialect = engine.dialect
+    plain_commit, plain_rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            plain_commit(dbapi_connection)
+        finally:
+            turn.give_back(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            plain_rollback(dbapi_connection)
+        finally:
+            turn.give_back(dbapi_connection)
+
+    # The dialect instance belongs to this engine alone.
+    setattr(dialect, "do_commit", do_commit)  # noqa: B010
+    setattr(dialect, "do_rollback", do_rollback)  # noqa: B010
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_connection = connection.connection.dbapi_connection
+        turn.take(dbapi_connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turn.give_back(dbapi_connection)
+            raise
+
+    @event.listens_for(engine, "close", named=True)
+    def _on_close(**kw: Any) -> None:
+        # A connection closed mid-transaction (invalidated) must not keep the turn.
+        turn.give_back(kw["dbapi_connection"])
+
+
+def _raw_id(connection: Any) -> int:
+    # The dialect is handed the pool's proxy, pool events the DBAPI connection itself.
+    return id(getattr(connection, "dbapi_connection", connection))
+
+
+class _WriterTurn:
+    """One transaction at a time per database in this process, handed over without polling."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+        self._timeout = timeout
+
+    def take(self, connection: Any) -> None:
+        if not self._lock.acquire(timeout=self._timeout):
+            raise sqlite3.OperationalError("database is locked")
+        self._holder = _raw_id(connection)
+
+    def give_back(self, connection: Any) -> None:
+        if self._holder is not None and self._holder == _raw_id(connection):
+            self._holder = None
+            self._lock.release()
