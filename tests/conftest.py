@@ -3,9 +3,6 @@ on PostgreSQL too. Schemas are built by running the service's migrations, once p
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +10,6 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from hallpass_consent import migrations
 from hallpass_consent.app import create_app
@@ -23,19 +18,13 @@ from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
 from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings, Environment
+from tests import databases
+from tests.databases import BACKENDS
 
-POSTGRES_URL = os.environ.get("HALLPASS_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 SCHOOL = "oakfield"
 OTHER_SCHOOL = "riverside"
 
 Headers = dict[str, str]
-
-
-def _worker() -> str:
-    # The checkout's path is part of the name so two checkouts can test on one server at once.
-    checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:6]
-    return f"{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")
@@ -45,46 +34,24 @@ def issuer() -> DevIssuer:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "consent.db"
-    database = Database(f"sqlite:///{path}")
-    migrations.upgrade(database)
-    database.dispose()
-    return path
+    return databases.sqlite_template(
+        tmp_path_factory.mktemp("template"), "consent.db", migrations.upgrade
+    )
 
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of our own per test worker, migrated once; tables are emptied per test."""
-    assert POSTGRES_URL is not None
-    name = f"hallpass_test_consent_{_worker()}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    migrations.upgrade(database)
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with databases.postgres_database("consent", migrations.upgrade) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
 def consent_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
-        path = tmp_path / "consent.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        database = Database(f"sqlite:///{path}")
-        yield database
-        database.dispose()
-        return
-    url: str = request.getfixturevalue("postgres_database")
-    database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with database.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        database = databases.sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        database = databases.emptied(request.getfixturevalue("postgres_database"), Base.metadata)
     yield database
     database.dispose()
 

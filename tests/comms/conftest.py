@@ -4,7 +4,6 @@ comms app calling the consent app in-process, and a school with mail settings.""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from hallpass_comms import migrations
 from hallpass_comms.app import create_app
@@ -24,7 +21,8 @@ from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings
-from tests.conftest import POSTGRES_URL, SCHOOL, TokenFactory, _worker
+from tests import databases
+from tests.conftest import SCHOOL, TokenFactory
 from tests.consent.builders import SchoolBuilder
 
 # Wednesday 18 November 2026, 10:00 in London (GMT): in school hours, in term.
@@ -51,29 +49,15 @@ class FrozenClock:
 
 @pytest.fixture(scope="session")
 def comms_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("comms-api-template") / "comms.db"
-    database = Database(f"sqlite:///{path}")
-    migrations.upgrade(database)
-    database.dispose()
-    return path
+    return databases.sqlite_template(
+        tmp_path_factory.mktemp("comms-api-template"), "comms.db", migrations.upgrade
+    )
 
 
 @pytest.fixture(scope="session")
 def comms_postgres_database() -> Iterator[str]:
-    assert POSTGRES_URL is not None
-    name = f"hallpass_test_comms_{_worker()}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    migrations.upgrade(database)
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with databases.postgres_database("comms", migrations.upgrade) as url:
+        yield url
 
 
 @pytest.fixture
@@ -82,17 +66,11 @@ def comms_db(
 ) -> Iterator[Database]:
     """The comms database, on the backend the consent database of this test uses."""
     if consent_db.dialect == "sqlite":
-        path = tmp_path / "comms.db"
-        shutil.copyfile(request.getfixturevalue("comms_sqlite_template"), path)
-        database = Database(f"sqlite:///{path}")
-        yield database
-        database.dispose()
-        return
-    url: str = request.getfixturevalue("comms_postgres_database")
-    database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with database.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        database = databases.sqlite_copy(request.getfixturevalue("comms_sqlite_template"), tmp_path)
+    else:
+        database = databases.emptied(
+            request.getfixturevalue("comms_postgres_database"), Base.metadata
+        )
     yield database
     database.dispose()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from hallpass_comms import migrations
 from hallpass_comms.delivery import (
@@ -52,8 +50,9 @@ from hallpass_comms.settings import CommsSettings
 from hallpass_kit.audit import AuditChain, AuditRecord
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.settings import CommonSettings, Environment
+from tests import databases
 from tests.comms.smtp import SmtpServer
-from tests.conftest import BACKENDS, POSTGRES_URL, _worker
+from tests.databases import BACKENDS, POSTGRES_URL
 
 SCHOOL = "oakfield"
 DOMAIN = "oakfield.sch.uk"
@@ -70,42 +69,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def delivery_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("comms-template") / "comms.db"
-    database = Database(f"sqlite:///{path}")
-    migrations.upgrade(database)
-    database.dispose()
-    return path
+    return databases.sqlite_template(
+        tmp_path_factory.mktemp("comms-template"), "comms.db", migrations.upgrade
+    )
 
 
 @pytest.fixture(scope="session")
 def delivery_postgres_database() -> Iterator[str]:
-    assert POSTGRES_URL is not None
-    name = f"hallpass_test_comms_delivery_{_worker()}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    migrations.upgrade(database)
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with databases.postgres_database("comms_delivery", migrations.upgrade) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
-        path = tmp_path / "comms.db"
-        shutil.copyfile(request.getfixturevalue("delivery_sqlite_template"), path)
-        database = Database(f"sqlite:///{path}")
+        database = databases.sqlite_copy(
+            request.getfixturevalue("delivery_sqlite_template"), tmp_path
+        )
     else:
-        database = Database(request.getfixturevalue("delivery_postgres_database"))
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with database.engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        database = databases.emptied(
+            request.getfixturevalue("delivery_postgres_database"), Base.metadata
+        )
     yield database
     database.dispose()
 

@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from hallpass_consent.models import ConsentRecord, kit_tables
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.db import Database
-from tests.conftest import POSTGRES_URL, TokenFactory
+from tests.conftest import TokenFactory
 from tests.consent.builders import Family, SchoolBuilder
+from tests.databases import POSTGRES_URL
 
 pytestmark = [
     pytest.mark.postgres_only,

@@ -6,15 +6,12 @@ once per backend, not once per pair of backends.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
@@ -26,7 +23,8 @@ from hallpass_media.models import Base
 from hallpass_media.scanning import Scanner
 from hallpass_media.settings import MediaSettings
 from hallpass_media.storage import LocalStorage
-from tests.conftest import POSTGRES_URL, TokenFactory, _worker
+from tests import databases
+from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
 from tests.media.builders import MediaWorld
 from tests.media.seaweed import S3Server, start_seaweed
@@ -34,29 +32,15 @@ from tests.media.seaweed import S3Server, start_seaweed
 
 @pytest.fixture(scope="session")
 def media_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media-template") / "media.db"
-    database = Database(f"sqlite:///{path}")
-    migrations.upgrade(database)
-    database.dispose()
-    return path
+    return databases.sqlite_template(
+        tmp_path_factory.mktemp("media-template"), "media.db", migrations.upgrade
+    )
 
 
 @pytest.fixture(scope="session")
 def media_postgres_database() -> Iterator[str]:
-    assert POSTGRES_URL is not None
-    name = f"hallpass_test_media_{_worker()}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    migrations.upgrade(database)
-    database.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with databases.postgres_database("media", migrations.upgrade) as url:
+        yield url
 
 
 @pytest.fixture
@@ -64,17 +48,11 @@ def media_db(
     request: pytest.FixtureRequest, consent_db: Database, tmp_path: Path
 ) -> Iterator[Database]:
     if consent_db.dialect == "sqlite":
-        path = tmp_path / "media.db"
-        shutil.copyfile(request.getfixturevalue("media_sqlite_template"), path)
-        database = Database(f"sqlite:///{path}")
-        yield database
-        database.dispose()
-        return
-    url: str = request.getfixturevalue("media_postgres_database")
-    database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with database.engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+        database = databases.sqlite_copy(request.getfixturevalue("media_sqlite_template"), tmp_path)
+    else:
+        database = databases.emptied(
+            request.getfixturevalue("media_postgres_database"), Base.metadata
+        )
     yield database
     database.dispose()
 
