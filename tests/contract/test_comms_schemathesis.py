@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
-from schemathesis.openapi.checks import RejectedPositiveData
 
 from hallpass_comms import migrations as comms_migrations
 from hallpass_comms.app import create_app
@@ -40,6 +38,7 @@ from hallpass_kit.settings import CommonSettings, Environment
 from tests.comms.conftest import settings_body
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
+from tests.contract.support import is_listed, is_uuid, rejected_problem
 
 Case: TypeAlias = schemathesis.Case[Any]
 
@@ -85,7 +84,6 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "POST /v1/reports": frozenset({(422, "report_needs_source")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
 }
-PROBLEM_JSON = "application/problem+json"
 ID_FIELDS = ("message_id", "pupil_id", "concern_id", "guardian_id", "class_id")
 CARER_OPERATIONS = ("POST /v1/pastoral/concerns", "GET /v1/messages/{message_id}/secure-view")
 
@@ -119,23 +117,8 @@ def filter_failure(
     response: schemathesis.Response,
 ) -> bool:
     """Keep every failure but a schema-valid request refused for one of the reasons above."""
-    if not isinstance(failure, RejectedPositiveData):
-        return True
-    if response.headers.get("content-type", [""])[0].split(";")[0] != PROBLEM_JSON:
-        return True
-    problem: dict[str, Any] = response.json()
-    allowed = BUSINESS_REJECTIONS.get(case.operation.label, frozenset())
-    return (response.status_code, problem.get("code")) not in allowed
-
-
-def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    problem = rejected_problem(failure, response)
+    return problem is None or not is_listed(case, response, problem, BUSINESS_REJECTIONS)
 
 
 @dataclass
@@ -151,8 +134,8 @@ class Fuzzed:
     def substitute(self, case: Case) -> None:
         """Point about two cases in three at real ids; the generated values decide which."""
         body = dict(case.body) if isinstance(case.body, dict) else {}
-        values = [v for _, v in sorted(case.path_parameters.items()) if _is_uuid(v)]
-        values += [v for k, v in sorted(body.items()) if k in ID_FIELDS and _is_uuid(v)]
+        values = [v for _, v in sorted(case.path_parameters.items()) if is_uuid(v)]
+        values += [v for k, v in sorted(body.items()) if k in ID_FIELDS and is_uuid(v)]
         if not values:
             return
         seed = zlib.crc32(str(values[0]).encode())
@@ -161,11 +144,11 @@ class Fuzzed:
         real = self.real[seed // 3 % len(self.real)]
         if case.path_parameters:
             case.path_parameters = {
-                k: real.get(k, v) if _is_uuid(v) else v for k, v in case.path_parameters.items()
+                k: real.get(k, v) if is_uuid(v) else v for k, v in case.path_parameters.items()
             }
         if body:
             for name in ID_FIELDS:
-                if name in body and _is_uuid(body[name]):
+                if name in body and is_uuid(body[name]):
                     body[name] = real.get(name, body[name])
             case.body = body
 

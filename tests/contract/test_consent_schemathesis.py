@@ -25,7 +25,6 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
-from schemathesis.openapi.checks import RejectedPositiveData
 
 from hallpass_consent.app import create_app
 from hallpass_consent.settings import ConsentSettings
@@ -34,6 +33,7 @@ from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings, Environment
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
+from tests.contract.support import is_listed, rejected_problem
 
 Case: TypeAlias = schemathesis.Case[Any]
 
@@ -95,7 +95,6 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     ),
 }
 
-PROBLEM_JSON = "application/problem+json"
 PURPOSES = ("website_photo", "social_media_photo", "livestream", "pupil_work_publish")
 
 
@@ -145,13 +144,10 @@ def filter_failure(
     response: schemathesis.Response,
 ) -> bool:
     """Keep every failure but a schema-valid request refused for one of the reasons above."""
-    if not isinstance(failure, RejectedPositiveData):
+    problem = rejected_problem(failure, response)
+    if problem is None:
         return True
-    if response.headers.get("content-type", [""])[0].split(";")[0] != PROBLEM_JSON:
-        return True
-    problem: dict[str, Any] = response.json()
-    allowed = BUSINESS_REJECTIONS.get(case.operation.label, frozenset())
-    if (response.status_code, problem.get("code")) in allowed:
+    if is_listed(case, response, problem, BUSINESS_REJECTIONS):
         return False
     return not (response.status_code == 422 and _special_use_email(case, problem))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
-from schemathesis.openapi.checks import RejectedPositiveData
 
 from hallpass_consent.app import create_app as create_consent_app
 from hallpass_consent.settings import ConsentSettings
@@ -42,6 +40,7 @@ from hallpass_media.scanning import Scanner
 from hallpass_media.settings import MediaSettings
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
+from tests.contract.support import is_listed, is_uuid, rejected_problem
 from tests.media import images
 
 Case: TypeAlias = schemathesis.Case[Any]
@@ -100,7 +99,6 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     ),
     "POST /v1/livestreams:check": frozenset({(422, "unknown_pupil"), (422, "nobody_to_check")}),
 }
-PROBLEM_JSON = "application/problem+json"
 
 
 def _schema_app() -> FastAPI:
@@ -131,26 +129,11 @@ def filter_failure(
     response: schemathesis.Response,
 ) -> bool:
     """Keep every failure but a schema-valid request refused for one of the reasons above."""
-    if not isinstance(failure, RejectedPositiveData):
-        return True
-    if response.headers.get("content-type", [""])[0].split(";")[0] != PROBLEM_JSON:
-        return True
-    problem: dict[str, Any] = response.json()
-    allowed = BUSINESS_REJECTIONS.get(case.operation.label, frozenset())
-    return (response.status_code, problem.get("code")) not in allowed
+    problem = rejected_problem(failure, response)
+    return problem is None or not is_listed(case, response, problem, BUSINESS_REJECTIONS)
 
 
 ID_NAMES = ("pupil_id", "media_id", "publication_id", "device_id", "class_id")
-
-
-def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass
@@ -171,18 +154,18 @@ class Fuzzed:
             return
         if case.path_parameters:
             case.path_parameters = {
-                k: self.real[k] if k in self.real and _is_uuid(v) else v
+                k: self.real[k] if k in self.real and is_uuid(v) else v
                 for k, v in case.path_parameters.items()
             }
         if body is None:
             return
         for name, value in body.items():
-            if name in self.real and _is_uuid(value):
+            if name in self.real and is_uuid(value):
                 body[name] = self.real[name]
             elif name == "media_ids" and isinstance(value, list):
-                body[name] = [self.real["media_id"] if _is_uuid(v) else v for v in value[:1]]
+                body[name] = [self.real["media_id"] if is_uuid(v) else v for v in value[:1]]
             elif name == "pupil_ids" and isinstance(value, list):
-                body[name] = [self.real["pupil_id"] if _is_uuid(v) else v for v in value[:1]]
+                body[name] = [self.real["pupil_id"] if is_uuid(v) else v for v in value[:1]]
         case.body = body
 
 
