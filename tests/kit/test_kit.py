@@ -22,7 +22,13 @@ from hallpass_kit.app import RequestIdMiddleware
 from hallpass_kit.audit import AuditChain, append_only_triggers, entry_hash
 from hallpass_kit.db import Database, UTCDateTime, new_metadata
 from hallpass_kit.errors import BadRequest, install_error_handlers
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_kit.pagination import (
+    Page,
+    decode_cursor,
+    decode_position,
+    encode_cursor,
+    encode_position,
+)
 from hallpass_kit.settings import CommonSettings, Environment, InsecureSettingsError
 from hallpass_kit.tables import define_kit_tables
 from tests.conftest import TokenFactory
@@ -500,3 +506,20 @@ def test_sqlite_writer_turn_is_handed_on_however_a_transaction_ends(
         kept = session.execute(text("SELECT count(*) FROM turn_probe WHERE n = 0")).scalar()
     assert kept == (1 if ending == "commit" else 0)
     database.dispose()
+
+
+def test_a_newest_first_position_survives_its_cursor() -> None:
+    position = (dt.datetime(2026, 11, 21, 9, 30, tzinfo=dt.UTC), uuid.uuid4())
+
+    assert decode_position(encode_position(*position)) == position
+    assert decode_position(None) is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [("2026-11-21T09:30:00", str(uuid.UUID(int=1))), ("yesterday", str(uuid.UUID(int=1)))],
+)
+def test_a_position_cursor_the_api_never_issued_is_refused(values: tuple[str, str]) -> None:
+    with pytest.raises(BadRequest) as refused:
+        decode_position(encode_cursor(*values))
+    assert refused.value.code == "invalid_cursor"

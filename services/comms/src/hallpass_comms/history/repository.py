@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hallpass_comms.models import FamilyMessage, Message, MessageKind
+from hallpass_kit.pagination import Position, older_than
 
 
 def _like(text: str) -> str:
@@ -20,7 +20,7 @@ def family_messages(
     school_id: str,
     pupil_id: uuid.UUID,
     *,
-    after: tuple[dt.datetime, uuid.UUID] | None,
+    after: Position | None,
     limit: int,
     search: str | None,
     kinds: Collection[MessageKind],
@@ -45,12 +45,6 @@ def family_messages(
             )
         )
     if after is not None:
-        created, message_id = after
-        query = query.where(
-            or_(
-                Message.created_at < created,
-                and_(Message.created_at == created, Message.id < message_id),
-            )
-        )
+        query = query.where(older_than(Message.created_at, Message.id, after))
     query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     return session.execute(query).scalars().all()

@@ -15,20 +15,10 @@ from hallpass_comms.models import Delivery, DeliveryStatus, Message, MessageKind
 from hallpass_comms.recipients.service import children_of, pupil_in_school
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.errors import BadRequest, NotFound
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_kit.errors import NotFound
+from hallpass_kit.pagination import Page, decode_position, encode_position
 
 BATCH = 200
-
-
-def _after(cursor: str | None) -> tuple[dt.datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    created, message_id = decode_cursor(cursor, 2)
-    try:
-        return dt.datetime.fromisoformat(str(created)), uuid.UUID(str(message_id))
-    except ValueError as exc:
-        raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc
 
 
 def _visible_to_carer(deliveries: list[Delivery], guardian: str, now: dt.datetime) -> bool:
@@ -90,7 +80,7 @@ def family_history(
     guardian = str(principal.guardian_id)
 
     found: list[tuple[Message, list[Delivery]]] = []
-    after = _after(cursor)
+    after = decode_position(cursor)
     while len(found) <= limit:
         batch = repository.family_messages(
             session,
@@ -145,8 +135,6 @@ def family_history(
             for m, ds in page
         ],
         next_cursor=(
-            encode_cursor(page[-1][0].created_at.isoformat(), str(page[-1][0].id))
-            if more and page
-            else None
+            encode_position(page[-1][0].created_at, page[-1][0].id) if more and page else None
         ),
     )

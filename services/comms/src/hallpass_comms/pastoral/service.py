@@ -34,8 +34,8 @@ from hallpass_comms.recipients.policy import Envelope, Targets, address_envelope
 from hallpass_comms.recipients.service import children_of, resolve_families
 from hallpass_kit.auth import AccessRefused, Principal
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.errors import BadRequest, NotFound, Unprocessable
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_kit.errors import NotFound, Unprocessable
+from hallpass_kit.pagination import Page, decode_position, encode_position
 
 
 def _view(concern: PastoralConcern) -> ConcernView:
@@ -137,15 +137,7 @@ def list_concerns(
     cursor: str | None,
     limit: int,
 ) -> Page[ConcernView]:
-    after = None
-    if cursor is not None:
-        created, concern_id = decode_cursor(cursor, 2)
-        try:
-            after = (dt.datetime.fromisoformat(str(created)), uuid.UUID(str(concern_id)))
-        except ValueError as exc:
-            raise BadRequest(
-                "The cursor is not one this API issued.", code="invalid_cursor"
-            ) from exc
+    after = decode_position(cursor)
     rows = repository.page_concerns(
         session, principal.school, status=status, after=after, limit=limit + 1
     )
@@ -160,11 +152,7 @@ def list_concerns(
     )
     return Page[ConcernView](
         items=[_view(c) for c in rows],
-        next_cursor=(
-            encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id))
-            if more and rows
-            else None
-        ),
+        next_cursor=(encode_position(rows[-1].created_at, rows[-1].id) if more and rows else None),
     )
 
 

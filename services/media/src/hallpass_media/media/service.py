@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from hallpass_kit.auth import Principal
 from hallpass_kit.db import utcnow
 from hallpass_kit.errors import (
-    BadRequest,
     HallpassError,
     NotFound,
     PayloadTooLarge,
@@ -21,7 +20,7 @@ from hallpass_kit.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_kit.pagination import Page, decode_position, encode_position, older_than
 from hallpass_media.common import Refused, record_audit
 from hallpass_media.compensation import delete_on_rollback
 from hallpass_media.context import MediaContext
@@ -278,21 +277,9 @@ def list_media(
     query = select(MediaItem).where(MediaItem.school_id == principal.school)
     if scan_status is not None:
         query = query.where(MediaItem.scan_status == scan_status)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor, 2)
-        try:
-            after_at = dt.datetime.fromisoformat(str(at))
-            after_id = uuid.UUID(str(ident))
-        except ValueError:
-            raise BadRequest(
-                "The cursor is not one this API issued.", code="invalid_cursor"
-            ) from None
-        if after_at.tzinfo is None:
-            raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
-        query = query.where(
-            (MediaItem.uploaded_at < after_at)
-            | ((MediaItem.uploaded_at == after_at) & (MediaItem.id < after_id))
-        )
+    position = decode_position(cursor)
+    if position is not None:
+        query = query.where(older_than(MediaItem.uploaded_at, MediaItem.id, position))
     rows = list(
         session.scalars(
             query.order_by(MediaItem.uploaded_at.desc(), MediaItem.id.desc()).limit(limit + 1)
@@ -303,7 +290,5 @@ def list_media(
     tags = tagged_pupils(session, [r.id for r in rows])
     return Page[MediaView](
         items=[view(r, tags[r.id]) for r in rows],
-        next_cursor=encode_cursor(rows[-1].uploaded_at.isoformat(), str(rows[-1].id))
-        if more and rows
-        else None,
+        next_cursor=encode_position(rows[-1].uploaded_at, rows[-1].id) if more and rows else None,
     )

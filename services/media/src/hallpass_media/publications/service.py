@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -15,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import STAFF_ROLES, Principal
 from hallpass_kit.db import utcnow
-from hallpass_kit.errors import BadRequest, Conflict, NotFound, ProblemDetail, Unprocessable
-from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
+from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
+from hallpass_kit.pagination import Page, decode_position, encode_position, older_than
 from hallpass_media.common import (
     NAMING_CHANNELS,
     PURPOSE_OF,
@@ -577,21 +576,9 @@ def list_publications(
     query = select(Publication).where(Publication.school_id == principal.school)
     if status is not None:
         query = query.where(Publication.status == status)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor, 2)
-        try:
-            after_at = dt.datetime.fromisoformat(str(at))
-            after_id = uuid.UUID(str(ident))
-        except ValueError:
-            raise BadRequest(
-                "The cursor is not one this API issued.", code="invalid_cursor"
-            ) from None
-        if after_at.tzinfo is None:
-            raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
-        query = query.where(
-            (Publication.published_at < after_at)
-            | ((Publication.published_at == after_at) & (Publication.id < after_id))
-        )
+    position = decode_position(cursor)
+    if position is not None:
+        query = query.where(older_than(Publication.published_at, Publication.id, position))
     rows = list(
         session.scalars(
             query.order_by(Publication.published_at.desc(), Publication.id.desc()).limit(limit + 1)
@@ -601,9 +588,7 @@ def list_publications(
     rows = rows[:limit]
     return Page[PublicationView](
         items=[view(session, r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].published_at.isoformat(), str(rows[-1].id))
-        if more and rows
-        else None,
+        next_cursor=encode_position(rows[-1].published_at, rows[-1].id) if more and rows else None,
     )
 
 
