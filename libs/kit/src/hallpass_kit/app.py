@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 from hallpass_kit.errors import (
     PROBLEM_RESPONSES,
     Unauthenticated,
@@ -221,6 +221,28 @@ def _operation_id(route: APIRoute) -> str:
     return f"{tag}-{route.name}"
 
 
+def _health_router() -> APIRouter:
+    # Deliberately public: load balancers probe it before anyone holds a token.
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "checked_at": utcnow().isoformat()}
+
+    return health
+
+
+def _ping_router() -> APIRouter:
+    ping = APIRouter(prefix="/v1", tags=["health"])
+
+    @ping.get("/ping")
+    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
+        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
+        return {"pong": True}
+
+    return ping
+
+
 def create_service_app(
     *,
     context: ServiceContext,
@@ -228,7 +250,6 @@ def create_service_app(
     version: str,
     description: str,
     routers: Sequence[APIRouter],
-    public_routers: Sequence[APIRouter] = (),
     workers: Sequence[BackgroundWorker] = (),
 ) -> FastAPI:
     """A service app: authenticated routers, problem+json errors, background dispatcher.
@@ -262,9 +283,8 @@ def create_service_app(
     )
     app.state.hallpass = context
     install_error_handlers(app, on_refusal=context.audit_refusal)
-    for router in public_routers:
-        app.include_router(router)
-    for router in routers:
+    app.include_router(_health_router())
+    for router in [*routers, _ping_router()]:
         app.include_router(
             router, dependencies=[Depends(authenticated), Depends(single_valued_query)]
         )

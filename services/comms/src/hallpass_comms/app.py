@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from hallpass_comms import migrations
 from hallpass_comms.common import AUDITORS, audit
@@ -19,7 +19,7 @@ from hallpass_comms.pastoral.endpoints import router as pastoral_router
 from hallpass_comms.reminders.service import remind_every_school
 from hallpass_comms.reports.endpoints import router as reports_router
 from hallpass_comms.settings import CommsSettings
-from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.app import ServiceContext, create_service_app
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.clients import ServiceClient
@@ -113,19 +113,6 @@ def create_app(
         clock=clock,
     )
     context.extras["delivery_worker"] = worker
-    health = APIRouter(tags=["health"])
-
-    @health.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "checked_at": utcnow().isoformat()}
-
-    ping = APIRouter(prefix="/v1", tags=["health"])
-
-    @ping.get("/ping")
-    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
-        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
-        return {"pong": True}
-
     return create_service_app(
         context=context,
         title="Hallpass comms",
@@ -138,8 +125,6 @@ def create_app(
             pastoral_router,
             reports_router,
             audit_router(audit, AUDITORS),
-            ping,
         ],
-        public_routers=[health],
         workers=[worker],
     )

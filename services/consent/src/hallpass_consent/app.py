@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from hallpass_consent import migrations
 from hallpass_consent.common import audit
@@ -20,10 +20,10 @@ from hallpass_consent.roster.endpoints import router as roster_router
 from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
 from hallpass_consent.sheets.endpoints import router as sheets_router
-from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.app import ServiceContext, create_service_app
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
-from hallpass_kit.db import Database, utcnow
+from hallpass_kit.db import Database
 from hallpass_kit.idempotency import purge_expired
 from hallpass_kit.outbox import Dispatcher
 from hallpass_kit.settings import CommonSettings
@@ -87,19 +87,6 @@ def create_app(
     )
     if migrate:
         migrations.upgrade(context.database)
-    health = APIRouter(tags=["health"])
-
-    @health.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "checked_at": utcnow().isoformat()}
-
-    ping = APIRouter(prefix="/v1", tags=["health"])
-
-    @ping.get("/ping")
-    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
-        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
-        return {"pong": True}
-
     return create_service_app(
         context=context,
         title="Hallpass consent",
@@ -115,7 +102,5 @@ def create_app(
             roster_router,
             families_router,
             audit_router(audit),
-            ping,
         ],
-        public_routers=[health],
     )

@@ -6,13 +6,13 @@ import datetime as dt
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
-from hallpass_kit.app import CurrentPrincipal, ServiceContext, create_service_app
+from hallpass_kit.app import ServiceContext, create_service_app
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.db import Database, utcnow
+from hallpass_kit.db import Database
 from hallpass_kit.idempotency import purge_expired
 from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.settings import CommonSettings
@@ -125,19 +125,6 @@ def create_app(
         storage = context.extras["media"].storage
         if isinstance(storage, S3Storage):
             storage.ensure_bucket()
-    health = APIRouter(tags=["health"])
-
-    @health.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "checked_at": utcnow().isoformat()}
-
-    ping = APIRouter(prefix="/v1", tags=["health"])
-
-    @ping.get("/ping")
-    def ping_authenticated(principal: CurrentPrincipal) -> dict[str, bool]:
-        """Answers once the bearer token is verified; touches no data (a latency baseline)."""
-        return {"pong": True}
-
     app = create_service_app(
         context=context,
         title="Hallpass media",
@@ -151,9 +138,7 @@ def create_app(
             subject_access_router,
             settings_router,
             audit_router(audit, AUDITORS),
-            ping,
         ],
-        public_routers=[health],
     )
     _omit_rather_than_null_in_forms(app)
     return app
