@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Connection, MetaData, create_engine
 
 from hallpass_kit.db import Database
 
@@ -23,3 +24,28 @@ def upgrade(script_location: Path, database: Database, revision: str = "head") -
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
         connection.commit()
+
+
+def run_environment(target_metadata: MetaData) -> None:
+    """The body of every service's Alembic ``env.py``: migrate over the connection ``upgrade``
+    hands in, or over one of its own from the configured URL (the alembic command line)."""
+    from alembic import context
+
+    def run_with(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run_with(connection)
+        return
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as own:
+        run_with(own)
+        own.commit()
