@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from hallpass_kit.auth import Principal
 from hallpass_kit.db import utcnow
 
 GENESIS_HASH = "0" * 64
@@ -81,6 +82,26 @@ def entry_hash(
 class AuditChain:
     def __init__(self, table: Table) -> None:
         self.table = table
+
+    def record(
+        self,
+        session: Session,
+        principal: Principal,
+        action: str,
+        target: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        outcome: str = "ok",
+    ) -> int:
+        """Append what ``principal`` did, in the caller's transaction."""
+        return self.append(
+            session,
+            actor=principal.actor,
+            school=principal.school,
+            action=action,
+            target=target,
+            details=details,
+            outcome=outcome,
+        )
 
     def append(
         self,

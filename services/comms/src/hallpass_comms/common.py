@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints
-from sqlalchemy.orm import Session
+from pydantic import AfterValidator, StringConstraints
 
 from hallpass_comms.models import kit_tables
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.app import ServiceContext
 from hallpass_kit.audit import AuditChain
-from hallpass_kit.auth import STAFF_ROLES, Principal, Role
+from hallpass_kit.auth import STAFF_ROLES, Role
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, HallpassError, Problem
+from hallpass_kit.fields import TRIM, VISIBLE, json_kinds
 
 audit = AuditChain(kit_tables.audit_entry)
 
@@ -32,13 +32,6 @@ PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff on
 REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
 AUDITORS = (Role.head, Role.dsl)
 
-# Text as sent must show a character that is not white space; the white space around it is then
-# dropped. The class spells out every character str.strip() removes (and U+FEFF), because \s means
-# different things to ECMAScript (the schema's regex dialect), Python and pydantic's Rust engine.
-VISIBLE = (
-    r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-)
-TRIM = AfterValidator(str.strip)
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
 BodyText = Annotated[str, StringConstraints(min_length=1, max_length=50_000, pattern=VISIBLE), TRIM]
 # Plain addresses only: no display names, quotes, commas or line breaks, so nothing a client
@@ -55,22 +48,6 @@ Domain = Annotated[
 ]
 
 
-def json_kinds(description: str, *kinds: type) -> BeforeValidator:
-    """Let through only the JSON kinds the schema documents, before the type's own validation.
-
-    FastAPI validates JSON bodies in Python mode, where pydantic's lax mode would read 28800 as
-    a date or "1" as a weekday.
-    """
-
-    def check(value: Any) -> Any:
-        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            raise ValueError(f"Input should be {description}")
-        return value
-
-    return BeforeValidator(check)
-
-
-JsonInteger = json_kinds("an integer", int, float)
 DateText = json_kinds("a date string", str, dt.date)
 
 
@@ -87,21 +64,7 @@ GONE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def record_audit(
-    session: Session,
-    principal: Principal,
-    action: str,
-    target: str | None = None,
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    audit.append(
-        session,
-        actor=principal.actor,
-        school=principal.school,
-        action=action,
-        target=target,
-        details=details,
-    )
+record_audit = audit.record
 
 
 Clock = Callable[[], dt.datetime]

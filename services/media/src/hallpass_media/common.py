@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, StringConstraints
 from sqlalchemy.orm import Session
 
 from hallpass_kit.audit import AuditChain
@@ -43,34 +42,12 @@ PURPOSE_OF: dict[Channel, str] = {
 NAMING_CHANNELS = frozenset({Channel.newspaper})
 UNPUBLISHABLE = frozenset({Channel.internal})
 
-VISIBLE = (
-    r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-)
-TRIM = AfterValidator(str.strip)
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
-
 
 def channels_for_purpose(purpose: str) -> list[Channel]:
     return [channel for channel, code in PURPOSE_OF.items() if code == purpose]
 
 
-def record_audit(
-    session: Session,
-    principal: Principal,
-    action: str,
-    target: str | None = None,
-    details: Mapping[str, Any] | None = None,
-    outcome: str = "ok",
-) -> None:
-    audit.append(
-        session,
-        actor=principal.actor,
-        school=principal.school,
-        action=action,
-        target=target,
-        details=details,
-        outcome=outcome,
-    )
+record_audit = audit.record
 
 
 class Refused(AccessRefused):

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from hallpass_comms.common import Address, DateText, Domain, JsonInteger
+from hallpass_comms.common import Address, DateText, Domain
 from hallpass_comms.models import CcPolicy, SensitiveDelivery
+from hallpass_kit.fields import JsonInteger
 
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday, 1 = Monday"), JsonInteger]
 

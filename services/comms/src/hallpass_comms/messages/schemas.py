@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from hallpass_comms.common import Address, BodyText, JsonInteger, Subject
+from hallpass_comms.common import Address, BodyText, Subject
 from hallpass_comms.models import Approval, DeliveryStatus, MessageKind, RecipientKind, Sensitivity
+from hallpass_kit.fields import JsonInteger
 
 YearGroup = Annotated[
     int, Field(ge=-1, le=14, description="-1 nursery, 0 reception, 1 to 13"), JsonInteger

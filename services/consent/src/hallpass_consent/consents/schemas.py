@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from hallpass_consent.common import TRIM, VISIBLE, DateTimeText, JsonInteger
+from hallpass_consent.common import DateTimeText
 from hallpass_consent.consents.policy import Reason
 from hallpass_consent.models import Decision, GivenBy, Method
+from hallpass_kit.fields import TRIM, VISIBLE, JsonInteger
 
 PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringConstraints
 
-from hallpass_consent.common import TRIM, VISIBLE, JsonInteger, Name
+from hallpass_consent.common import Name
 from hallpass_consent.models import RestrictionKind
+from hallpass_kit.fields import TRIM, VISIBLE, JsonInteger
 
 MisId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=VISIBLE), TRIM]
 YearGroup = Annotated[

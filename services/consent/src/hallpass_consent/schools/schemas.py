@@ -5,8 +5,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from hallpass_consent.common import TRIM, VISIBLE, ShortText
 from hallpass_consent.models import Basis, ConsentExpiry
+from hallpass_kit.fields import TRIM, VISIBLE, ShortText
 
 # Only days that exist (29 February included): the schema, not just the handler, refuses 11-31.
 MonthDay = Annotated[

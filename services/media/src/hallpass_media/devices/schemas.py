@@ -5,7 +5,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict
 
-from hallpass_media.common import ShortText
+from hallpass_kit.fields import ShortText
 
 
 class DeviceRegistration(BaseModel):
