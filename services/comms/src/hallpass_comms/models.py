@@ -24,10 +24,9 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
 )
-from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hallpass_kit.db import UTCDateTime, new_metadata
+from hallpass_kit.db import UTCDateTime, enum_column, new_metadata
 from hallpass_kit.tables import define_kit_tables
 
 
@@ -37,16 +36,6 @@ class Base(DeclarativeBase):
 
 
 kit_tables = define_kit_tables(Base.metadata)
-
-
-def _enum(enum: type[StrEnum], name: str) -> SAEnum:
-    return SAEnum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class CcPolicy(StrEnum):
@@ -119,7 +108,7 @@ class MailSettings(Base):
     dsl_address: Mapped[str | None] = mapped_column(String(320))  # E10 reports, E7 notices
     # The school's own account that system mail (renewal reminders, report notices) comes from.
     office_address: Mapped[str | None] = mapped_column(String(320))
-    cc_policy: Mapped[CcPolicy] = mapped_column(_enum(CcPolicy, "cc_policy"))
+    cc_policy: Mapped[CcPolicy] = mapped_column(enum_column(CcPolicy, "cc_policy"))
     timezone: Mapped[str] = mapped_column(String(64))
     school_day_start: Mapped[dt.time] = mapped_column(Time)
     school_day_end: Mapped[dt.time] = mapped_column(Time)
@@ -129,7 +118,7 @@ class MailSettings(Base):
     term_dates: Mapped[list[Any]] = mapped_column(JSON)
     external_needs_approval: Mapped[bool] = mapped_column(Boolean)
     sensitive_delivery: Mapped[SensitiveDelivery] = mapped_column(
-        _enum(SensitiveDelivery, "sensitive_delivery")
+        enum_column(SensitiveDelivery, "sensitive_delivery")
     )
     secure_view_days: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime]
@@ -144,15 +133,15 @@ class Message(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     school_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind, "message_kind"))
+    kind: Mapped[MessageKind] = mapped_column(enum_column(MessageKind, "message_kind"))
     sender_sub: Mapped[str] = mapped_column(String(200))
     sender_address: Mapped[str] = mapped_column(String(320))  # from the token, never the body (E2)
     subject: Mapped[str] = mapped_column(String(200))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)  # already sanitised by the allow-list
-    sensitivity: Mapped[Sensitivity] = mapped_column(_enum(Sensitivity, "sensitivity"))
+    sensitivity: Mapped[Sensitivity] = mapped_column(enum_column(Sensitivity, "sensitivity"))
     urgent: Mapped[bool] = mapped_column(Boolean)
-    approval: Mapped[Approval] = mapped_column(_enum(Approval, "approval"))
+    approval: Mapped[Approval] = mapped_column(enum_column(Approval, "approval"))
     approved_by: Mapped[str | None] = mapped_column(String(200))
     approved_at: Mapped[dt.datetime | None]
     # Set when E8 held it: the school-day morning it goes out.
@@ -173,13 +162,15 @@ class Delivery(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"), index=True)
     school_id: Mapped[str] = mapped_column(String(64), index=True)
-    recipient_kind: Mapped[RecipientKind] = mapped_column(_enum(RecipientKind, "recipient_kind"))
+    recipient_kind: Mapped[RecipientKind] = mapped_column(
+        enum_column(RecipientKind, "recipient_kind")
+    )
     # Carers of this envelope (family deliveries) and the pupils whose family it is (E3 history).
     guardian_ids: Mapped[list[Any]] = mapped_column(JSON)
     pupil_ids: Mapped[list[Any]] = mapped_column(JSON)
     to_addresses: Mapped[list[Any]] = mapped_column(JSON)
     cc_addresses: Mapped[list[Any]] = mapped_column(JSON)  # leadership, added by the server (E1)
-    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"))
+    status: Mapped[DeliveryStatus] = mapped_column(enum_column(DeliveryStatus, "delivery_status"))
     due_at: Mapped[dt.datetime]  # not before; also the next attempt after a transient failure
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
@@ -213,7 +204,7 @@ class PastoralConcern(Base):
     pupil_id: Mapped[uuid.UUID | None]
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
-    status: Mapped[ConcernStatus] = mapped_column(_enum(ConcernStatus, "concern_status"))
+    status: Mapped[ConcernStatus] = mapped_column(enum_column(ConcernStatus, "concern_status"))
     created_at: Mapped[dt.datetime]
 
 

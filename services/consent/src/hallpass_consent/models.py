@@ -15,12 +15,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import (
-    Enum as SAEnum,
-)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hallpass_kit.db import UTCDateTime, new_metadata
+from hallpass_kit.db import UTCDateTime, enum_column, new_metadata
 from hallpass_kit.tables import define_kit_tables
 
 
@@ -30,16 +27,6 @@ class Base(DeclarativeBase):
 
 
 kit_tables = define_kit_tables(Base.metadata)
-
-
-def _enum(enum: type[StrEnum], name: str) -> SAEnum:
-    return SAEnum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class Basis(StrEnum):
@@ -86,7 +73,7 @@ class School(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     consent_expiry: Mapped[ConsentExpiry] = mapped_column(
-        _enum(ConsentExpiry, "consent_expiry"), default=ConsentExpiry.academic_year_end
+        enum_column(ConsentExpiry, "consent_expiry"), default=ConsentExpiry.academic_year_end
     )
     academic_year_end_month: Mapped[int] = mapped_column(Integer, default=8)
     academic_year_end_day: Mapped[int] = mapped_column(Integer, default=31)
@@ -158,7 +145,7 @@ class Purpose(Base):
     school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
-    basis: Mapped[Basis] = mapped_column(_enum(Basis, "basis"))
+    basis: Mapped[Basis] = mapped_column(enum_column(Basis, "basis"))
     requires_consent: Mapped[bool] = mapped_column(Boolean)
     publishable: Mapped[bool] = mapped_column(Boolean)
     names_pupil: Mapped[bool] = mapped_column(Boolean)
@@ -194,10 +181,10 @@ class ConsentRecord(Base):
     school_id: Mapped[str] = mapped_column(ForeignKey("school.id"))
     pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), index=True)
     purpose_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purpose.id"))
-    decision: Mapped[Decision] = mapped_column(_enum(Decision, "decision"))
-    given_by: Mapped[GivenBy] = mapped_column(_enum(GivenBy, "given_by"))
+    decision: Mapped[Decision] = mapped_column(enum_column(Decision, "decision"))
+    given_by: Mapped[GivenBy] = mapped_column(enum_column(GivenBy, "given_by"))
     guardian_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("guardian.id"), index=True)
-    method: Mapped[Method] = mapped_column(_enum(Method, "method"))
+    method: Mapped[Method] = mapped_column(enum_column(Method, "method"))
     evidence_ref: Mapped[str | None] = mapped_column(String(200))
     wording_version: Mapped[int] = mapped_column(Integer)
     valid_from: Mapped[dt.datetime]
@@ -215,7 +202,7 @@ class Restriction(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     school_id: Mapped[str] = mapped_column(ForeignKey("school.id"))
     pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), index=True)
-    kind: Mapped[RestrictionKind] = mapped_column(_enum(RestrictionKind, "restriction_kind"))
+    kind: Mapped[RestrictionKind] = mapped_column(enum_column(RestrictionKind, "restriction_kind"))
     reason: Mapped[str] = mapped_column(Text)
     set_by: Mapped[str] = mapped_column(String(200))
     set_at: Mapped[dt.datetime]

@@ -18,12 +18,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy import (
-    Enum as SAEnum,
-)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hallpass_kit.db import UTCDateTime, new_metadata
+from hallpass_kit.db import UTCDateTime, enum_column, new_metadata
 from hallpass_kit.tables import define_kit_tables
 
 
@@ -33,16 +30,6 @@ class Base(DeclarativeBase):
 
 
 kit_tables = define_kit_tables(Base.metadata)
-
-
-def _enum(enum: type[StrEnum], name: str) -> SAEnum:
-    return SAEnum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class Channel(StrEnum):
@@ -114,10 +101,10 @@ class MediaItem(Base):
     alt_text: Mapped[str | None] = mapped_column(Text)
     taken_at: Mapped[dt.datetime | None]
     event: Mapped[str | None] = mapped_column(String(200))
-    owner: Mapped[Owner] = mapped_column(_enum(Owner, "media_owner"))
+    owner: Mapped[Owner] = mapped_column(enum_column(Owner, "media_owner"))
     source: Mapped[str | None] = mapped_column(String(300))
     permission: Mapped[str | None] = mapped_column(String(500))
-    scan_status: Mapped[ScanStatus] = mapped_column(_enum(ScanStatus, "scan_status"))
+    scan_status: Mapped[ScanStatus] = mapped_column(enum_column(ScanStatus, "scan_status"))
     scan_claimed_at: Mapped[dt.datetime | None]
     scanned_at: Mapped[dt.datetime | None]
     scan_result: Mapped[dict[str, Any] | None]
@@ -151,7 +138,7 @@ class Publication(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     school_id: Mapped[str] = mapped_column(String(64))
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"))
     purpose: Mapped[str] = mapped_column(String(64))
     target_url: Mapped[str | None] = mapped_column(String(2000))
     post_id: Mapped[str | None] = mapped_column(String(200))
@@ -160,7 +147,7 @@ class Publication(Base):
     alt_text: Mapped[str | None] = mapped_column(Text)
     approved_by: Mapped[str] = mapped_column(String(200))
     published_at: Mapped[dt.datetime]
-    status: Mapped[PublicationStatus] = mapped_column(_enum(PublicationStatus, "pub_status"))
+    status: Mapped[PublicationStatus] = mapped_column(enum_column(PublicationStatus, "pub_status"))
     takedown_required_at: Mapped[dt.datetime | None]
     takedown_pupil_id: Mapped[uuid.UUID | None]
     takedown_state: Mapped[str | None] = mapped_column(String(40))
