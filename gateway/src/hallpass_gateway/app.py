@@ -63,14 +63,17 @@ def _build_consent(build: ServiceBuild) -> FastAPI:
     )
 
 
-def _migrate_consent(common: CommonSettings) -> None:
-    from hallpass_consent.migrations import upgrade
-
-    database = Database(ConsentSettings().resolved_database_url(common))
+def _upgrade(database: Database, upgrade: Callable[[Database], None]) -> None:
     try:
         upgrade(database)
     finally:
         database.dispose()
+
+
+def _migrate_consent(common: CommonSettings) -> None:
+    from hallpass_consent.migrations import upgrade
+
+    _upgrade(Database(ConsentSettings().resolved_database_url(common)), upgrade)
 
 
 def _build_media(build: ServiceBuild) -> FastAPI:
@@ -101,22 +104,14 @@ def _migrate_media(common: CommonSettings) -> None:
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
 
-    database = Database(MediaSettings().resolved_database_url(common))
-    try:
-        upgrade(database)
-    finally:
-        database.dispose()
+    _upgrade(Database(MediaSettings().resolved_database_url(common)), upgrade)
 
 
 def _migrate_comms(common: CommonSettings) -> None:
     from hallpass_comms.migrations import upgrade
     from hallpass_comms.settings import CommsSettings
 
-    database = Database(CommsSettings().resolved_database_url(common))
-    try:
-        upgrade(database)
-    finally:
-        database.dispose()
+    _upgrade(Database(CommsSettings().resolved_database_url(common)), upgrade)
 
 
 @dataclass(frozen=True)
