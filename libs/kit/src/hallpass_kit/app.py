@@ -169,18 +169,20 @@ class BackgroundWorker(Protocol):
     def stop(self) -> None: ...
 
 
-_SINGLE_VALUED: dict[int, frozenset[str]] = {}
+# Worked out on a route's first request and kept on the route itself, so it lives and dies with
+# its app (routes compare by value, so they cannot key a dictionary, and an id() can be reused).
+_SINGLE_VALUED = "_hallpass_single_valued_query"
 
 
 def _single_valued_query_names(route: APIRoute) -> frozenset[str]:
-    names = _SINGLE_VALUED.get(id(route))
+    names: frozenset[str] | None = getattr(route, _SINGLE_VALUED, None)
     if names is None:
         names = frozenset(
             field.alias
             for field in _query_fields(route)
             if not field_annotation_is_sequence(field.field_info.annotation)
         )
-        _SINGLE_VALUED[id(route)] = names
+        setattr(route, _SINGLE_VALUED, names)
     return names
 
 
