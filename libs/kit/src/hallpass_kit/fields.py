@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # Text as sent must fit the documented limits (a schema cannot say "after trimming") and show a
 # character that is not white space; the white space around it is then dropped. The class spells
@@ -14,7 +16,32 @@ VISIBLE = (
     r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 )
 TRIM = AfterValidator(str.strip)
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
+
+# U+0000 cannot be stored by PostgreSQL and is invisible everywhere else; a lone surrogate
+# (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8 at all. Neither is ever meant.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def refuse_unstorable(value: str) -> str:
+    """Refuse text no database, mail or file can hold as typed (NUL, lone surrogates)."""
+    found = _UNSTORABLE.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "unstorable_character",
+            "Text may not contain U+{codepoint} (NUL or a lone surrogate); found at {position}.",
+            {"codepoint": f"{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+# Every free-text field of every request (body, query, form) carries STORABLE, so the refusal
+# above happens in one place: ``Annotated[str, StringConstraints(max_length=500), STORABLE]``.
+# The length limits go before it: placed after a validator, pydantic checks them as a generic
+# "items after validation" rule with a confusing message.
+STORABLE = AfterValidator(refuse_unstorable)
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), STORABLE, TRIM
+]
 
 
 def json_kinds(description: str, *kinds: type) -> BeforeValidator:

@@ -106,6 +106,8 @@ class MediaItem(Base):
     permission: Mapped[str | None] = mapped_column(String(500))
     scan_status: Mapped[ScanStatus] = mapped_column(enum_column(ScanStatus, "scan_status"))
     scan_claimed_at: Mapped[dt.datetime | None]
+    # Claims so far; a scan that kills its worker is not taken again past the limit.
+    scan_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     scanned_at: Mapped[dt.datetime | None]
     scan_result: Mapped[dict[str, Any] | None]
     scan_error: Mapped[str | None] = mapped_column(Text)
