@@ -27,7 +27,9 @@ Upgrade = Callable[[Database], None]
 def worker() -> str:
     # The checkout's path is part of the name so two checkouts can test on one server at once.
     checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:6]
-    return f"{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    # HALLPASS_TEST_WORKER separates test runs started side by side in one checkout.
+    run = os.environ.get("HALLPASS_TEST_WORKER", "")
+    return f"{checkout}{run}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def sqlite_template(folder: Path, file_name: str, upgrade: Upgrade) -> Path:
