@@ -58,6 +58,7 @@ class HallpassError(Exception):
         code: str | None = None,
         rule: str | None = None,
         problems: Sequence[ProblemDetail] = (),
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -65,6 +66,8 @@ class HallpassError(Exception):
             self.code = code
         self.rule = rule
         self.problems = list(problems)
+        # Seconds a client should wait before trying again (sent as Retry-After).
+        self.retry_after = retry_after
 
 
 class BadRequest(HallpassError):
@@ -159,7 +162,11 @@ def _hallpass_error_handler(
 
 
 async def _hallpass_error(request: Request, exc: HallpassError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return problem_response(
         request,
         status=exc.status,
@@ -168,7 +175,7 @@ async def _hallpass_error(request: Request, exc: HallpassError) -> JSONResponse:
         detail=exc.detail,
         rule=exc.rule,
         problems=exc.problems,
-        headers=headers,
+        headers=headers or None,
     )
 
 
