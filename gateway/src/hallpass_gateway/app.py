@@ -21,8 +21,9 @@ from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.app import RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
-from hallpass_kit.db import Database
+from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
+from hallpass_kit.limits import UnhandledErrorMiddleware
 from hallpass_kit.settings import CommonSettings
 
 
@@ -73,7 +74,7 @@ def _upgrade(database: Database, upgrade: Callable[[Database], None]) -> None:
 def _migrate_consent(common: CommonSettings) -> None:
     from hallpass_consent.migrations import upgrade
 
-    _upgrade(Database(ConsentSettings().resolved_database_url(common)), upgrade)
+    _upgrade(Database(ConsentSettings().resolved_database_url(common), MAINTENANCE), upgrade)
 
 
 def _build_media(build: ServiceBuild) -> FastAPI:
@@ -104,14 +105,14 @@ def _migrate_media(common: CommonSettings) -> None:
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
 
-    _upgrade(Database(MediaSettings().resolved_database_url(common)), upgrade)
+    _upgrade(Database(MediaSettings().resolved_database_url(common), MAINTENANCE), upgrade)
 
 
 def _migrate_comms(common: CommonSettings) -> None:
     from hallpass_comms.migrations import upgrade
     from hallpass_comms.settings import CommsSettings
 
-    _upgrade(Database(CommsSettings().resolved_database_url(common)), upgrade)
+    _upgrade(Database(CommsSettings().resolved_database_url(common), MAINTENANCE), upgrade)
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,9 @@ def _public_router(dev_issuer: DevIssuer | None) -> APIRouter:
     # anyone can hold a token.
     router = APIRouter(tags=["gateway"])
 
+    # async: answered on the event loop even while every worker thread is busy.
     @router.get("/healthz", response_model=Health, summary="Health check")
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """Answers while the process is up; says nothing about the services' databases."""
         return Health(status="ok")
 
@@ -261,6 +263,8 @@ def create_gateway(
     gateway.include_router(_public_router(dev_issuer))
     for prefix, service_app in services.items():
         gateway.mount(prefix, service_app, name=service_name(prefix))
+    # Load shedding and body limits live in each mounted service (one counter per process).
+    gateway.add_middleware(UnhandledErrorMiddleware)
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, Role
-from hallpass_kit.db import Database
+from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import HallpassError
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
 
@@ -215,7 +215,7 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _consent_database(common: CommonSettings, settings: ConsentSettings) -> Database:
     from hallpass_consent.migrations import upgrade
 
-    database = Database(settings.resolved_database_url(common))
+    database = Database(settings.resolved_database_url(common), MAINTENANCE)
     upgrade(database)
     return database
 
@@ -337,7 +337,7 @@ def _demo_mail_settings(school: str) -> bool:
     from hallpass_kit.db import utcnow
 
     domain = f"{school}.sch.uk"
-    database = Database(CommsSettings().resolved_database_url(CommonSettings()))
+    database = Database(CommsSettings().resolved_database_url(CommonSettings()), MAINTENANCE)
     try:
         upgrade(database)
         with database.session() as session:
@@ -395,7 +395,7 @@ def _seed_media_demo(school: str) -> str:
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
 
-    database = Database(MediaSettings().resolved_database_url(CommonSettings()))
+    database = Database(MediaSettings().resolved_database_url(CommonSettings()), MAINTENANCE)
     try:
         upgrade(database)
         return seed_media(database, school)

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -28,7 +28,16 @@ from hallpass_kit.errors import (
     Unprocessable,
     install_error_handlers,
 )
+from hallpass_kit.limits import (
+    AdmissionMiddleware,
+    BodyLimitMiddleware,
+    BodyLimits,
+    UnhandledErrorMiddleware,
+    process_admission,
+    route_body_limits,
+)
 from hallpass_kit.outbox import Dispatcher, Listener
+from hallpass_kit.settings import CommonSettings
 from hallpass_kit.tables import KitTables
 
 logger = logging.getLogger("hallpass")
@@ -76,14 +85,26 @@ async def _context(request: Request) -> ServiceContext:
 ContextDep = Annotated[ServiceContext, Depends(_context)]
 
 
+_READING_METHODS = frozenset({"GET", "HEAD"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    with context_of(request).database.session() as session:
+    # A GET only reads: its transaction never queues behind writers (SQLite) and may not write.
+    read_only = request.method in _READING_METHODS
+    with context_of(request).database.session(read_only=read_only) as session:
+        yield session
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    with context_of(request).database.session(read_only=True) as session:
         yield session
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit can never
 # be reported to the client as success.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+# For a POST that only reads (a batch of decisions): no write lock, no waiting for writers.
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 bearer_scheme = HTTPBearer(
     auto_error=False, description="A JWT from the school's identity provider."
@@ -227,8 +248,9 @@ def _health_router() -> APIRouter:
     # Deliberately public: load balancers probe it before anyone holds a token.
     health = APIRouter(tags=["health"])
 
+    # async: answered on the event loop, so a thread pool busy with requests cannot delay it.
     @health.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok", "checked_at": utcnow().isoformat()}
 
     return health
@@ -253,12 +275,16 @@ def create_service_app(
     description: str,
     routers: Sequence[APIRouter],
     workers: Sequence[BackgroundWorker] = (),
+    settings: CommonSettings | None = None,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A service app: authenticated routers, problem+json errors, background dispatcher.
 
     ``workers`` start after the dispatcher and stop before it, only when the context runs
-    background work.
+    background work. ``body_limits`` gives endpoints (by name) that take more than the default
+    request body, such as uploads and imports.
     """
+    settings = settings if settings is not None else CommonSettings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -281,7 +307,7 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        responses={401: PROBLEM_RESPONSES[401]},
+        responses={status: PROBLEM_RESPONSES[status] for status in (401, 413, 503)},
     )
     app.state.hallpass = context
     install_error_handlers(app, on_refusal=context.audit_refusal)
@@ -291,8 +317,24 @@ def create_service_app(
             router, dependencies=[Depends(authenticated), Depends(single_valued_query)]
         )
     _document_problem_responses(app)
-    app.add_middleware(RequestIdMiddleware)
+    protect(
+        app,
+        settings,
+        route_body_limits(app, settings.max_request_bytes, body_limits or {}),
+    )
     return app
+
+
+def protect(app: FastAPI, settings: CommonSettings, body_limits: BodyLimits | None) -> None:
+    """The middleware every app runs, outermost first: request id, last-resort 500, load
+    shedding, body limits."""
+    if body_limits is not None:
+        app.add_middleware(BodyLimitMiddleware, limits=body_limits)
+    app.add_middleware(
+        AdmissionMiddleware, admission=process_admission(settings.max_concurrent_requests)
+    )
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(RequestIdMiddleware)
 
 
 def _document_problem_responses(app: FastAPI) -> None:

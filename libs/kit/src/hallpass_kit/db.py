@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,37 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 AfterCommitHook = Callable[[], None]
 
 
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """How a service talks to its database; from ``CommonSettings.database_options``.
+
+    Every wait is bounded so a request is answered (served, or 503) in bounded time: a writer
+    waits at most ``lock_timeout`` for SQLite's write lock or a PostgreSQL row/advisory lock, a
+    request at most ``pool_timeout`` for a pooled connection, a statement at most
+    ``statement_timeout`` (PostgreSQL; ``None`` for migrations and maintenance).
+    """
+
+    pool_size: int = 10
+    max_overflow: int = 5
+    pool_timeout: float = 3.0
+    pre_ping: bool = True
+    lock_timeout: float = 3.0
+    statement_timeout: float | None = 5.0
+    connect_timeout: int = 5
+
+
+# Migrations and maintenance commands may run long statements on big tables.
+MAINTENANCE = DatabaseOptions(statement_timeout=None, lock_timeout=60.0, pool_timeout=30.0)
+
+_READ_ONLY = "hallpass_read_only"
+
+
 class Database:
     """An engine plus a session factory for one service's own database."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, options: DatabaseOptions | None = None) -> None:
         self.url = make_url(url)
+        self.options = options = options or DatabaseOptions()
         self._after_commit: list[AfterCommitHook] = []
         if self.url.get_backend_name() == "sqlite":
             database = self.url.database
@@ -86,18 +113,36 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(
                 self.url,
-                connect_args={"check_same_thread": False, "timeout": 30},
+                connect_args={"check_same_thread": False, "timeout": options.lock_timeout},
                 poolclass=NullPool if database in (None, "", ":memory:") else None,
             )
-            _serialise_sqlite_writers(self.engine)
+            _serialise_sqlite_writers(self.engine, options.lock_timeout)
         else:
-            # The pool covers a worker's usual concurrency so requests reuse connections instead
-            # of opening overflow ones. No pre-ping: it costs a round trip on every request; a
-            # connection found dead is invalidated with its pool and that one request fails closed.
+            server_options = [f"-c lock_timeout={int(options.lock_timeout * 1000)}"]
+            if options.statement_timeout is not None:
+                server_options.append(
+                    f"-c statement_timeout={int(options.statement_timeout * 1000)}"
+                )
+            # Pre-ping costs a round trip per checkout but turns a connection the server dropped
+            # (restart, failover, idle kill) into a fresh one instead of a failed request.
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=3600
+                self.url,
+                pool_size=options.pool_size,
+                max_overflow=options.max_overflow,
+                pool_timeout=options.pool_timeout,
+                pool_pre_ping=options.pre_ping,
+                pool_recycle=3600,
+                connect_args={
+                    "connect_timeout": options.connect_timeout,
+                    "options": " ".join(server_options),
+                },
             )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # Same pool and events; its transactions only read, so on SQLite they never queue for
+        # the write lock (WAL readers see the last commit while a writer works).
+        self.read_sessionmaker = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -108,9 +153,12 @@ class Database:
         self._after_commit.append(hook)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commits when the block ends normally, rolls back otherwise."""
-        session = self.sessionmaker()
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A unit of work: commits when the block ends normally, rolls back otherwise.
+
+        A ``read_only`` session may not write (SQLite refuses it); it never waits for writers.
+        """
+        session = (self.read_sessionmaker if read_only else self.sessionmaker)()
         try:
             yield session
             session.commit()
@@ -119,43 +167,54 @@ class Database:
             raise
         finally:
             session.close()
-        for hook in self._after_commit:
-            hook()
+        if not read_only:
+            for hook in self._after_commit:
+                hook()
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _serialise_sqlite_writers(engine: Engine) -> None:
+def _serialise_sqlite_writers(engine: Engine, lock_timeout: float) -> None:
     # pysqlite's deferred BEGIN lets two writers read the same audit-chain head and then race
     # for the lock; BEGIN IMMEDIATE takes the write lock first, so appends are serialised.
+    # Read-only transactions begin deferred and take no lock at all (WAL).
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
         cursor.close()
 
     # Within this process, writers also queue on a lock of our own: SQLite's busy handler polls
     # with sleeps of up to 100 ms, so under contention a waiting writer could sleep long after
     # the lock was free. The lock hands over at once; other processes still meet busy_timeout.
-    turn = _WriterTurn()
+    turn = _WriterTurn(lock_timeout)
+    readers: set[int] = set()
     dialect = engine.dialect
     plain_commit, plain_rollback = dialect.do_commit, dialect.do_rollback
+
+    def end_reading(dbapi_connection: Any) -> None:
+        raw = _raw_id(dbapi_connection)
+        if raw in readers:
+            readers.discard(raw)
+            dbapi_connection.execute("PRAGMA query_only=0")
 
     def do_commit(dbapi_connection: Any) -> None:
         try:
             plain_commit(dbapi_connection)
         finally:
             turn.give_back(dbapi_connection)
+            end_reading(dbapi_connection)
 
     def do_rollback(dbapi_connection: Any) -> None:
         try:
             plain_rollback(dbapi_connection)
         finally:
             turn.give_back(dbapi_connection)
+            end_reading(dbapi_connection)
 
     # The dialect instance belongs to this engine alone.
     setattr(dialect, "do_commit", do_commit)  # noqa: B010
@@ -164,6 +223,13 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         dbapi_connection = connection.connection.dbapi_connection
+        if connection.get_execution_options().get(_READ_ONLY):
+            # query_only makes a stray write in a read session fail loudly instead of
+            # silently upgrading to the write lock mid-transaction.
+            connection.exec_driver_sql("PRAGMA query_only=1")
+            readers.add(_raw_id(dbapi_connection))
+            connection.exec_driver_sql("BEGIN")
+            return
         turn.take(dbapi_connection)
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -175,6 +241,7 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     def _on_close(**kw: Any) -> None:
         # A connection closed mid-transaction (invalidated) must not keep the turn.
         turn.give_back(kw["dbapi_connection"])
+        readers.discard(_raw_id(kw["dbapi_connection"]))
 
 
 def _raw_id(connection: Any) -> int:
@@ -185,7 +252,7 @@ def _raw_id(connection: Any) -> int:
 class _WriterTurn:
     """One transaction at a time per database in this process, handed over without polling."""
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: float) -> None:
         self._lock = threading.Lock()
         self._holder: int | None = None
         self._timeout = timeout

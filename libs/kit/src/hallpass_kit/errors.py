@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -179,23 +181,82 @@ async def _hallpass_error(request: Request, exc: HallpassError) -> JSONResponse:
     )
 
 
+# A body with thousands of mistakes gets the first few and a count: the answer stays small
+# whatever the request was.
+MAX_LISTED_PROBLEMS = 10
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
     problems = [
         ProblemDetail(
             code=str(err.get("type", "invalid")),
-            detail=str(err.get("msg", "")),
-            where=_where(err.get("loc", ())),
+            detail=str(err.get("msg", ""))[:500],
+            where=_where(err.get("loc", ()))[:500],
         )
-        for err in exc.errors()
+        for err in errors[:MAX_LISTED_PROBLEMS]
     ]
+    detail = "The request does not match the API's schema."
+    if len(errors) > MAX_LISTED_PROBLEMS:
+        detail += (
+            f" {len(errors)} problems were found; the first {MAX_LISTED_PROBLEMS} are listed"
+            f" and {len(errors) - MAX_LISTED_PROBLEMS} more were left out."
+        )
     return problem_response(
         request,
         status=422,
         code="invalid_request",
         title="Invalid request",
-        detail="The request does not match the API's schema.",
+        detail=detail,
         problems=problems,
+    )
+
+
+# Seconds a client is asked to wait when the database cannot answer right now.
+DATABASE_RETRY_AFTER = 2
+# What SQLite says when its write lock stayed taken past the busy timeout, or its file vanished.
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "unable to open",
+    "disk i/o",
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot answer now (down, locked, timed out), as
+    opposed to a bug in a statement, which stays a 500."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection came free
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    original = getattr(exc, "orig", exc)
+    if isinstance(original, sqlite3.OperationalError):
+        message = str(original).lower()
+        return any(sign in message for sign in _SQLITE_UNAVAILABLE)
+    # PostgreSQL: OperationalError is the connection, a lock or statement timeout, a
+    # serialisation failure or a deadlock; InterfaceError a connection already closed.
+    return isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        raise exc
+    logger.warning(
+        "database unavailable on %s %s (request id %s): %s",
+        request.method,
+        request.url.path,
+        request.headers.get("x-request-id"),
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )
+    return problem_response(
+        request,
+        status=503,
+        code="database_unavailable",
+        title="Service unavailable",
+        detail="The database cannot answer right now; nothing was changed. Try again shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
     )
 
 
@@ -220,7 +281,13 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+    codes = {
+        404: "not_found",
+        405: "method_not_allowed",
+        401: "unauthenticated",
+        403: "forbidden",
+        413: "payload_too_large",
+    }
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
@@ -234,24 +301,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # A bug, not a client mistake: log it with the request id; tell the client nothing inside.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        request,
-        status=500,
-        code="internal_error",
-        title="Internal error",
-        detail="Something went wrong on our side; the request id identifies it in the logs.",
-    )
-
-
 def install_error_handlers(app: FastAPI, *, on_refusal: RefusalHook | None = None) -> None:
-    """One handler for every error; ``on_refusal`` records refused accesses (audit)."""
+    """One handler for every error; ``on_refusal`` records refused accesses (audit).
+
+    Errors nobody expected are answered by ``limits.UnhandledErrorMiddleware``, not here: an
+    ``Exception`` handler would run inside Starlette's last-resort middleware, which re-raises.
+    """
     app.add_exception_handler(HallpassError, _hallpass_error_handler(on_refusal))
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    for database_error in (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.TimeoutError,
+        sqlalchemy.exc.DBAPIError,
+        sqlite3.OperationalError,
+    ):
+        app.add_exception_handler(database_error, _database_error)
 
 
 _DESCRIPTIONS = {
@@ -263,7 +329,7 @@ _DESCRIPTIONS = {
     413: "Too large",
     415: "Send the body in the documented media type",
     422: "Invalid request or a rule forbids it",
-    503: "A service this depends on cannot answer",
+    503: "Overloaded, or a service or database this depends on cannot answer; see Retry-After",
 }
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

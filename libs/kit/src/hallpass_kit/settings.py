@@ -13,6 +13,8 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hallpass_kit.db import DatabaseOptions
+
 # Values that have been shipped as examples somewhere; a production deployment using one of them
 # is a deployment whose secret is public.
 PLACEHOLDER_SECRETS = frozenset(
@@ -46,9 +48,53 @@ class CommonSettings(BaseSettings):
     auth_roles_claim: str = "roles"
     auth_guardian_claim: str = "guardian"
     auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # A token naming a key the cached JWKS lacks makes the verifier ask the provider again, at
+    # most once per this many seconds, so forged key ids cannot flood the provider.
+    auth_jwks_refresh_seconds: int = Field(default=60, ge=1, le=3600)
+    # Bound on one JWKS fetch as a whole; a request waiting for the keys waits no longer.
+    auth_jwks_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+
+    # Database connections, per service per process (see docs/operations.md for the sum over
+    # services, replicas and workers against PostgreSQL's max_connections).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    db_pre_ping: bool = True
+    db_lock_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+
+    # Load shedding: requests served at once per process; more are answered 503 + Retry-After
+    # at once rather than queued until everyone times out.
+    max_concurrent_requests: int = Field(default=32, ge=1, le=10_000)
+    # Largest request body by default; endpoints that take files or imports set their own.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
 
     # Signs outgoing webhooks once they are delivered over HTTP; unused in all-in-one mode.
     webhook_secret: str = "changeme"  # noqa: S105 - refused in production by the validator below
+
+    # Audit checkpoints: the chain's head signed with the audit key and kept outside the database
+    # (docs/operations.md, "Audit trail"). Without a key path, embedded mode makes one under the
+    # data dir; production refuses to start without one.
+    audit_signing_key_path: Path | None = None
+    audit_checkpoint_dir: Path | None = None  # unset: <data dir>/audit-checkpoints
+    audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
+    audit_checkpoint_every_minutes: float = Field(default=15, gt=0, le=1440)
+    audit_checkpoint_s3_bucket: str | None = None  # set: checkpoints go to S3, not to files
+    audit_checkpoint_s3_prefix: str = "audit-checkpoints/"
+    audit_checkpoint_s3_endpoint_url: str | None = None
+    audit_checkpoint_s3_region: str = "eu-west-2"
+    audit_checkpoint_s3_retention_days: int = Field(default=0, ge=0, le=36500)
+
+    @property
+    def database_options(self) -> DatabaseOptions:
+        return DatabaseOptions(
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            pool_timeout=self.db_pool_timeout_seconds,
+            pre_ping=self.db_pre_ping,
+            lock_timeout=self.db_lock_timeout_seconds,
+            statement_timeout=self.db_statement_timeout_seconds,
+        )
 
     @property
     def uses_dev_issuer(self) -> bool:

@@ -48,7 +48,7 @@ def build_context(
     run_background: bool = True,
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> ServiceContext:
-    database = database or Database(settings.resolved_database_url(common))
+    database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
 
     def purge() -> None:
@@ -115,6 +115,7 @@ def create_app(
     context.extras["delivery_worker"] = worker
     return create_service_app(
         context=context,
+        settings=common,
         title="Hallpass comms",
         version="1.0.0",
         description=DESCRIPTION,

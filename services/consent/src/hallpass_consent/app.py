@@ -43,7 +43,7 @@ def build_context(
     database: Database | None = None,
     run_background: bool = True,
 ) -> ServiceContext:
-    database = database or Database(settings.resolved_database_url(common))
+    database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
 
     def sweep() -> None:
@@ -89,6 +89,9 @@ def create_app(
         migrations.upgrade(context.database)
     return create_service_app(
         context=context,
+        settings=common,
+        # The CSV is read whole; a little room over the import limit for the request's framing.
+        body_limits={"import_pupils": settings.max_import_bytes + 64 * 1024},
         title="Hallpass consent",
         version="1.0.0",
         description=DESCRIPTION,

@@ -52,7 +52,7 @@ def build_context(
     run_background: bool = True,
     scanner: Scanner | None = None,
 ) -> ServiceContext:
-    database = database or Database(settings.resolved_database_url(common))
+    database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
     storage = build_storage(common, settings)
     context = ServiceContext(
@@ -125,8 +125,12 @@ def create_app(
         storage = context.extras["media"].storage
         if isinstance(storage, S3Storage):
             storage.ensure_bucket()
+    # Multipart bodies: the picture plus its form fields and boundaries.
+    upload_limit = settings.max_upload_bytes + 256 * 1024
     app = create_service_app(
         context=context,
+        settings=common,
+        body_limits={"upload_media": upload_limit, "check_publication_file": upload_limit},
         title="Hallpass media",
         version="1.0.0",
         description=DESCRIPTION,

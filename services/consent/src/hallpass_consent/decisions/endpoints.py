@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from hallpass_consent.common import DECIDERS
 from hallpass_consent.consents import service
 from hallpass_consent.consents.schemas import DecisionRequest, DecisionResponse
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import ContextDep, ReadSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["decisions"], responses=problem_responses
 @router.post("/decisions")
 def decide(
     body: DecisionRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     context: ContextDep,
     principal: Principal = require_roles(*DECIDERS),
 ) -> DecisionResponse:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from hallpass_consent.common import GUARDIAN_READERS
 from hallpass_consent.families import service
 from hallpass_consent.families.schemas import FamiliesQuery, Family
-from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.app import ReadSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["families"], responses=problem_responses(
 @router.post("/families:resolve", responses=problem_responses(422))
 def resolve_families(
     body: FamiliesQuery,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: Principal = require_roles(*GUARDIAN_READERS),
 ) -> list[Family]:
     """The pupils named by id, through a carer's id, or on roll in a class or year group, each
