@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from hallpass_kit.app import ServiceContext, create_service_app
 from hallpass_kit.audit_endpoints import audit_router
@@ -145,7 +148,24 @@ def create_app(
         ],
     )
     _omit_rather_than_null_in_forms(app)
+    _stop_scan_workers_at_shutdown(app, context.extras["media"])
     return app
+
+
+def _stop_scan_workers_at_shutdown(app: FastAPI, media: MediaContext) -> None:
+    """Scan workers run whether or not the app runs background work (uploads and check-file
+    use them too), so they are stopped with the app itself, after everything else."""
+    serve = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with serve(app) as state:
+                yield state
+        finally:
+            await run_in_threadpool(media.close)
+
+    app.router.lifespan_context = lifespan
 
 
 def _omit_rather_than_null_in_forms(app: FastAPI) -> None:

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from hallpass_kit.app import ServiceContext, context_of
 from hallpass_media.consent_link import ConsentLink
-from hallpass_media.scanning import ImageLimits, Scanner
+from hallpass_media.scanning import ImageLimits, ImageScans, Scanner, ScanWorkers, WorkerConfig
 from hallpass_media.settings import MediaSettings
 from hallpass_media.storage import Storage
 
@@ -21,21 +21,49 @@ class MediaContext:
     storage: Storage
     consent: ConsentLink
     settings: MediaSettings
+    # Given: pictures are checked and scanned in this process (tests and tools). Otherwise a pool
+    # of bounded worker processes does it (scanning/workers.py).
     scanner: Scanner | None = None
+    workers: ScanWorkers | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def limits(self) -> ImageLimits:
+        settings = self.settings
         return ImageLimits(
-            max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_pixels
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            max_side=settings.max_side,
+            max_aspect_ratio=settings.max_aspect_ratio,
+            max_metadata_bytes=settings.max_metadata_bytes,
         )
 
-    def get_scanner(self) -> Scanner:
-        """The scanner, loaded on first use: its OCR models take a moment to load."""
+    def get_scanner(self) -> ImageScans:
+        """Where pictures are decoded: the scan workers, started on first use (their OCR models
+        take a moment to load), or the in-process scanner a test gave."""
         with self._lock:
-            if self.scanner is None:
-                self.scanner = Scanner(ocr=self.settings.ocr, limits=self.limits)
-            return self.scanner
+            if self.scanner is not None:
+                return self.scanner
+            if self.workers is None:
+                settings = self.settings
+                self.workers = ScanWorkers(
+                    WorkerConfig(
+                        limits=self.limits,
+                        ocr=settings.ocr,
+                        memory_bytes=settings.scan_worker_memory_mb * 1024 * 1024,
+                        seconds=settings.scan_seconds,
+                    ),
+                    size=settings.scan_workers,
+                    wait_seconds=settings.scan_wait_seconds,
+                )
+            return self.workers
+
+    def close(self) -> None:
+        """Stop the scan workers (the app's shutdown)."""
+        with self._lock:
+            workers, self.workers = self.workers, None
+        if workers is not None:
+            workers.close()
 
 
 def media_context(service: ServiceContext) -> MediaContext:

@@ -25,7 +25,18 @@ class MediaSettings(BaseSettings):
     s3_presign_seconds: int = Field(default=300, ge=10, le=86_400)
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Checked on the file's header before any pixel is decoded (docs/media.md, "Limits").
     max_pixels: int = Field(default=50_000_000, ge=10_000)
+    max_side: int = Field(default=20_000, ge=100)
+    max_aspect_ratio: float = Field(default=12.0, ge=1.0)
+    max_metadata_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # Pictures are decoded and scanned only in worker processes: how many, how much memory
+    # (address space) each may take, how long one file may take, and how long a request waits
+    # for a free worker before it is answered 503.
+    scan_workers: int = Field(default=2, ge=1, le=16)
+    scan_worker_memory_mb: int = Field(default=3072, ge=256)
+    scan_seconds: float = Field(default=60.0, gt=0, le=600)
+    scan_wait_seconds: float = Field(default=30.0, ge=0, le=300)
     # OCR is the slow part of a scan; a deployment without it still detects names in metadata,
     # file names and text, faces and location.
     ocr: bool = True

@@ -26,13 +26,18 @@ from hallpass_media.compensation import delete_on_rollback
 from hallpass_media.context import MediaContext
 from hallpass_media.media.schemas import FaceBox, MediaView, ScanView, TaggedPupil
 from hallpass_media.models import Device, MediaItem, MediaPupil, Owner, ScanStatus
-from hallpass_media.scanning import ImageRefused, check_image
+from hallpass_media.scanning import CheckedImage, ImageRefused, check_header
 
 IMAGE_REFUSALS: dict[str, type[HallpassError]] = {
     "unsupported_media_type": UnsupportedMediaType,
+    "animated_image": UnsupportedMediaType,
     "image_too_large": PayloadTooLarge,
     "too_many_pixels": PayloadTooLarge,
+    "image_side_too_long": PayloadTooLarge,
+    "metadata_too_large": PayloadTooLarge,
+    "extreme_aspect_ratio": Unprocessable,
     "corrupt_image": Unprocessable,
+    "image_unscannable": Unprocessable,
 }
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
@@ -55,6 +60,20 @@ class Upload:
 def refuse_image(exc: ImageRefused) -> HallpassError:
     error = IMAGE_REFUSALS.get(exc.code, Unprocessable)
     return error(exc.detail, code=exc.code)
+
+
+def checked_image(media: MediaContext, data: bytes) -> CheckedImage:
+    """The header checked here, the whole picture decoded by a scan worker; refusals as errors.
+
+    This process never decodes a pixel of an uploaded file: the header check is a walk over
+    chunk lengths, and the decode that proves the file whole happens where memory and time are
+    capped (``ScanWorkersBusy`` when every worker stays busy: 503 with Retry-After).
+    """
+    try:
+        check_header(data, media.limits)
+        return media.get_scanner().check(data)
+    except ImageRefused as exc:
+        raise refuse_image(exc) from exc
 
 
 def active_device(session: Session, school: str, device_id: uuid.UUID | None) -> Device | None:
@@ -134,10 +153,7 @@ def upload(
 ) -> MediaView:
     """Validate fully, store the original, record it; any refusal leaves nothing behind."""
     _check_device(session, principal, upload)
-    try:
-        checked = check_image(upload.data, media.limits)
-    except ImageRefused as exc:
-        raise refuse_image(exc) from exc
+    checked = checked_image(media, upload.data)
     _check_pupils(media, principal, upload, checked.width, checked.height)
 
     media_id = uuid.uuid4()

@@ -53,7 +53,7 @@ from hallpass_media.scanning import (
     Box,
     ImageRefused,
     ScanResult,
-    check_image,
+    check_header,
     clean_rendition,
     phash_distance,
 )
@@ -192,12 +192,14 @@ def gather(
     purpose = PURPOSE_OF[request.channel]
     # Uploaded files are scanned before any transaction starts: a scan takes a while.
     scans: list[ScanResult] = []
+    # The header is checked here; the decode and scan happen in a scan worker, whose memory and
+    # time are capped (a file that exhausts it answers 422 image_unscannable).
     for upload in request.files:
         try:
-            check_image(upload.data, media.limits)
+            check_header(upload.data, media.limits)
+            scans.append(media.get_scanner().scan(upload.data))
         except ImageRefused as exc:
             raise refuse_image(exc) from exc
-        scans.append(media.get_scanner().scan(upload.data))
 
     # Without a caller's session the facts are read in a short transaction of their own, ended
     # before the consent service is asked anything: on SQLite every transaction holds the

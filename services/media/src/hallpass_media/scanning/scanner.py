@@ -7,13 +7,13 @@ biometric data, and nothing that could tell one child from another.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from hallpass_media.scanning.images import ImageLimits, open_image
+from hallpass_media.scanning.images import CheckedImage, ImageLimits, check_image, open_image
 from hallpass_media.scanning.metadata import read_metadata
 from hallpass_media.scanning.phash import phash
 from hallpass_media.scanning.results import Box, ImageText, ScanResult
@@ -28,6 +28,15 @@ OCR_MAX_SIDE = 1280
 FACE_MAX_SIDE = 960
 FACE_MIN_SIDE = 24
 FACE_SCALE_STEP = 1.2
+
+
+class ImageScans(Protocol):
+    """Where pictures are checked and scanned: a ``Scanner`` in this process (tests, tools), or
+    the pool of bounded worker processes a running service uses (``workers.ScanWorkers``)."""
+
+    def check(self, data: bytes) -> CheckedImage: ...
+
+    def scan(self, data: bytes) -> ScanResult: ...
 
 
 class Scanner:
@@ -68,6 +77,10 @@ class Scanner:
         if faces:
             self._frontal = _cascade("haarcascade_frontalface_default.xml")
             self._profile = _cascade("haarcascade_profileface.xml")
+
+    def check(self, data: bytes) -> CheckedImage:
+        """Check the header and decode the whole picture once, as an upload is checked."""
+        return check_image(data, self._limits)
 
     def scan(self, data: bytes) -> ScanResult:
         """Check and decode ``data`` (raises ``ImageRefused``) and report what it carries.
