@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -16,14 +16,20 @@ VISIBLE = (
     r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 )
 TRIM = AfterValidator(str.strip)
+_T = TypeVar("_T")
 
 # U+0000 cannot be stored by PostgreSQL and is invisible everywhere else; a lone surrogate
 # (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8 at all. Neither is ever meant.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def refuse_unstorable(value: str) -> str:
-    """Refuse text no database, mail or file can hold as typed (NUL, lone surrogates)."""
+def refuse_unstorable(value: _T) -> _T:
+    """Refuse text no database, mail or file can hold as typed (NUL, lone surrogates).
+
+    Anything but text passes untouched, so the guard can sit on an optional parameter.
+    """
+    if not isinstance(value, str):
+        return value
     found = _UNSTORABLE.search(value)
     if found is not None:
         raise PydanticCustomError(

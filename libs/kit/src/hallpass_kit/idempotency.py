@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from hallpass_kit.auth import Principal
 from hallpass_kit.db import utcnow
 from hallpass_kit.errors import BadRequest, Conflict
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.tables import KitTables
 
 KEY_RETENTION = dt.timedelta(days=8)  # the contract promises at least seven days
@@ -48,6 +49,7 @@ async def idempotency_key(
             # client can know them; the check below stays for keys that arrive other ways.
             pattern=KEY_PATTERN,
         ),
+        STORABLE,
     ] = None,
 ) -> IdempotencyKey | None:
     if idempotency_key is None:

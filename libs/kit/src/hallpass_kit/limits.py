@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, Problem
@@ -149,23 +149,47 @@ class AdmissionMiddleware:
 BodyLimits = Callable[[Scope], int]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Set on a route by ``route_body_limits``; read when the route matches.
-_ROUTE_LIMIT = "_hallpass_body_limit"
+
+
+def api_routes(app: Any) -> list[APIRoute]:
+    """Every endpoint of ``app``, including those of included routers (which FastAPI keeps
+    behind one included-router entry each in ``app.routes``)."""
+    found: list[APIRoute] = []
+    for route in app.router.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            found.extend(
+                c.original_route for c in contexts() if isinstance(c.original_route, APIRoute)
+            )
+        elif isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
+def _route_path(scope: Scope) -> str:
+    # Under a mount (the gateway), the path still carries the mount's prefix in root_path.
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    return path.removeprefix(root_path) if root_path and path.startswith(root_path) else path
 
 
 def route_body_limits(app: Any, default: int, by_route: Mapping[str, int]) -> BodyLimits:
-    """The body limit of whichever route of ``app`` a request matches (``default`` if none is
-    named in ``by_route``, keyed by the endpoint's name)."""
+    """The body limit of whichever endpoint of ``app`` a request is for: ``default`` unless the
+    endpoint is named in ``by_route``. Only those few endpoints are matched per request."""
+    special: list[tuple[APIRoute, int]] | None = None
 
     def limit_for(scope: Scope) -> int:
-        for route in app.router.routes:
-            limit = getattr(route, _ROUTE_LIMIT, None)
-            if limit is None:
-                name = getattr(route, "name", None)
-                limit = by_route.get(name, default) if isinstance(name, str) else default
-                setattr(route, _ROUTE_LIMIT, limit)
-            if route.matches(scope)[0] is Match.FULL:
-                return int(limit)
+        nonlocal special
+        if special is None:
+            # Built on the first request: routers are all included by then.
+            special = [(r, by_route[r.name]) for r in api_routes(app) if r.name in by_route]
+        if not special:
+            return default
+        path = _route_path(scope)
+        method = scope["method"]
+        for route, limit in special:
+            if route.methods and method in route.methods and route.path_regex.match(path):
+                return limit
         return default
 
     return limit_for

@@ -15,7 +15,7 @@ from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import STAFF_ROLES, Role
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, HallpassError, Problem
-from hallpass_kit.fields import TRIM, VISIBLE, json_kinds
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, json_kinds
 
 audit = AuditChain(kit_tables.audit_entry)
 
@@ -32,8 +32,12 @@ PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff on
 REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
 AUDITORS = (Role.head, Role.dsl)
 
-Subject = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
-BodyText = Annotated[str, StringConstraints(min_length=1, max_length=50_000, pattern=VISIBLE), TRIM]
+Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), STORABLE, TRIM
+]
+BodyText = Annotated[
+    str, StringConstraints(min_length=1, max_length=50_000, pattern=VISIBLE), STORABLE, TRIM
+]
 # Plain addresses only: no display names, quotes, commas or line breaks, so nothing a client
 # sends can add a header or a second recipient.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -41,10 +45,10 @@ _HOST = rf"{_LABEL}(?:\.{_LABEL})+"
 ADDRESS = rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,64}}@{_HOST}$"
 DOMAIN = rf"^{_HOST}$"
 Address = Annotated[
-    str, StringConstraints(max_length=254, pattern=ADDRESS), AfterValidator(str.lower)
+    str, StringConstraints(max_length=254, pattern=ADDRESS), STORABLE, AfterValidator(str.lower)
 ]
 Domain = Annotated[
-    str, StringConstraints(max_length=253, pattern=DOMAIN), AfterValidator(str.lower)
+    str, StringConstraints(max_length=253, pattern=DOMAIN), STORABLE, AfterValidator(str.lower)
 ]
 
 

@@ -13,7 +13,7 @@ from hallpass_consent.models import School, kit_tables
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import STAFF_ROLES, Role
 from hallpass_kit.errors import Conflict
-from hallpass_kit.fields import TRIM, VISIBLE, json_kinds
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, json_kinds
 from hallpass_kit.outbox import emit
 
 audit = AuditChain(kit_tables.audit_entry)
@@ -27,7 +27,9 @@ GUARDIAN_READERS = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl, R
 DECIDERS = (*STAFF_ROLES, Role.cms, Role.service)
 EVERYONE = tuple(Role)
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=VISIBLE), TRIM]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=VISIBLE), STORABLE, TRIM
+]
 DateTimeText = json_kinds("a date-time string", str, dt.datetime)
 
 

@@ -5,13 +5,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hallpass_kit.settings import CommonSettings, sqlite_url
 
+# The most pupils one decision request may ever carry, whatever a deployment configures.
+MAX_DECISION_BATCH_CEILING = 10_000
+
 
 class ConsentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HALLPASS_CONSENT_", extra="ignore")
 
     # Unset: a SQLite file under HALLPASS_DATA_DIR (embedded mode).
     database_url: str | None = None
-    max_decision_batch: int = Field(default=1000, ge=1, le=10_000)
+    max_decision_batch: int = Field(default=1000, ge=1, le=MAX_DECISION_BATCH_CEILING)
     max_import_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_import_rows: int = Field(default=10_000, ge=1)
     expiry_sweep_minutes: int = Field(default=10, ge=1)

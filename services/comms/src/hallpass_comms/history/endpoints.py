@@ -14,6 +14,7 @@ from hallpass_kit.app import ContextDep, SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 
 router = APIRouter(prefix="/v1", tags=["history"], responses=problem_responses(403))
@@ -28,8 +29,9 @@ def family_messages(
     q: Annotated[
         str | None,
         Query(min_length=1, max_length=100, description="Search subjects and bodies (head, DSL)."),
+        STORABLE,
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     principal: Principal = require_roles(*HISTORY_READERS, Role.parent),
 ) -> Page[FamilyHistoryEntry]:

@@ -7,14 +7,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from hallpass_comms.common import Address, DateText, Domain
 from hallpass_comms.models import CcPolicy, SensitiveDelivery
-from hallpass_kit.fields import JsonInteger
+from hallpass_kit.fields import STORABLE, JsonInteger
 
 Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday, 1 = Monday"), JsonInteger]
 
 # A wall-clock time of the school day, read on the school's own clock (its time zone setting).
 TimeOfDay = Annotated[
     str,
-    StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+    StringConstraints(max_length=5, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+    STORABLE,
     Field(description="HH:MM on the school's clock, e.g. 08:30."),
 ]
 Day = Annotated[dt.date, DateText]
@@ -46,7 +47,9 @@ class MailSettingsBody(BaseModel):
     cc_policy: CcPolicy = Field(
         default=CcPolicy.both, description="Who every staff email copies (E1)."
     )
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "Europe/London"
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64), STORABLE] = (
+        "Europe/London"
+    )
     school_day_start: TimeOfDay = "08:30"
     school_day_end: TimeOfDay = "16:00"
     morning_send_time: TimeOfDay = Field(

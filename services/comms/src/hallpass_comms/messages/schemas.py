@@ -8,12 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from hallpass_comms.common import Address, BodyText, Subject
 from hallpass_comms.models import Approval, DeliveryStatus, MessageKind, RecipientKind, Sensitivity
-from hallpass_kit.fields import JsonInteger
+from hallpass_kit.fields import STORABLE, JsonInteger
 
 YearGroup = Annotated[
     int, Field(ge=-1, le=14, description="-1 nursery, 0 reception, 1 to 13"), JsonInteger
 ]
-Html = Annotated[str, StringConstraints(max_length=200_000)]
+Html = Annotated[str, StringConstraints(max_length=200_000), STORABLE]
 
 
 class Recipients(BaseModel):

@@ -21,6 +21,7 @@ from hallpass_kit.app import ContextDep, SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 
 router = APIRouter(prefix="/v1/pastoral", tags=["pastoral"], responses=problem_responses(403))
@@ -50,7 +51,7 @@ def raise_concern(
 def list_concerns(
     session: SessionDep,
     status: ConcernStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     principal: Principal = require_roles(*PASTORAL_READERS),
 ) -> Page[ConcernView]:

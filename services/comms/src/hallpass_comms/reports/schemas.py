@@ -7,10 +7,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hallpass_comms.common import Address
-from hallpass_kit.fields import TRIM, VISIBLE
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE
 
 Description = Annotated[
-    str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE), TRIM
+    str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE), STORABLE, TRIM
 ]
 
 

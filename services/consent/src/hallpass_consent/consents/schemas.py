@@ -9,10 +9,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from hallpass_consent.common import DateTimeText
 from hallpass_consent.consents.policy import Reason
 from hallpass_consent.models import Decision, GivenBy, Method
-from hallpass_kit.fields import TRIM, VISIBLE, JsonInteger
+from hallpass_consent.settings import MAX_DECISION_BATCH_CEILING
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, JsonInteger
 
-PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
-EvidenceRef = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), TRIM]
+PurposeCode = Annotated[
+    str, StringConstraints(max_length=64, pattern=r"^[a-z][a-z0-9_]{1,63}$"), STORABLE
+]
+EvidenceRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), STORABLE, TRIM
+]
 # Bounded by the database column (a 32-bit integer).
 WordingVersion = Annotated[int, Field(ge=1, le=2_147_483_647), JsonInteger]
 When = Annotated[AwareDatetime, DateTimeText]
@@ -164,7 +169,14 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     purpose: PurposeCode
-    pupil_ids: list[uuid.UUID] = Field(min_length=1, description="At most 1,000 pupils per call.")
+    # The schema's ceiling is the largest batch a deployment may allow (the setting's upper
+    # bound); the school's own limit is checked by the service. A longer array is refused
+    # before a single id is read.
+    pupil_ids: list[uuid.UUID] = Field(
+        min_length=1,
+        max_length=MAX_DECISION_BATCH_CEILING,
+        description="At most 1,000 pupils per call (HALLPASS_CONSENT_MAX_DECISION_BATCH).",
+    )
     at: When | None = Field(
         default=None,
         description="The instant asked about; now by "

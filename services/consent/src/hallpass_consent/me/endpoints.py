@@ -22,11 +22,12 @@ from hallpass_consent.pupils import repository as pupils
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep, IdempotencyKey, run_idempotent
 
 router = APIRouter(prefix="/v1/me", tags=["me"], responses=problem_responses(403, 404, 422))
 
-PurposeCode = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+PurposeCode = Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9_]{1,63}$"), STORABLE]
 Carer = require_roles(Role.parent)
 
 

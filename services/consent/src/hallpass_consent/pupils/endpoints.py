@@ -24,6 +24,7 @@ from hallpass_consent.pupils.schemas import (
 from hallpass_kit.app import ContextDep, SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 
 router = APIRouter(prefix="/v1", tags=["pupils"], responses=problem_responses(403, 404, 422))
@@ -56,7 +57,7 @@ def create_pupil(
 @router.get("/pupils", responses=problem_responses(400))
 def list_pupils(
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     class_id: uuid.UUID | None = None,
     include_archived: bool = False,

@@ -8,14 +8,18 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StringC
 
 from hallpass_consent.common import Name
 from hallpass_consent.models import RestrictionKind
-from hallpass_kit.fields import TRIM, VISIBLE, JsonInteger
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, JsonInteger
 
-MisId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=VISIBLE), TRIM]
+MisId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=VISIBLE), STORABLE, TRIM
+]
 YearGroup = Annotated[
     int, Field(ge=-1, le=14, description="-1 nursery, 0 reception, 1 to 13"), JsonInteger
 ]
-Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{6,30}$")]
-Relationship = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=VISIBLE), TRIM]
+Phone = Annotated[str, StringConstraints(max_length=31, pattern=r"^\+?[0-9 ()-]{6,30}$"), STORABLE]
+Relationship = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, pattern=VISIBLE), STORABLE, TRIM
+]
 
 
 class ClassCreate(BaseModel):
@@ -101,7 +105,9 @@ class RestrictionSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: RestrictionKind
-    reason: Annotated[str, StringConstraints(min_length=3, max_length=2000, pattern=VISIBLE), TRIM]
+    reason: Annotated[
+        str, StringConstraints(min_length=3, max_length=2000, pattern=VISIBLE), STORABLE, TRIM
+    ]
 
 
 class RestrictionView(RestrictionSet):

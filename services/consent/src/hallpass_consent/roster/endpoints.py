@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +15,7 @@ from hallpass_consent.schools.repository import get_school
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 
 router = APIRouter(prefix="/v1", tags=["roster"], responses=problem_responses(403))
 
@@ -43,7 +45,7 @@ class Roster(BaseModel):
 def roster(
     response: Response,
     session: SessionDep,
-    if_none_match: str | None = Header(default=None, max_length=200),
+    if_none_match: Annotated[str | None, Header(max_length=200), STORABLE] = None,
     principal: Principal = require_roles(*PUPIL_READERS),
 ) -> object:
     """Every pupil's names, leavers included (their names still must not be published).

@@ -17,10 +17,11 @@ from hallpass_consent.schools.schemas import (
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 
 router = APIRouter(prefix="/v1", tags=["school"], responses=problem_responses(403, 404, 422))
 
-PurposeCode = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+PurposeCode = Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9_]{1,63}$"), STORABLE]
 
 
 @router.get("/school")

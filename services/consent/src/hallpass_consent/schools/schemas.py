@@ -6,14 +6,16 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from hallpass_consent.models import Basis, ConsentExpiry
-from hallpass_kit.fields import TRIM, VISIBLE, ShortText
+from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, ShortText
 
 # Only days that exist (29 February included): the schema, not just the handler, refuses 11-31.
 MonthDay = Annotated[
     str,
     StringConstraints(
-        pattern=r"^((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)$"
+        max_length=5,
+        pattern=r"^((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)$",
     ),
+    STORABLE,
 ]
 
 
@@ -70,7 +72,9 @@ class NewWording(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[str, StringConstraints(min_length=20, max_length=5000, pattern=VISIBLE), TRIM]
+    text: Annotated[
+        str, StringConstraints(min_length=20, max_length=5000, pattern=VISIBLE), STORABLE, TRIM
+    ]
 
 
 class PurposeChange(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 from hallpass_media.common import DEVICE_REGISTRARS, STAFF
 from hallpass_media.devices import service
@@ -29,7 +30,7 @@ def register_device(
 @router.get("/devices", responses=problem_responses(400))
 def list_devices(
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     principal: Principal = require_roles(*STAFF),
 ) -> Page[DeviceView]:

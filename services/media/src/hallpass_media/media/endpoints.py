@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import ProblemDetail, Unprocessable, problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 from hallpass_media.common import STAFF, UPLOADERS, record_audit
 from hallpass_media.context import MediaDep
@@ -71,18 +72,22 @@ def upload_media(
             description='Pupils shown, as JSON: [{"pupil_id": "…", "face": {"x": 10, "y": 20, '
             '"width": 80, "height": 80}}]; the face box is optional.',
         ),
+        STORABLE,
     ] = "[]",
-    caption: Annotated[str | None, Form(max_length=5000)] = None,
-    alt_text: Annotated[str | None, Form(max_length=5000)] = None,
+    caption: Annotated[str | None, Form(max_length=5000), STORABLE] = None,
+    alt_text: Annotated[str | None, Form(max_length=5000), STORABLE] = None,
     taken_at: Annotated[dt.datetime | None, Form()] = None,
-    event: Annotated[str | None, Form(max_length=200)] = None,
+    event: Annotated[str | None, Form(max_length=200), STORABLE] = None,
     owner: Annotated[Owner, Form(description="Who owns the copyright (M9).")] = Owner.school,
     source: Annotated[
         str | None,
         Form(max_length=300, description="Where media the school does not own came from (M9)."),
+        STORABLE,
     ] = None,
     permission: Annotated[
-        str | None, Form(max_length=500, description="The permission the owner gave (M9).")
+        str | None,
+        Form(max_length=500, description="The permission the owner gave (M9)."),
+        STORABLE,
     ] = None,
     principal: Principal = require_roles(*UPLOADERS),
 ) -> MediaView:
@@ -114,7 +119,7 @@ def upload_media(
 @router.get("/media", responses=problem_responses(400))
 def list_media(
     session: SessionDep,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     scan_status: ScanStatus | None = None,
     principal: Principal = require_roles(*STAFF),

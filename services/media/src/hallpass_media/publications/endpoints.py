@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 from hallpass_kit.pagination import Page
 from hallpass_media.common import CHECKERS, PUBLICATION_READERS, PUBLISHERS
@@ -58,9 +59,9 @@ def check_publication_file(
     media: MediaDep,
     channel: Annotated[Channel, Form()],
     file: Annotated[UploadFile, File(description="The picture exactly as it would be published.")],
-    caption: Annotated[str | None, Form(max_length=5000)] = None,
-    post_body: Annotated[str | None, Form(max_length=20_000)] = None,
-    alt_text: Annotated[str | None, Form(max_length=5000)] = None,
+    caption: Annotated[str | None, Form(max_length=5000), STORABLE] = None,
+    post_body: Annotated[str | None, Form(max_length=20_000), STORABLE] = None,
+    alt_text: Annotated[str | None, Form(max_length=5000), STORABLE] = None,
     device_id: Annotated[
         uuid.UUID | None, Form(description="The device it came from, if known (M4).")
     ] = None,
@@ -118,7 +119,7 @@ def publish(
 def list_publications(
     session: SessionDep,
     status: PublicationStatus | None = None,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     principal: Principal = require_roles(*PUBLICATION_READERS),
 ) -> Page[PublicationView]:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from hallpass_kit.fields import STORABLE
 from hallpass_media.media.schemas import FaceBox
 from hallpass_media.models import Channel, PublicationStatus
 
@@ -68,9 +70,9 @@ class CheckVerdict(BaseModel):
 class PublicationText(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    caption: str | None = Field(default=None, max_length=5000)
-    post_body: str | None = Field(default=None, max_length=20_000)
-    alt_text: str | None = Field(default=None, max_length=5000)
+    caption: Annotated[str, Field(max_length=5000), STORABLE] | None = None
+    post_body: Annotated[str, Field(max_length=20_000), STORABLE] | None = None
+    alt_text: Annotated[str, Field(max_length=5000), STORABLE] | None = None
 
 
 class CheckRequest(PublicationText):
@@ -88,11 +90,11 @@ class CheckRequest(PublicationText):
 class PublishRequest(PublicationText):
     channel: Channel
     media_ids: list[uuid.UUID] = Field(min_length=1, max_length=20)
-    target_url: str | None = Field(
-        default=None, max_length=2000, description="Where it is published."
+    target_url: Annotated[str, Field(max_length=2000), STORABLE] | None = Field(
+        default=None, description="Where it is published."
     )
-    post_id: str | None = Field(
-        default=None, max_length=200, description="The post's id on the platform."
+    post_id: Annotated[str, Field(max_length=200), STORABLE] | None = Field(
+        default=None, description="The post's id on the platform."
     )
     blur_faces: StrictBool | None = Field(
         default=None,
