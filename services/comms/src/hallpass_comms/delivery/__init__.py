@@ -1,5 +1,6 @@
 """Mail delivery: render each envelope, hand it to a transport, record what happened."""
 
+from hallpass_comms.delivery.headers import one_line, wire_bytes
 from hallpass_comms.delivery.rendering import (
     RenderError,
     new_message_id_header,
@@ -31,7 +32,9 @@ __all__ = [
     "SmtpTransport",
     "TransientFailure",
     "new_message_id_header",
+    "one_line",
     "render",
     "secure_view_url",
     "transport_from_settings",
+    "wire_bytes",
 ]

@@ -2,7 +2,8 @@
 
 Addresses are parsed and checked here rather than trusted: a value that smuggles a second header or
 a second address through a line break or a comma cannot reach the wire (E9 depends on an envelope
-holding exactly the addresses on its row).
+holding exactly the addresses on its row). Every header value is written by ``headers``, never by
+the email package's folding, so text in it is shown literally (see that module for why).
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import re
 import uuid
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime
 
+from hallpass_comms.delivery.headers import (
+    RENDERING,
+    HeaderRefused,
+    address_header,
+    one_line,
+    text_header,
+    token_header,
+)
 from hallpass_comms.models import Delivery, Message, Sensitivity
 
 # A host name as mail systems accept it: dot-separated labels of letters, digits and hyphens.
@@ -23,8 +31,11 @@ _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$", re.IGNORECASE)
 # RFC 5322 dot-atom local part; quoted local parts are legal but no school or carer needs one.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL_PART = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
-_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# "addr" or "Display Name <addr>" (the name optionally in double quotes); nothing else. Written
+# out rather than left to email.utils.getaddresses, whose reading of odd input changed across
+# Python releases (CVE-2023-27043).
+_MAILBOX = re.compile(r"^(?:(?P<name>[^<>]*?)\s*<(?P<angled>[^<>\s]+)>|(?P<bare>[^<>\s]+))$")
 
 SENSITIVE_SUBJECT = "A secure message from school is waiting for you"
 DELIVERY_HEADER = "X-Hallpass-Delivery"
@@ -49,18 +60,26 @@ def parse_address(value: str) -> Address:
     """One mailbox from a stored value (``a@b`` or ``Name <a@b>``), or RenderError."""
     if not isinstance(value, str) or _CONTROL.search(value):
         raise RenderError(f"address holds a control character or line break: {value!r}")
-    parsed = getaddresses([value])
-    if len(parsed) != 1:
-        raise RenderError(f"one address expected, found {len(parsed)}: {value!r}")
-    display_name, addr_spec = parsed[0]
+    found = _MAILBOX.match(value.strip())
+    if found is None:
+        raise RenderError(f"one address expected: {value!r}")
+    addr_spec = found.group("angled") or found.group("bare")
+    display_name = _unquoted(found.group("name") or "")
     local, at, domain = addr_spec.rpartition("@")
     domain = _ascii_domain(domain)
     if not at or not _LOCAL_PART.match(local) or not _DOMAIN.match(domain):
         raise RenderError(f"not an email address: {value!r}")
     try:
         return Address(display_name=display_name, username=local, domain=domain)
-    except (ValueError, IndexError) as exc:  # the stdlib parser's own objections
+    except (ValueError, IndexError) as exc:  # the stdlib's own objections
         raise RenderError(f"not an email address: {value!r}") from exc
+
+
+def _unquoted(name: str) -> str:
+    name = name.strip()
+    if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
 
 
 def _ascii_domain(domain: str) -> str:
@@ -72,11 +91,6 @@ def _ascii_domain(domain: str) -> str:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:
         return domain  # not a domain: the pattern check refuses it
-
-
-def one_line(text: str) -> str:
-    """A header value on one line: line breaks become a space, never a new header."""
-    return " ".join(_LINE_BREAKS.sub(" ", _CONTROL.sub(" ", text)).split())
 
 
 def secure_view_url(public_base_url: str, message_id: uuid.UUID) -> str:
@@ -102,24 +116,42 @@ def render(message: Message, delivery: Delivery, *, public_base_url: str) -> Ema
     cc = [parse_address(value) for value in delivery.cc_addresses]
     sender = parse_address(message.sender_address)
 
-    email = EmailMessage(policy=SMTP)
-    email["From"] = sender
-    email["To"] = to
+    try:
+        return _email(message, delivery, sender, to, cc, public_base_url)
+    except HeaderRefused as exc:
+        raise RenderError(str(exc)) from exc
+
+
+def _email(
+    message: Message,
+    delivery: Delivery,
+    sender: Address,
+    to: list[Address],
+    cc: list[Address],
+    public_base_url: str,
+) -> EmailMessage:
+    email = EmailMessage(policy=RENDERING)
+    email["From"] = address_header([sender])
+    email["To"] = address_header(to)
     if cc:
-        email["Cc"] = cc
-    email["Message-ID"] = _checked_message_id(delivery.message_id_header)
-    email["Date"] = format_datetime(origination_date(message).astimezone(dt.UTC))
-    email[DELIVERY_HEADER] = str(delivery.id)
+        email["Cc"] = address_header(cc)
+    email["Message-ID"] = token_header(_checked_message_id(delivery.message_id_header))
+    email["Date"] = token_header(format_datetime(origination_date(message).astimezone(dt.UTC)))
+    email[DELIVERY_HEADER] = token_header(str(delivery.id))
 
     if message.sensitivity is Sensitivity.sensitive:
         # E5: neither the text nor the subject travels; the carer signs in to read both.
-        email["Subject"] = SENSITIVE_SUBJECT
+        email["Subject"] = text_header("Subject", SENSITIVE_SUBJECT)
         email.set_content(
             _sensitive_notice(secure_view_url(public_base_url, message.id)), cte=READABLE
         )
         return email
 
-    email["Subject"] = one_line(message.subject) or "(no subject)"
+    # The API refuses a subject with a line break; a row written before that rule (or by a
+    # feature building its own subject) still never gets one into the header.
+    email["Subject"] = text_header("Subject", one_line(message.subject) or "(no subject)")
+    # A body line that looks like a MIME boundary cannot end the part: the generator picks the
+    # boundary when writing and makes sure it appears in none of the parts.
     email.set_content(message.body_text, cte=READABLE)
     if message.body_html:
         email.add_alternative(message.body_html, subtype="html", cte=READABLE)

@@ -16,7 +16,6 @@ import threading
 import time
 from contextlib import AsyncExitStack, suppress
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +26,7 @@ from fastapi_mail.connection import Connection
 from fastapi_mail.errors import ConnectionErrors
 from pydantic import SecretStr
 
+from hallpass_comms.delivery.headers import envelope, wire_bytes
 from hallpass_comms.delivery.rendering import DELIVERY_HEADER
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.settings import CommonSettings
@@ -159,7 +159,12 @@ class _SmtpSession:
     async def _send(self, message: EmailMessage) -> None:
         try:
             connection = await self._connect()
-            refused, _reply = await connection.session.send_message(message)
+            # Our bytes and our envelope: aiosmtplib's send_message would flatten the message
+            # again with the email package's folding and read recipients from decoded headers.
+            sender, recipients = envelope(message)
+            refused, _reply = await connection.session.sendmail(
+                sender, recipients, wire_bytes(message)
+            )
         except ConnectionErrors as exc:
             # fastapi-mail wraps every connect and login error; the cause is in the context.
             await self._disconnect()
@@ -263,7 +268,7 @@ class EmlFolderTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             target = self.folder / self.file_name(message)
-            data = message.as_bytes(policy=default_policy)
+            data = wire_bytes(message, linesep="\n")
             descriptor, temporary = tempfile.mkstemp(prefix=".sending-", dir=self.folder)
             try:
                 with os.fdopen(descriptor, "wb") as handle:

@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from hallpass_comms.messages.reading import readings
 from hallpass_comms.models import CcPolicy, RecipientKind
 
 # --- E1: leadership copies -------------------------------------------------------------------
@@ -94,19 +95,16 @@ CHAIN_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
 )
 
 
-def _normalise(text: str) -> str:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    return re.sub(r"\s+", " ", text.lower())
-
-
 def find_chain_phrase(*texts: str) -> str | None:
-    """The first chain-message phrase in the texts, as written there; None when there is none."""
+    """The first chain-message phrase in the texts, as a mail client may show it; None when
+    there is none. Each text is read every way it may be shown (``reading.readings``): encoded
+    words and quoted-printable decoded, look-alike and invisible characters undone."""
     for text in texts:
-        normal = _normalise(text)
-        for pattern in CHAIN_PATTERNS:
-            found = pattern.search(normal)
-            if found is not None:
-                return found.group(0)
+        for shown in readings(text):
+            for pattern in CHAIN_PATTERNS:
+                found = pattern.search(shown)
+                if found is not None:
+                    return found.group(0)
     return None
 
 

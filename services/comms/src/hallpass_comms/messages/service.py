@@ -6,6 +6,7 @@ after commit."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import nh3
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from hallpass_comms.common import MESSAGE_READERS, Gone, record_audit
+from hallpass_comms.common import ADDRESS, MESSAGE_READERS, Gone, record_audit
 from hallpass_comms.delivery import new_message_id_header
 from hallpass_comms.mail_settings.service import calendar_of, require_settings
 from hallpass_comms.messages import repository
@@ -25,6 +26,7 @@ from hallpass_comms.messages.policy import (
     on_school_domain,
     release_time,
 )
+from hallpass_comms.messages.reading import html_words
 from hallpass_comms.messages.schemas import (
     DeliveryView,
     MessageCreate,
@@ -47,7 +49,7 @@ from hallpass_comms.recipients.policy import Envelope, Targets, address_envelope
 from hallpass_comms.recipients.service import resolve_families
 from hallpass_kit.auth import LEADERSHIP_ROLES, AccessRefused, Principal
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.errors import Conflict, NotFound, Unprocessable
+from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 
 # The allow-list for HTML bodies: text formatting, lists, links and tables; no scripts, styles,
 # images (which track opening) or forms.
@@ -63,6 +65,8 @@ HTML_ATTRIBUTES = {
     "th": {"colspan", "rowspan"},
 }
 URL_SCHEMES = frozenset({"https", "http", "mailto"})
+# Line breaks as any mail client or the email package reads them, and every other control.
+SUBJECT_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def sanitise_html(html: str | None) -> str | None:
@@ -77,11 +81,6 @@ def sanitise_html(html: str | None) -> str | None:
         link_rel="noopener noreferrer",
     ).strip()
     return cleaned or None
-
-
-def html_text(html: str | None) -> str:
-    """The words of an HTML body, for the chain-message check."""
-    return nh3.clean(html, tags=set()) if html else ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,10 @@ class Sender:
 def staff_sender(settings: MailSettings, principal: Principal, action: str) -> Sender:
     """E2: the caller's own school account from the token, or a refusal (audited)."""
     address = (principal.email or "").strip().lower()
-    if not address or not on_school_domain(address, settings.domains):
+    # A plain address only: a display name or a quoted local part in a token is not one of the
+    # school's accounts, and could carry text into the From header.
+    plain = re.fullmatch(ADDRESS, address) is not None
+    if not plain or not on_school_domain(address, settings.domains):
         raise AccessRefused(
             "Official mail goes only from your own school account; "
             f"{address or 'your account (no address in your sign-in)'} is not on the school's "
@@ -128,9 +130,34 @@ def system_sender(settings: MailSettings, actor: str) -> Sender:
     return Sender(sub=actor, address=address)
 
 
+def check_text(principal: Principal, draft: Draft, action: str) -> None:
+    """What staff wrote, before it is stored: a subject on one line, and no chain message."""
+    refuse_subject_line_breaks(draft.subject)
+    refuse_chain_message(principal, draft, action)
+
+
+def refuse_subject_line_breaks(subject: str) -> None:
+    """A subject is one line. Carers see exactly what was typed, so a line break or control
+    character is refused rather than quietly changed (rendering would make it a space)."""
+    found = SUBJECT_BREAKS.search(subject)
+    if found is not None:
+        detail = (
+            "A subject is one line of text: it may not hold a line break or control character "
+            f"(U+{ord(found.group()):04X} at position {found.start()})."
+        )
+        raise Unprocessable(
+            detail,
+            code="subject_not_one_line",
+            problems=[
+                ProblemDetail(code="subject_not_one_line", detail=detail, where="body.subject")
+            ],
+        )
+
+
 def refuse_chain_message(principal: Principal, draft: Draft, action: str) -> None:
-    """E6: chain messages are not sent; the refusal names the phrase and is audited."""
-    phrase = find_chain_phrase(draft.subject, draft.body_text, html_text(draft.body_html))
+    """E6: chain messages are not sent; the refusal names the phrase and is audited. The text
+    is read as a mail client may show it (encoded words and look-alike letters undone)."""
+    phrase = find_chain_phrase(draft.subject, draft.body_text, *html_words(draft.body_html))
     if phrase is not None:
         raise AccessRefused(
             f'This reads as a chain message ("{phrase}"); chain messages are not forwarded.',
@@ -458,7 +485,7 @@ def send(
         sensitivity=body.sensitivity,
         urgent=body.urgent,
     )
-    refuse_chain_message(principal, draft, "send_message")
+    check_text(principal, draft, "send_message")
     r = body.recipients
     targets = Targets(
         guardian_ids=frozenset(r.guardian_ids),

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import record_audit
+from hallpass_comms.delivery import one_line
 from hallpass_comms.mail_settings import repository as settings_repository
 from hallpass_comms.mail_settings.service import require_settings
 from hallpass_comms.messages import service as messages
@@ -186,14 +187,16 @@ def reply(
     sender = messages.staff_sender(settings, principal, "reply_to_concern")
     draft = messages.Draft(
         kind=MessageKind.pastoral_reply,
-        subject=body.subject or f"Re: {concern.subject}"[:200],
+        # The carer's subject may hold a line break (concerns are never mailed as typed); the
+        # reply's subject is one line.
+        subject=body.subject or f"Re: {one_line(concern.subject)}"[:200],
         body_text=body.body_text,
         body_html=messages.sanitise_html(body.body_html),
         sensitivity=body.sensitivity,
         urgent=body.urgent,
         concern_id=concern.id,
     )
-    messages.refuse_chain_message(principal, draft, "reply_to_concern")
+    messages.check_text(principal, draft, "reply_to_concern")
     targets = Targets(guardian_ids=frozenset({concern.guardian_id}))
     families = resolve_families(consent, principal.school, targets, caller_token=caller_token)
     if concern.pupil_id is not None:
