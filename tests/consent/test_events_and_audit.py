@@ -354,6 +354,10 @@ def test_audit_chain_verifies_intact(
         "entries": len(records.audit()),
         "first_bad_seq": None,
         "reason": None,
+        "finding": None,
+        "checkpoints": 0,
+        "latest_checkpoint_seq": None,
+        "unsealed": 0,
     }
 
 

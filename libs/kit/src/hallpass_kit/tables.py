@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
     Integer,
     MetaData,
@@ -48,6 +49,11 @@ def define_kit_tables(metadata: MetaData) -> KitTables:
         Column("details", Text(), nullable=False),
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False, unique=True),
+        # HMAC of ``hash`` under the service's audit key: an entry without it was not appended
+        # by the service (see checkpoints.py). Empty on entries written before seals existed.
+        Column("seal", String(64), nullable=True),
+        # The chain starts at 1; an insert trigger (audit.contiguous_triggers) keeps it gapless.
+        CheckConstraint("seq >= 1", name="seq_from_one"),
     )
     outbox_event = Table(
         "outbox_event",

@@ -20,6 +20,7 @@ from hallpass_comms.reminders.service import remind_every_school
 from hallpass_comms.reports.endpoints import router as reports_router
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.clients import ServiceClient
@@ -50,6 +51,7 @@ def build_context(
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
+    keep_checkpoints(audit, database, dispatcher, common, "comms")
 
     def purge() -> None:
         with database.session() as session:

@@ -21,6 +21,7 @@ from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
 from hallpass_consent.sheets.endpoints import router as sheets_router
 from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.db import Database
@@ -45,6 +46,7 @@ def build_context(
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
+    keep_checkpoints(audit, database, dispatcher, common, "consent")
 
     def sweep() -> None:
         with database.session() as session:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.clients import ServiceClient
@@ -57,6 +58,7 @@ def build_context(
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables)
+    keep_checkpoints(audit, database, dispatcher, common, "media")
     storage = build_storage(common, settings)
     context = ServiceContext(
         name="media",
