@@ -53,6 +53,8 @@ class ImageHeader:
     frames: int
     metadata_bytes: int
     scans: int = 1
+    # Parts of the file that disagree (told after the sizes, which say more about a bomb).
+    disagreement: str | None = None
 
 
 def read_header(data: bytes, format_name: str, *, metadata_cap: int) -> ImageHeader:
@@ -268,9 +270,10 @@ def _webp(data: bytes) -> ImageHeader:
         if len(bitstreams) != 1:
             raise _corrupt("A simple WebP file holds exactly one picture.")
         canvas = bitstreams[0]
-    elif not animated and bitstreams[0] != canvas:
+    disagreement = None
+    if not animated and bitstreams[0] != canvas:
         # The decoder sizes its buffer from one and fills it from the other.
-        raise _corrupt("The WebP canvas and the picture in it disagree about its size.")
+        disagreement = "The WebP canvas and the picture in it disagree about its size."
     return ImageHeader(
         "webp",
         canvas[0],
@@ -278,6 +281,7 @@ def _webp(data: bytes) -> ImageHeader:
         (canvas, *bitstreams),
         max(frames, 1) if animated else 1,
         metadata,
+        disagreement=disagreement,
     )
 
 

@@ -133,6 +133,8 @@ def _check_header(header: ImageHeader, limits: ImageLimits) -> None:
             f"The file carries more than {limits.max_metadata_bytes:,} bytes of metadata "
             "(text, profiles, EXIF).",
         )
+    if header.disagreement is not None:
+        raise ImageRefused("corrupt_image", header.disagreement)
     if header.scans > MAX_JPEG_SCANS:
         raise ImageRefused(
             "corrupt_image",
