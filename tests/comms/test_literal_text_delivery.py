@@ -131,8 +131,13 @@ def pupil(school: SchoolBuilder) -> str:
 
 
 def _send(mailroom: Mailroom, auth: TokenFactory, pupil: str, **fields: Any) -> Any:
-    body = {"recipients": {"pupil_ids": [pupil]}, "subject": "Trip on Friday"}
-    body.update({"body_text": "Bring a coat.", "urgent": True, **fields})
+    body: dict[str, Any] = {
+        "recipients": {"pupil_ids": [pupil]},
+        "subject": "Trip on Friday",
+        "body_text": "Bring a coat.",
+        "urgent": True,
+        **fields,
+    }
     return mailroom.comms.post("/v1/messages", json=body, headers=auth("staff"))
 
 
