@@ -29,7 +29,7 @@ endif
 # Evaluated when a recipe uses it, i.e. after `install` has synced the environment.
 XDIST = $(shell $(RUN) python -c "import xdist" >/dev/null 2>&1 && echo "-n auto")
 
-.PHONY: help install run test check fmt openapi openapi-check bench fuzz clean
+.PHONY: help install run test check fmt openapi openapi-check bench fuzz fuzz-files clean
 
 help:
 	@echo "make run            start Hallpass with demo data on http://$(HOST):$(PORT)"
@@ -40,6 +40,7 @@ help:
 	@echo "make openapi-check  fail if openapi/*.json differs from the code"
 	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost, bulk send)"
 	@echo "make fuzz           schemathesis contract tests with 500 examples per operation"
+	@echo "make fuzz-files     upload and check a generated corpus of hostile image files"
 	@echo "make install        create .venv from uv.lock"
 	@echo "make clean          remove caches, .venv and .tools (keeps the .hallpass data dir)"
 
@@ -86,6 +87,9 @@ bench: install
 
 fuzz: install
 	HALLPASS_FUZZ_EXAMPLES=500 $(RUN) pytest -m contract $(XDIST) $(PYTEST_ARGS)
+
+fuzz-files: install
+	$(RUN) pytest tests/media/hostile/test_hostile_files.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
