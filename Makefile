@@ -84,6 +84,7 @@ bench: install
 	$(RUN) python bench/namescan.py
 	$(RUN) python bench/scan_cost.py
 	$(RUN) python bench/bulk_send.py
+	$(RUN) python bench/overload.py
 
 fuzz: install
 	HALLPASS_FUZZ_EXAMPLES=500 $(RUN) pytest -m contract $(XDIST) $(PYTEST_ARGS)
