@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,7 +20,7 @@ from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.db import Database
 from hallpass_kit.errors import MAX_LISTED_PROBLEMS
-from hallpass_kit.settings import CommonSettings
+from hallpass_kit.settings import CommonSettings, Environment
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder, SchoolRecords, assert_problem
 
@@ -207,3 +210,39 @@ def test_a_request_id_is_made_when_none_is_given(
         request_id = response.json()["request_id"]
         assert uuid.UUID(hex=request_id)
         assert request_id in caplog.text
+
+
+def test_past_the_concurrency_limit_requests_are_shed_and_health_still_answers(
+    consent_db: Database, issuer: DevIssuer, tmp_path: Path, auth: TokenFactory
+) -> None:
+    common = CommonSettings(
+        env=Environment.test, data_dir=tmp_path / "data", max_concurrent_requests=1
+    )
+    app = create_app(
+        common=common,
+        settings=ConsentSettings(),
+        verifier=TokenVerifier(common, key_set=issuer.key_set()),
+        database=consent_db,
+        run_background=False,
+        migrate=False,
+    )
+    entered, release = threading.Event(), threading.Event()
+
+    @app.get("/v1/slow", include_in_schema=False)
+    def slow() -> dict[str, bool]:
+        entered.set()
+        release.wait(timeout=10)
+        return {"done": True}
+
+    with TestClient(app) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(client.get, "/v1/slow", headers=auth("office"))
+        assert entered.wait(timeout=10)
+        shed = client.get("/v1/ping", headers=auth("office"))
+        problem = assert_problem(shed, 503, "overloaded")
+        assert shed.headers["Retry-After"] == "1"
+        assert problem["request_id"] == shed.headers["x-request-id"]
+        assert client.get("/healthz").status_code == 200
+        release.set()
+        assert held.result(timeout=10).status_code == 200
+        # The slot is given back: the next request is served.
+        assert client.get("/v1/ping", headers=auth("office")).status_code == 200

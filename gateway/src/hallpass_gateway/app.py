@@ -23,7 +23,7 @@ from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
-from hallpass_kit.limits import UnhandledErrorMiddleware
+from hallpass_kit.limits import AdmissionMiddleware, UnhandledErrorMiddleware, process_admission
 from hallpass_kit.settings import CommonSettings
 
 
@@ -263,8 +263,13 @@ def create_gateway(
     gateway.include_router(_public_router(dev_issuer))
     for prefix, service_app in services.items():
         gateway.mount(prefix, service_app, name=service_name(prefix))
-    # Load shedding and body limits live in each mounted service (one counter per process).
+    # Requests are counted (and shed) here, before routing, so a refusal costs as little as it
+    # can; the mounted service's own counter (the same one) then sees the request as admitted.
+    # Body limits stay with each service, which knows its endpoints.
     gateway.add_middleware(UnhandledErrorMiddleware)
+    gateway.add_middleware(
+        AdmissionMiddleware, admission=process_admission(common.max_concurrent_requests)
+    )
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
 
