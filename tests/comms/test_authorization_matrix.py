@@ -93,6 +93,9 @@ MATRIX: dict[Endpoint, Row] = {
     ),
     ("GET", "/v1/audit"): Row(AUDITORS),
     ("GET", "/v1/audit:verify"): Row(AUDITORS),
+    ("GET", "/v1/audit:checkpoint"): Row(AUDITORS),
+    ("GET", "/v1/audit/checkpoints"): Row(AUDITORS),
+    ("GET", "/v1/audit:checkpoint-keys"): Row(AUDITORS),
 }
 
 
