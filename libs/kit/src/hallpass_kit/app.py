@@ -95,6 +95,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_write_session(request: Request) -> Iterator[Session]:
+    with context_of(request).database.session() as session:
+        yield session
+
+
 def get_read_session(request: Request) -> Iterator[Session]:
     with context_of(request).database.session(read_only=True) as session:
         yield session
@@ -105,6 +110,8 @@ def get_read_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 # For a POST that only reads (a batch of decisions): no write lock, no waiting for writers.
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+# For a GET that records something: a download or a read of a family's mail is audited (E3, M8).
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 bearer_scheme = HTTPBearer(
     auto_error=False, description="A JWT from the school's identity provider."

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from hallpass_comms.common import HISTORY_READERS, clock_of, consent_of
 from hallpass_comms.history import service
 from hallpass_comms.history.schemas import FamilyHistoryEntry
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import ContextDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["history"], responses=problem_responses(4
 def family_messages(
     pupil_id: uuid.UUID,
     request: Request,
-    session: SessionDep,
+    session: WriteSessionDep,
     context: ContextDep,
     q: Annotated[
         str | None,

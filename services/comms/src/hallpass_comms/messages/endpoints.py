@@ -23,7 +23,7 @@ from hallpass_comms.messages.schemas import (
     MessageView,
     SecureMessage,
 )
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import ContextDep, SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -99,7 +99,7 @@ def approve_message(
 )
 def secure_view(
     message_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     context: ContextDep,
     principal: Principal = require_roles(Role.parent),
 ) -> SecureMessage:

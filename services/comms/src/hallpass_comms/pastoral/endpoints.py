@@ -17,7 +17,7 @@ from hallpass_comms.pastoral.schemas import (
     ConcernView,
     ReplyCreate,
 )
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import ContextDep, SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -49,7 +49,7 @@ def raise_concern(
 
 @router.get("/concerns", responses=problem_responses(400))
 def list_concerns(
-    session: SessionDep,
+    session: WriteSessionDep,
     status: ConcernStatus | None = None,
     cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -62,7 +62,7 @@ def list_concerns(
 @router.get("/concerns/{concern_id:uuid}", responses=problem_responses(404))
 def read_concern(
     concern_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     principal: Principal = require_roles(*PASTORAL_READERS),
 ) -> ConcernView:
     """One concern (DSL and pastoral staff; audited)."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 
-from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import ProblemDetail, Unprocessable, problem_responses
 from hallpass_kit.fields import STORABLE
@@ -154,7 +154,7 @@ def get_scan(
 )
 def download_original(
     media_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     media: MediaDep,
     principal: Principal = require_roles(*STAFF),
 ) -> Response:

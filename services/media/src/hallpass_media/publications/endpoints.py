@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import Response
 
-from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 from hallpass_kit.fields import STORABLE
@@ -157,7 +157,7 @@ def confirm_takedown(
 def download_rendition(
     publication_id: uuid.UUID,
     media_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     media: MediaDep,
     principal: Principal = require_roles(*PUBLICATION_READERS),
 ) -> Response:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from hallpass_kit.app import SessionDep, require_roles
+from hallpass_kit.app import WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import problem_responses
 from hallpass_media.common import SUBJECT_ACCESS_STAFF
@@ -42,7 +42,7 @@ class PupilMediaList(BaseModel):
 @router.get("/pupils/{pupil_id}/media")
 def pupil_media(
     pupil_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     media: MediaDep,
     principal: Principal = require_roles(*SUBJECT_ACCESS_STAFF, Role.parent),
 ) -> PupilMediaList:
@@ -64,7 +64,7 @@ def pupil_media(
 )
 def export_pupil_media(
     pupil_id: uuid.UUID,
-    session: SessionDep,
+    session: WriteSessionDep,
     media: MediaDep,
     principal: Principal = require_roles(*SUBJECT_ACCESS_STAFF, Role.parent),
 ) -> StreamingResponse:
