@@ -198,7 +198,10 @@ def test_a_subject_with_a_raw_line_break_is_refused_and_nothing_is_sent(
 ) -> None:
     response = _send(mailroom, auth, pupil, subject=f"Trip{line_break}Bcc: spy@evil.example")
 
-    assert_problem(response, 422, "subject_not_one_line")
+    # The schema's pattern says a subject is one line, so the refusal is the schema's; the
+    # service refuses the same for subjects it builds itself (subject_not_one_line).
+    assert response.status_code == 422
+    assert [p["where"] for p in response.json()["problems"]] == ["body.subject"]
     assert mailroom.deliver() == []
 
 

@@ -83,6 +83,7 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     ),
     "POST /v1/reports": frozenset({(422, "report_needs_source")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
+    "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
 }
 ID_FIELDS = ("message_id", "pupil_id", "concern_id", "guardian_id", "class_id")
 CARER_OPERATIONS = ("POST /v1/pastoral/concerns", "GET /v1/messages/{message_id}/secure-view")

@@ -54,6 +54,7 @@ CARER_ANSWER_REFUSALS = (
 BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "GET /v1/pupils": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
+    "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
     "POST /v1/pupils": frozenset({(422, "unknown_class")}),
     # PupilChange documents null as "leave unchanged" for optional names; required ones refuse it.
     "PATCH /v1/pupils/{pupil_id}": frozenset({(422, "unknown_class"), (422, "required_field")}),

@@ -65,6 +65,7 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "GET /v1/media": frozenset({(400, "invalid_cursor")}),
     "GET /v1/publications": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
+    "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
     "POST /v1/devices": frozenset({(409, "device_exists")}),
     "POST /v1/media": frozenset(
         IMAGE_REFUSALS

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 
 from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.fields import refuse_unstorable
+from hallpass_kit.fields import Storable
 from hallpass_kit.limits import api_routes
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment
 
@@ -48,7 +48,7 @@ def service_apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FastAPI]
 
 
 def _guarded(metadata: list[Any]) -> bool:
-    return any(isinstance(m, AfterValidator) and m.func is refuse_unstorable for m in metadata)
+    return any(isinstance(m, Storable) for m in metadata)
 
 
 def _text_annotations(annotation: Any, metadata: list[Any], where: str) -> Iterator[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy.exc
@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from hallpass_kit.fields import unstorable_at
 
 logger = logging.getLogger("hallpass.errors")
 
@@ -189,14 +191,7 @@ MAX_LISTED_PROBLEMS = 10
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    problems = [
-        ProblemDetail(
-            code=str(err.get("type", "invalid")),
-            detail=str(err.get("msg", ""))[:500],
-            where=_where(err.get("loc", ()))[:500],
-        )
-        for err in errors[:MAX_LISTED_PROBLEMS]
-    ]
+    problems = [_problem_detail(err) for err in errors[:MAX_LISTED_PROBLEMS]]
     detail = "The request does not match the API's schema."
     if len(errors) > MAX_LISTED_PROBLEMS:
         detail += (
@@ -211,6 +206,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         detail=detail,
         problems=problems,
     )
+
+
+def _problem_detail(err: Mapping[str, Any]) -> ProblemDetail:
+    code, detail = str(err.get("type", "invalid")), str(err.get("msg", ""))
+    value = err.get("input")
+    if code == "string_pattern_mismatch" and isinstance(value, str):
+        # Text patterns also exclude U+0000; say that rather than quote the regular expression.
+        position = unstorable_at(value)
+        if position is not None:
+            code = "unstorable_character"
+            detail = (
+                f"Text may not contain U+{ord(value[position]):04X} (NUL or a lone surrogate); "
+                f"found at {position}."
+            )
+    return ProblemDetail(code=code, detail=detail[:500], where=_where(err.get("loc", ()))[:500])
 
 
 # Seconds a client is asked to wait when the database cannot answer right now.

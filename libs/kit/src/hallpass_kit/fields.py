@@ -5,22 +5,38 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 # Text as sent must fit the documented limits (a schema cannot say "after trimming") and show a
 # character that is not white space; the white space around it is then dropped. The class spells
 # out every character str.strip() removes (and U+FEFF), because \s means different things to
 # ECMAScript (the schema's regex dialect), Python and the Rust engine pydantic validates with.
-VISIBLE = (
-    r"[^\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-)
+_BLANK = r"\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Anchored so that the same pattern also says "no U+0000 anywhere": a schema has one pattern, and
+# clients and fuzzers should read from it everything the server will refuse.
+VISIBLE = rf"^[^\x00]*[^\x00{_BLANK}][^\x00]*$"
+# For text with no other pattern.
+NO_NUL = r"^[^\x00]*$"
 TRIM = AfterValidator(str.strip)
 _T = TypeVar("_T")
 
 # U+0000 cannot be stored by PostgreSQL and is invisible everywhere else; a lone surrogate
 # (``"\\ud800"`` is valid JSON) cannot be encoded as UTF-8 at all. Neither is ever meant.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_at(value: str) -> int | None:
+    """Where ``value`` holds a character no store can keep (see below), if it does."""
+    found = _UNSTORABLE.search(value)
+    return None if found is None else found.start()
 
 
 def refuse_unstorable(value: _T) -> _T:
@@ -40,11 +56,31 @@ def refuse_unstorable(value: _T) -> _T:
     return value
 
 
-# Every free-text field of every request (body, query, form) carries STORABLE, so the refusal
-# above happens in one place: ``Annotated[str, StringConstraints(max_length=500), STORABLE]``.
-# The length limits go before it: placed after a validator, pydantic checks them as a generic
-# "items after validation" rule with a confusing message.
-STORABLE = AfterValidator(refuse_unstorable)
+class Storable:
+    """Annotation for request text: refuses NUL and lone surrogates, and says so in the schema
+    (a ``pattern`` excluding U+0000 where the field has no pattern of its own)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(refuse_unstorable, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        document = handler(schema)
+        target = handler.resolve_ref_schema(document)
+        for option in [target, *target.get("anyOf", [])]:
+            if option.get("type") == "string" and "pattern" not in option:
+                option["pattern"] = NO_NUL
+        return document
+
+
+# Every free-text field of every request (body, query, form, header) carries STORABLE, so the
+# refusal above happens in one place: ``Annotated[str, StringConstraints(max_length=500),
+# STORABLE]``. The length limits go before it: placed after a validator, pydantic checks them as
+# a generic "items after validation" rule with a confusing message.
+STORABLE = Storable()
 ShortText = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), STORABLE, TRIM
 ]

@@ -32,7 +32,17 @@ PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff on
 REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
 AUDITORS = (Role.head, Role.dsl)
 
+# One line that shows something: no line break or control character anywhere (the service
+# refuses them too, for subjects it builds itself), and one character that is not blank.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_BLANK = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff"
+ONE_LINE = rf"^[^{_CONTROL}]*[^{_CONTROL}{_BLANK}][^{_CONTROL}]*$"
 Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=ONE_LINE), STORABLE, TRIM
+]
+# What a carer types as the subject of a concern is kept as typed; a reply quoting it is made
+# one line by the service.
+ConcernSubject = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=VISIBLE), STORABLE, TRIM
 ]
 BodyText = Annotated[

@@ -5,7 +5,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hallpass_comms.common import BodyText, Subject
+from hallpass_comms.common import BodyText, ConcernSubject, Subject
 from hallpass_comms.messages.schemas import Html
 from hallpass_comms.models import ConcernStatus, Sensitivity
 
@@ -15,7 +15,7 @@ class ConcernCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: Subject
+    subject: ConcernSubject
     body: BodyText
     pupil_id: uuid.UUID | None = Field(default=None, description="Which of your children, if any.")
 
