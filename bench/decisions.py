@@ -819,13 +819,19 @@ def machine_description() -> dict[str, str]:
 
 def write_docs(section_body: str) -> None:
     """Replace this benchmark's section in docs/benchmarks.md, keeping every other section."""
-    section = f"{SECTION}\n\n{section_body.strip()}\n"
+    replace_docs_section(SECTION, section_body)
+
+
+def replace_docs_section(title: str, body: str) -> None:
+    """Replace the section headed ``title`` in docs/benchmarks.md (up to the next ``## ``), or
+    add it at the end; every other section is kept as it is."""
+    section = f"{title}\n\n{body.strip()}\n"
     if DOCS_FILE.exists():
         current = DOCS_FILE.read_text()
     else:
         current = "# Benchmarks\n\nMeasured numbers, rewritten by the scripts under `bench/`.\n"
     lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == title), None)
     if start is None:
         updated = current.rstrip("\n") + "\n\n" + section
     else:

@@ -53,7 +53,6 @@ from hallpass_kit.auth import DevIssuer
 from hallpass_kit.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS_FILE = ROOT / "docs" / "benchmarks.md"
 RUNS_DIR = ROOT / "bench" / ".runs"
 SECTION = "## Overload (bench/overload.py)"
 SCHOOL = publish_check.SCHOOL
@@ -608,22 +607,7 @@ def settings_used(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_docs(body: str) -> None:
     """Replace this benchmark's section in docs/benchmarks.md, keeping every other section."""
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    if DOCS_FILE.exists():
-        current = DOCS_FILE.read_text()
-    else:
-        current = "# Benchmarks\n\nMeasured numbers, rewritten by the scripts under `bench/`.\n"
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        updated = current.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        after = "".join(lines[end:])
-        updated = "".join(lines[:start]) + section + ("\n" + after if after else "")
-    DOCS_FILE.write_text(updated)
+    kit.replace_docs_section(SECTION, body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -734,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nraw numbers in {raw_path.relative_to(ROOT)}")
     if not args.no_docs:
         write_docs(report)
-        print(f"wrote {DOCS_FILE.relative_to(ROOT)}")
+        print(f"wrote {kit.DOCS_FILE.relative_to(ROOT)}")
     return 0
 
 
