@@ -82,3 +82,23 @@ def test_remind_renewals_refuses_a_school_without_mail_settings(
 
     assert status == 1
     assert "mail settings are not made yet" in capsys.readouterr().err
+
+
+def test_demo_entries_are_sealed_so_every_chain_verifies_before_any_checkpoint(
+    cli_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+    # No service has run yet, so no checkpoint vouches for anything: the seals must.
+    gateway = create_gateway(CommonSettings(), run_background=False)
+    with TestClient(gateway) as client:
+        assert gateway.dev_issuer is not None
+        token = gateway.dev_issuer.issue(sub="head@demo", school="demo", roles=["head"])
+        for service in ("consent", "media", "comms"):
+            report = client.get(
+                f"/{service}/v1/audit:verify", headers={"Authorization": f"Bearer {token}"}
+            ).json()
+            assert report["intact"], (service, report)
+            assert report["checkpoints"] == 0
+            assert report["unsealed"] == 0
+            assert report["entries"] >= 1

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
 
@@ -24,6 +24,9 @@ from hallpass_kit.auth import DevIssuer, Role
 from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import HallpassError
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
+
+if TYPE_CHECKING:
+    from hallpass_kit.audit import AuditChain
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -213,11 +216,23 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 
 def _consent_database(common: CommonSettings, settings: ConsentSettings) -> Database:
+    from hallpass_consent.common import audit
     from hallpass_consent.migrations import upgrade
 
     database = Database(settings.resolved_database_url(common), MAINTENANCE)
     upgrade(database)
+    _seal_audit(audit, database, common, "consent")
     return database
+
+
+def _seal_audit(
+    chain: AuditChain, database: Database, common: CommonSettings, service: str
+) -> None:
+    """Entries a command writes are sealed with the service's own key, as the service's are, so
+    the chain verifies at once rather than only after the service's next checkpoint."""
+    from hallpass_kit.checkpoints import notary_from_settings
+
+    chain.bind(database, notary_from_settings(common, service))
 
 
 def _cli_actor() -> str:
@@ -328,6 +343,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _demo_mail_settings(school: str) -> bool:
     """Mail settings for the demo school, unless it has some; True when they were made."""
+    from hallpass_comms.common import audit as comms_audit
     from hallpass_comms.mail_settings import repository
     from hallpass_comms.mail_settings.schemas import MailSettingsBody
     from hallpass_comms.mail_settings.service import replace
@@ -337,9 +353,11 @@ def _demo_mail_settings(school: str) -> bool:
     from hallpass_kit.db import utcnow
 
     domain = f"{school}.sch.uk"
-    database = Database(CommsSettings().resolved_database_url(CommonSettings()), MAINTENANCE)
+    common = CommonSettings()
+    database = Database(CommsSettings().resolved_database_url(common), MAINTENANCE)
     try:
         upgrade(database)
+        _seal_audit(comms_audit, database, common, "comms")
         with database.session() as session:
             if repository.get(session, school) is not None:
                 return False
@@ -391,13 +409,16 @@ def _remind_renewals(args: argparse.Namespace) -> int:
 
 
 def _seed_media_demo(school: str) -> str:
+    from hallpass_media.common import audit as media_audit
     from hallpass_media.demo import seed_demo as seed_media
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
 
-    database = Database(MediaSettings().resolved_database_url(CommonSettings()), MAINTENANCE)
+    common = CommonSettings()
+    database = Database(MediaSettings().resolved_database_url(common), MAINTENANCE)
     try:
         upgrade(database)
+        _seal_audit(media_audit, database, common, "media")
         return seed_media(database, school)
     finally:
         database.dispose()
