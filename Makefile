@@ -38,7 +38,7 @@ help:
 	@echo "make fmt            format and autofix"
 	@echo "make openapi        regenerate openapi/*.json from the code"
 	@echo "make openapi-check  fail if openapi/*.json differs from the code"
-	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost, bulk send)"
+	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost, bulk send, overload)"
 	@echo "make fuzz           schemathesis contract tests with 500 examples per operation"
 	@echo "make fuzz-files     upload and check a generated corpus of hostile image files"
 	@echo "make install        create .venv from uv.lock"
