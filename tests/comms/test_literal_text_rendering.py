@@ -5,8 +5,6 @@ shown. The bytes are the ones both transports send (``wire_bytes``)."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import uuid
 from email.message import EmailMessage
 
 import pytest
@@ -14,22 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hallpass_comms.delivery import RenderError, new_message_id_header, render, wire_bytes
+from hallpass_comms.delivery import RenderError, render, wire_bytes
 from hallpass_comms.delivery.headers import HeaderRefused, text_header
 from hallpass_comms.messages.policy import find_chain_phrase
 from hallpass_comms.messages.reading import html_words
 from hallpass_comms.messages.schemas import MessageCreate
 from hallpass_comms.messages.service import refuse_subject_line_breaks
-from hallpass_comms.models import (
-    Approval,
-    Delivery,
-    DeliveryStatus,
-    Message,
-    MessageKind,
-    RecipientKind,
-    Sensitivity,
-)
+from hallpass_comms.models import Delivery, Message, Sensitivity
 from hallpass_kit.errors import Unprocessable
+from tests.comms.builders import a_delivery, a_message
 from tests.comms.mail_reading import (
     addresses,
     as_typed,
@@ -39,7 +30,6 @@ from tests.comms.mail_reading import (
     shown_text,
 )
 
-NOW = dt.datetime(2026, 11, 23, 9, 30, tzinfo=dt.UTC)
 BASE_URL = "https://hallpass.oakfield.sch.uk"
 SENDER = "teacher@oakfield.sch.uk"
 CARER = "carer.one@parents.example.org"
@@ -49,46 +39,6 @@ Q_REPLY_TO = "=?utf-8?q?Trip=0D=0AReply-To:_attacker@evil.example?="
 B_BCC = "=?utf-8?b?" + base64.b64encode(b"Trip\r\nBcc: spy@evil.example").decode() + "?="
 # An encoded word that would end the headers and replace the body.
 Q_BODY = "=?utf-8?q?Trip=0D=0A=0D=0A<html>Pay_here</html>?="
-
-
-def a_message(**overrides: object) -> Message:
-    values: dict[str, object] = {
-        "id": uuid.uuid4(),
-        "school_id": "oakfield",
-        "kind": MessageKind.staff_message,
-        "sender_sub": "teacher@oakfield",
-        "sender_address": SENDER,
-        "subject": "Year 4 trip to the museum",
-        "body_text": "Dear families, the coach leaves at 9:15.",
-        "body_html": None,
-        "sensitivity": Sensitivity.normal,
-        "urgent": False,
-        "approval": Approval.not_needed,
-        "created_at": NOW,
-    }
-    values.update(overrides)
-    return Message(**values)
-
-
-def a_delivery(message: Message, **overrides: object) -> Delivery:
-    delivery_id = uuid.uuid4()
-    values: dict[str, object] = {
-        "id": delivery_id,
-        "message_id": message.id,
-        "school_id": message.school_id,
-        "recipient_kind": RecipientKind.family,
-        "guardian_ids": [],
-        "pupil_ids": [],
-        "to_addresses": [CARER],
-        "cc_addresses": [HEAD],
-        "status": DeliveryStatus.queued,
-        "due_at": NOW,
-        "attempts": 0,
-        "message_id_header": new_message_id_header(delivery_id, "oakfield.sch.uk"),
-        "created_at": NOW,
-    }
-    values.update(overrides)
-    return Delivery(**values)
 
 
 def delivered(message: Message, delivery: Delivery | None = None) -> EmailMessage:
