@@ -6,69 +6,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from joserfc import jws
 from joserfc.jwk import OKPKey
 from sqlalchemy import text
 
-from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.checkpoints import AuditSigningKey, notary_from_settings
 from hallpass_kit.settings import CommonSettings, Environment, InsecureSettingsError
-from tests import databases
 from tests.conftest import TokenFactory
-from tests.databases import BACKENDS
 from tests.kit.audit_trails import (
     SCHOOL,
-    SERVICES,
     Trail,
-    build_app,
-    postgres_databases,
-    sqlite_templates,
 )
 
 OTHER_SCHOOL = "riverside"
 
 
-@pytest.fixture(scope="session")
-def audit_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return sqlite_templates(tmp_path_factory.mktemp("audit-checkpoint-templates"))
-
-
-@pytest.fixture(scope="session")
-def audit_postgres() -> Iterator[dict[str, str]]:
-    with postgres_databases() as urls:
-        yield urls
-
-
-@pytest.fixture(
-    params=[(service, backend) for service in SERVICES for backend in BACKENDS],
-    ids=lambda p: f"{p[0]}-{p[1]}",
-)
-def trail(request: pytest.FixtureRequest, tmp_path: Path, issuer: DevIssuer) -> Iterator[Trail]:
-    service, backend = request.param
-    kind = SERVICES[service]
-    if backend == "sqlite":
-        database = databases.sqlite_copy(
-            request.getfixturevalue("audit_templates")[service], tmp_path
-        )
-    else:
-        database = databases.emptied(
-            request.getfixturevalue("audit_postgres")[service], kind.metadata
-        )
-    common = CommonSettings(
-        env=Environment.test,
-        data_dir=tmp_path / "data",
-        audit_checkpoint_every_entries=10,
-        audit_checkpoint_every_minutes=30,
-    )
-    app = build_app(kind, database, common, TokenVerifier(common, key_set=issuer.key_set()))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Trail(kind, database, client, common)
-    database.dispose()
+@pytest.fixture
+def audit_settings() -> dict[str, Any]:
+    # Checkpoints every 10 entries, so a test reaches one with a few entries.
+    return {"audit_checkpoint_every_entries": 10, "audit_checkpoint_every_minutes": 30}
 
 
 def test_a_head_sees_only_their_own_schools_entry_count(trail: Trail, auth: TokenFactory) -> None:

@@ -7,62 +7,19 @@ the database's guards, as the database's owner could do it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from hallpass_kit.audit import GENESIS_HASH, Finding, entry_hash
-from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.checkpoints import AuditSigningKey
 from hallpass_kit.db import utcnow
-from hallpass_kit.settings import CommonSettings, Environment
-from tests import databases
 from tests.conftest import TokenFactory
-from tests.databases import BACKENDS
 from tests.kit.audit_trails import (
     SCHOOL,
-    SERVICES,
     Trail,
-    build_app,
     payload_of,
-    postgres_databases,
-    sqlite_templates,
 )
-
-
-@pytest.fixture(scope="session")
-def audit_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return sqlite_templates(tmp_path_factory.mktemp("audit-templates"))
-
-
-@pytest.fixture(scope="session")
-def audit_postgres() -> Iterator[dict[str, str]]:
-    with postgres_databases() as urls:
-        yield urls
-
-
-@pytest.fixture(
-    params=[(service, backend) for service in SERVICES for backend in BACKENDS],
-    ids=lambda p: f"{p[0]}-{p[1]}",
-)
-def trail(request: pytest.FixtureRequest, tmp_path: Path, issuer: DevIssuer) -> Iterator[Trail]:
-    service, backend = request.param
-    kind = SERVICES[service]
-    if backend == "sqlite":
-        template = request.getfixturevalue("audit_templates")[service]
-        database = databases.sqlite_copy(template, tmp_path)
-    else:
-        url = request.getfixturevalue("audit_postgres")[service]
-        database = databases.emptied(url, kind.metadata)
-    common = CommonSettings(env=Environment.test, data_dir=tmp_path / "data")
-    app = build_app(kind, database, common, TokenVerifier(common, key_set=issuer.key_set()))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Trail(kind, database, client, common)
-    database.dispose()
 
 
 def report(trail: Trail, auth: TokenFactory) -> dict[str, object]:
