@@ -61,19 +61,23 @@ def common_settings(tmp_path: Path) -> CommonSettings:
     return CommonSettings(env=Environment.test, data_dir=tmp_path / "data")
 
 
+def build_consent_app(database: Database, issuer: DevIssuer, common: CommonSettings) -> FastAPI:
+    """The consent app on a migrated test database, tokens from ``issuer``, no background work."""
+    return create_app(
+        common=common,
+        settings=ConsentSettings(),
+        verifier=TokenVerifier(common, key_set=issuer.key_set()),
+        database=database,
+        run_background=False,
+        migrate=False,
+    )
+
+
 @pytest.fixture
 def consent_app(
     consent_db: Database, issuer: DevIssuer, common_settings: CommonSettings
 ) -> FastAPI:
-    verifier = TokenVerifier(common_settings, key_set=issuer.key_set())
-    return create_app(
-        common=common_settings,
-        settings=ConsentSettings(),
-        verifier=verifier,
-        database=consent_db,
-        run_background=False,
-        migrate=False,
-    )
+    return build_consent_app(consent_db, issuer, common_settings)
 
 
 @pytest.fixture

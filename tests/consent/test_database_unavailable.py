@@ -12,36 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from hallpass_consent.app import create_app
 from hallpass_consent.models import Base
-from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.auth import DevIssuer
 from hallpass_kit.db import Database, DatabaseOptions
 from hallpass_kit.settings import CommonSettings
 from tests import databases
-from tests.conftest import TokenFactory
+from tests.conftest import TokenFactory, build_consent_app
 from tests.consent.builders import SchoolBuilder, assert_problem
 from tests.databases import POSTGRES_URL
 
 SHORT_WAITS = DatabaseOptions(
     pool_size=2, max_overflow=0, pool_timeout=1.0, lock_timeout=0.3, statement_timeout=5.0
 )
-
-
-def _app(database: Database, issuer: DevIssuer, common: CommonSettings) -> FastAPI:
-    return create_app(
-        common=common,
-        settings=ConsentSettings(),
-        verifier=TokenVerifier(common, key_set=issuer.key_set()),
-        database=database,
-        run_background=False,
-        migrate=False,
-    )
 
 
 # --- SQLite: the write lock held by someone else -------------------------------------------------
@@ -58,7 +44,7 @@ def test_sqlite_write_lock_held_elsewhere_is_503_and_reads_go_on(
     sqlite_path: Path, issuer: DevIssuer, common_settings: CommonSettings, auth: TokenFactory
 ) -> None:
     database = Database(f"sqlite:///{sqlite_path}", SHORT_WAITS)
-    with TestClient(_app(database, issuer, common_settings)) as client:
+    with TestClient(build_consent_app(database, issuer, common_settings)) as client:
         school = SchoolBuilder(client, auth)
         school.set_up()
         school.school_class("Year 3 Oak", 3)
@@ -182,7 +168,7 @@ def test_postgres_connections_killed_are_replaced_without_an_error(
 ) -> None:
     databases.emptied(postgres_database, Base.metadata).dispose()
     database = Database(postgres_database, SHORT_WAITS)
-    with TestClient(_app(database, issuer, common_settings)) as client:
+    with TestClient(build_consent_app(database, issuer, common_settings)) as client:
         SchoolBuilder(client, auth).set_up()
         assert client.get("/v1/classes", headers=auth("staff")).status_code == 200
         admin = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
@@ -211,7 +197,7 @@ def test_postgres_unreachable_is_503_then_recovers_by_itself(
     url, relay = relayed_postgres
     databases.emptied(url, Base.metadata).dispose()
     database = Database(url, SHORT_WAITS)
-    with TestClient(_app(database, issuer, common_settings)) as client:
+    with TestClient(build_consent_app(database, issuer, common_settings)) as client:
         SchoolBuilder(client, auth).set_up()
         relay.cut()
         read = client.get("/v1/classes", headers=auth("staff"))

@@ -15,13 +15,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from hallpass_consent.app import create_app
-from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.auth import DevIssuer
 from hallpass_kit.db import Database
 from hallpass_kit.errors import MAX_LISTED_PROBLEMS
 from hallpass_kit.settings import CommonSettings, Environment
-from tests.conftest import TokenFactory
+from tests.conftest import TokenFactory, build_consent_app
 from tests.consent.builders import SchoolBuilder, SchoolRecords, assert_problem
 
 
@@ -166,14 +164,7 @@ def test_deeply_nested_json_is_a_client_error(
 
 @pytest.fixture
 def broken_app(consent_db: Database, issuer: DevIssuer, common_settings: CommonSettings) -> FastAPI:
-    app = create_app(
-        common=common_settings,
-        settings=ConsentSettings(),
-        verifier=TokenVerifier(common_settings, key_set=issuer.key_set()),
-        database=consent_db,
-        run_background=False,
-        migrate=False,
-    )
+    app = build_consent_app(consent_db, issuer, common_settings)
 
     @app.get("/v1/broken", include_in_schema=False)
     def broken() -> None:
@@ -218,14 +209,7 @@ def test_past_the_concurrency_limit_requests_are_shed_and_health_still_answers(
     common = CommonSettings(
         env=Environment.test, data_dir=tmp_path / "data", max_concurrent_requests=1
     )
-    app = create_app(
-        common=common,
-        settings=ConsentSettings(),
-        verifier=TokenVerifier(common, key_set=issuer.key_set()),
-        database=consent_db,
-        run_background=False,
-        migrate=False,
-    )
+    app = build_consent_app(consent_db, issuer, common)
     entered, release = threading.Event(), threading.Event()
 
     @app.get("/v1/slow", include_in_schema=False)
