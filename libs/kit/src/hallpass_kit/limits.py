@@ -7,7 +7,6 @@ header read, and so a refusal never reaches (or waits for) the thread pool or th
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, Problem
+from hallpass_kit.errors import problem_response
 
 logger = logging.getLogger("hallpass.errors")
 
@@ -40,13 +39,11 @@ class Admission:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_flight = 0
-        self.shed = 0
         self._lock = threading.Lock()
 
     def try_enter(self) -> bool:
         with self._lock:
             if self.in_flight >= self.limit:
-                self.shed += 1
                 return False
             self.in_flight += 1
             return True
@@ -69,41 +66,22 @@ def process_admission(limit: int) -> Admission:
         return admission
 
 
-def _problem_bytes(
-    scope: Scope, *, status: int, code: str, title: str, detail: str
-) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    request = Request(scope)
-    problem = Problem(
-        type=f"https://hallpass.school/problems/{code}",
-        title=title,
-        status=status,
-        detail=detail,
-        code=code,
-        instance=request.url.path,
-        request_id=request.headers.get("x-request-id"),
-    )
-    body = json.dumps(problem.model_dump(mode="json", exclude_none=True)).encode()
-    headers = [
-        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    return body, headers
-
-
 async def send_problem(
     scope: Scope,
+    receive: Receive,
     send: Send,
     *,
     status: int,
     code: str,
     title: str,
     detail: str,
-    headers: Mapping[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    body, raw_headers = _problem_bytes(scope, status=status, code=code, title=title, detail=detail)
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    """Answer with the same problem+json every handler gives, from outside the app's handlers."""
+    response = problem_response(
+        Request(scope), status=status, code=code, title=title, detail=detail, headers=headers
+    )
+    await response(scope, receive, send)
 
 
 def _is_health(scope: Scope) -> bool:
@@ -130,6 +108,7 @@ class AdmissionMiddleware:
         if not self.admission.try_enter():
             await send_problem(
                 scope,
+                receive,
                 send,
                 status=503,
                 code="overloaded",
@@ -215,6 +194,7 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await send_problem(
                 scope,
+                receive,
                 send,
                 status=413,
                 code="payload_too_large",
@@ -278,6 +258,7 @@ class UnhandledErrorMiddleware:
                 return
             await send_problem(
                 scope,
+                receive,
                 send,
                 status=500,
                 code="internal_error",
