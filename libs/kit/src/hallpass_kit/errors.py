@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from hallpass_kit.fields import unstorable_at
+from hallpass_kit.fields import unstorable_text_error
 
 logger = logging.getLogger("hallpass.errors")
 
@@ -213,13 +213,9 @@ def _problem_detail(err: Mapping[str, Any]) -> ProblemDetail:
     value = err.get("input")
     if code == "string_pattern_mismatch" and isinstance(value, str):
         # Text patterns also exclude U+0000; say that rather than quote the regular expression.
-        position = unstorable_at(value)
-        if position is not None:
-            code = "unstorable_character"
-            detail = (
-                f"Text may not contain U+{ord(value[position]):04X} (NUL or a lone surrogate); "
-                f"found at {position}."
-            )
+        unstorable = unstorable_text_error(value)
+        if unstorable is not None:
+            code, detail = unstorable.type, unstorable.message()
     return ProblemDetail(code=code, detail=detail[:500], where=_where(err.get("loc", ()))[:500])
 
 

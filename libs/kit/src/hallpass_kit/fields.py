@@ -33,10 +33,16 @@ _T = TypeVar("_T")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def unstorable_at(value: str) -> int | None:
-    """Where ``value`` holds a character no store can keep (see below), if it does."""
+def unstorable_text_error(value: str) -> PydanticCustomError | None:
+    """The refusal for ``value`` when it holds a character no store can keep (see below)."""
     found = _UNSTORABLE.search(value)
-    return None if found is None else found.start()
+    if found is None:
+        return None
+    return PydanticCustomError(
+        "unstorable_character",
+        "Text may not contain U+{codepoint} (NUL or a lone surrogate); found at {position}.",
+        {"codepoint": f"{ord(found.group()):04X}", "position": found.start()},
+    )
 
 
 def refuse_unstorable(value: _T) -> _T:
@@ -46,13 +52,9 @@ def refuse_unstorable(value: _T) -> _T:
     """
     if not isinstance(value, str):
         return value
-    found = _UNSTORABLE.search(value)
-    if found is not None:
-        raise PydanticCustomError(
-            "unstorable_character",
-            "Text may not contain U+{codepoint} (NUL or a lone surrogate); found at {position}.",
-            {"codepoint": f"{ord(found.group()):04X}", "position": found.start()},
-        )
+    error = unstorable_text_error(value)
+    if error is not None:
+        raise error
     return value
 
 
