@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -54,6 +55,8 @@ class ServiceContext:
     dispatcher: Dispatcher
     audit: AuditChain
     run_background: bool = True
+    # The one clock of the service: services and policies are handed the time, never read it.
+    clock: Callable[[], dt.datetime] = utcnow
     extras: dict[str, Any] = field(default_factory=dict)
     # Handlers for other services' events, wired up by whoever hosts both (the gateway).
     listens: list[Listener] = field(default_factory=list)

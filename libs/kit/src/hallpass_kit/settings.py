@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hallpass_kit.db import DatabaseOptions
@@ -71,6 +71,35 @@ class CommonSettings(BaseSettings):
 
     # Signs outgoing webhooks once they are delivered over HTTP; unused in all-in-one mode.
     webhook_secret: str = "changeme"  # noqa: S105 - refused in production by the validator below
+
+    # Services apart (docs/deploy.md): where each one answers. Unset in all-in-one mode, where
+    # the gateway builds every service in its own process and calls them in-process.
+    consent_url: str | None = None
+    media_url: str | None = None
+    comms_url: str | None = None
+    # False in an API replica whose background work (outbox, webhooks, scans, mail) runs in
+    # `hallpass worker` processes instead.
+    run_background: bool = True
+    # How services prove who they are to each other when apart: a signing key shared by the
+    # deployment's services (a JWK, by file or inline), or OAuth2 client credentials from the
+    # identity provider. Neither is needed in all-in-one mode.
+    service_key_file: Path | None = None
+    service_key: SecretStr | None = None
+    service_token_url: str | None = None
+    service_client_id: str | None = None
+    service_client_secret: SecretStr | None = None
+    service_token_scope: str | None = None
+    # Bound on one call to another service, connection included.
+    service_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    # What people and the CMS are given in links (downloads, secure views): the address the
+    # school publishes, never an internal host name.
+    public_base_url: str | None = None
+    # Browser origins allowed to call the API (a school website's own scripts); none by default.
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    # One JSON line per request and per log record ("json"), or text for a person at a terminal.
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Audit checkpoints: the chain's head signed with the audit key and kept outside the database
     # (docs/operations.md, "Audit trail"). Without a key path, embedded mode makes one under the
