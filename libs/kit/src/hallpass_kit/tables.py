@@ -9,12 +9,14 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
 )
 
@@ -27,6 +29,9 @@ class KitTables:
     outbox_event: Table
     consumed_event: Table
     idempotency_record: Table
+    webhook_subscription: Table
+    webhook_subscriber: Table
+    webhook_delivery: Table
 
 
 def define_kit_tables(metadata: MetaData) -> KitTables:
@@ -88,4 +93,62 @@ def define_kit_tables(metadata: MetaData) -> KitTables:
         Column("created_at", UTCDateTime(), nullable=False, index=True),
         PrimaryKeyConstraint("school", "actor", "key"),
     )
-    return KitTables(audit_entry, outbox_event, consumed_event, idempotency_record)
+    return KitTables(
+        audit_entry,
+        outbox_event,
+        consumed_event,
+        idempotency_record,
+        *_define_webhook_tables(metadata),
+    )
+
+
+def _define_webhook_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
+    # A school's own subscribers (its CMS), made through the admin API. Deployment-wide ones
+    # (media hearing consent.changed) come from settings and have no row here.
+    webhook_subscription = Table(
+        "webhook_subscription",
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("school", String(64), nullable=False),
+        Column("name", String(100), nullable=False),
+        Column("url", String(2000), nullable=False),
+        Column("events", JSON(), nullable=False),
+        Column("secret", String(200), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("created_by", String(200), nullable=False),
+        UniqueConstraint("school", "name"),
+    )
+    # How each subscriber is faring, by subscriber key (``settings:<name>`` or
+    # ``subscription:<id>``): what an operator reads before replaying dead letters.
+    webhook_subscriber = Table(
+        "webhook_subscriber",
+        metadata,
+        Column("subscriber", String(140), primary_key=True),
+        Column("consecutive_failures", Integer(), nullable=False),
+        Column("last_delivered_at", UTCDateTime(), nullable=True),
+        Column("last_failed_at", UTCDateTime(), nullable=True),
+        Column("last_error", Text(), nullable=True),
+    )
+    # One row per event per subscriber. The body is kept whole so a dead letter can be replayed
+    # after its outbox event has been purged.
+    webhook_delivery = Table(
+        "webhook_delivery",
+        metadata,
+        Column("id", Uuid(), primary_key=True),
+        Column("event_id", Uuid(), nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("school", String(64), nullable=False),
+        Column("subscriber", String(140), nullable=False),
+        Column("body", JSON(), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("attempts", Integer(), nullable=False),
+        Column("next_attempt_at", UTCDateTime(), nullable=False),
+        Column("last_error", Text(), nullable=True),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("finished_at", UTCDateTime(), nullable=True),
+        # The outbox is delivered at least once: a second fan-out of one event adds nothing.
+        UniqueConstraint("event_id", "subscriber"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "school", "status"),
+    )
+    return webhook_subscription, webhook_subscriber, webhook_delivery
