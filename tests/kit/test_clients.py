@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, HTTPException, Request
+from joserfc import jwt
+from pydantic import SecretStr
 
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role, TokenVerifier
-from hallpass_kit.clients import DevServiceTokens, ServiceClient, caller_token
+from hallpass_kit.clients import (
+    SCHOOL_HEADER,
+    ClientCredentialsTokens,
+    DevServiceTokens,
+    ServiceClient,
+    caller_token,
+    generate_service_key,
+    load_service_key,
+    service_tokens,
+)
 from hallpass_kit.errors import ServiceUnavailable, Unauthenticated
 from hallpass_kit.settings import CommonSettings, Environment
+from tests.servers import serving
 
 
 def _callee() -> FastAPI:
@@ -149,3 +167,238 @@ def test_only_the_internal_issuer_can_be_trusted_as_internal() -> None:
 
     with pytest.raises(ValueError, match="internal issuer"):
         verifier.trust_internal(DevIssuer.generate("https://login.example.org", "hallpass"))
+
+
+# --- services apart: pooled HTTP, replicas, the deployment's service key, client credentials ---
+
+
+def _port_recorder() -> tuple[FastAPI, list[int]]:
+    app = FastAPI()
+    ports: list[int] = []
+
+    @app.get("/echo")
+    def echo(request: Request, authorization: str = Header()) -> dict[str, str]:
+        assert request.client is not None
+        ports.append(request.client.port)
+        return {"authorization": authorization, "school": request.headers.get(SCHOOL_HEADER, "")}
+
+    return app, ports
+
+
+def test_calls_over_http_reuse_pooled_connections() -> None:
+    app, ports = _port_recorder()
+    with serving(app) as url:
+        client = ServiceClient(name="consent", base_url=url)
+        try:
+            for _ in range(20):
+                client.request_sync("GET", "/echo", school="oakfield", caller_token="t")
+        finally:
+            client.close()
+
+    assert len(ports) == 20
+    # One keep-alive connection serves consecutive calls from one thread.
+    assert len(set(ports)) == 1
+
+
+def test_async_calls_over_http_reuse_pooled_connections() -> None:
+    app, ports = _port_recorder()
+    with serving(app) as url:
+        client = ServiceClient(name="consent", base_url=url)
+
+        async def twenty_calls() -> None:
+            for _ in range(20):
+                await client.request("GET", "/echo", school="oakfield", caller_token="t")
+            await client.aclose()
+
+        asyncio.run(twenty_calls())
+
+    assert len(ports) == 20
+    assert len(set(ports)) == 1
+
+
+def test_a_replica_that_refuses_the_connection_is_skipped_for_the_next() -> None:
+    app, ports = _port_recorder()
+    with serving(app) as url:
+        client = ServiceClient(
+            name="consent", base_url=[f"http://127.0.0.1:{_closed_port()}", url], timeout=2.0
+        )
+        try:
+            answers = [
+                client.request_sync("GET", "/echo", school="s", caller_token="t").status_code
+                for _ in range(4)
+            ]
+        finally:
+            client.close()
+
+    assert answers == [200, 200, 200, 200]
+    assert len(ports) == 4
+
+
+def test_every_call_names_its_school() -> None:
+    app, _ports = _port_recorder()
+    client = ServiceClient(name="consent", app=app)
+
+    response = client.request_sync("GET", "/echo", school="oakfield", caller_token="t")
+
+    assert response.json()["school"] == "oakfield"
+
+
+def test_in_process_calls_from_threads_share_one_event_loop() -> None:
+    app = FastAPI()
+    loops: list[int] = []
+
+    @app.get("/loop")
+    async def loop() -> dict[str, bool]:
+        loops.append(id(asyncio.get_running_loop()))
+        return {"ok": True}
+
+    client = ServiceClient(name="consent", app=app)
+    callers = [
+        threading.Thread(
+            target=client.request_sync,
+            args=("GET", "/loop"),
+            kwargs={"school": "s", "caller_token": "t"},
+        )
+        for _ in range(10)
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    client.close()
+
+    # No event loop per call: every call from every thread ran on the client's one loop.
+    assert len(loops) == 10
+    assert len(set(loops)) == 1
+
+
+def test_services_apart_trust_each_others_tokens_through_the_shared_service_key(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "service-key.json"
+    key_file.write_text(json.dumps(generate_service_key()))
+    # Two processes' worth of settings: the caller (media) signs, the callee (consent) verifies.
+    media = CommonSettings(env=Environment.test, service_key_file=key_file)
+    consent = CommonSettings(env=Environment.test, service_key_file=key_file)
+    callee_key = load_service_key(consent)
+    assert callee_key is not None
+    verifier = TokenVerifier(
+        consent, key_set=DevIssuer.generate("hallpass-dev", "hallpass").key_set()
+    )
+    verifier.trust_internal(callee_key)
+
+    tokens = service_tokens(media, "media")
+    assert tokens is not None
+    principal = verifier.verify(tokens.token_for("oakfield"))
+
+    assert principal.sub == "service:media"
+    assert principal.school == "oakfield"
+    assert principal.roles == frozenset({Role.service})
+
+
+def test_a_service_key_of_another_deployment_is_refused(tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    ours.write_text(json.dumps(generate_service_key()))
+    theirs.write_text(json.dumps(generate_service_key()))
+    consent = CommonSettings(env=Environment.test, service_key_file=ours)
+    verifier = TokenVerifier(
+        consent, key_set=DevIssuer.generate("hallpass-dev", "hallpass").key_set()
+    )
+    callee_key = load_service_key(consent)
+    assert callee_key is not None
+    verifier.trust_internal(callee_key)
+    foreign = service_tokens(CommonSettings(env=Environment.test, service_key_file=theirs), "media")
+    assert foreign is not None
+
+    with pytest.raises(Unauthenticated):
+        verifier.verify(foreign.token_for("oakfield"))
+
+
+def test_a_public_key_cannot_serve_as_the_service_key(tmp_path: Path) -> None:
+    private = generate_service_key()
+    public = {k: v for k, v in private.items() if k in ("kty", "n", "e", "kid", "use", "alg")}
+    key_file = tmp_path / "public.json"
+    key_file.write_text(json.dumps(public))
+
+    with pytest.raises(ValueError, match="private"):
+        load_service_key(CommonSettings(env=Environment.test, service_key_file=key_file))
+
+
+def _token_endpoint(idp: DevIssuer, client_id: str, secret: str) -> tuple[FastAPI, list[str]]:
+    # Shaped like an OAuth2 token endpoint (RFC 6749 section 4.4): client authentication by
+    # HTTP Basic, a form body, a JSON answer with access_token, token_type and expires_in.
+    app = FastAPI()
+    grants: list[str] = []
+
+    @app.post("/token")
+    async def token(request: Request) -> dict[str, object]:
+        form = await request.form()
+        expected = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        if request.headers.get("authorization") != expected:
+            raise HTTPException(401, "invalid_client")
+        grants.append(str(form.get("grant_type")))
+        now = int(time.time())
+        access = jwt.encode(
+            {"alg": "RS256", "kid": idp.kid},
+            {
+                "iss": idp.issuer,
+                "aud": idp.audience,
+                "sub": f"service-account-{client_id}",
+                "iat": now,
+                "exp": now + 300,
+                "roles": ["service"],
+            },
+            idp.key,
+        )
+        return {"access_token": access, "token_type": "Bearer", "expires_in": 300}
+
+    return app, grants
+
+
+def test_client_credentials_token_is_fetched_once_and_acts_for_the_named_school() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    app, grants = _token_endpoint(idp, "hallpass-services", "s3cret-s3cret")
+    with serving(app) as url:
+        common = CommonSettings(
+            env=Environment.test,
+            service_token_url=f"{url}/token",
+            service_client_id="hallpass-services",
+            service_client_secret=SecretStr("s3cret-s3cret"),
+        )
+        tokens = service_tokens(common, "media")
+        assert isinstance(tokens, ClientCredentialsTokens)
+        first, second = tokens.token_for("oakfield"), tokens.token_for("elmwood")
+        tokens.close()
+
+    assert grants == ["client_credentials"]
+    assert first == second
+    principal = _idp_verifier(idp).verify(first)
+    assert principal.needs_school
+    assert principal.for_school("oakfield").school == "oakfield"
+
+
+def test_a_person_without_a_school_claim_is_still_refused() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    now = int(time.time())
+    token = jwt.encode(
+        {"alg": "RS256", "kid": idp.kid},
+        {"iss": idp.issuer, "aud": "hallpass", "sub": "head", "exp": now + 60, "roles": ["head"]},
+        idp.key,
+    )
+
+    with pytest.raises(Unauthenticated, match="no `school` claim"):
+        _idp_verifier(idp).verify(token)
+
+
+def test_refused_client_credentials_fail_closed() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    app, _grants = _token_endpoint(idp, "hallpass-services", "right-secret")
+    with serving(app) as url:
+        tokens = ClientCredentialsTokens(
+            token_url=f"{url}/token", client_id="hallpass-services", client_secret="wrong"
+        )
+        with pytest.raises(ServiceUnavailable) as refused:
+            tokens.token_for("oakfield")
+        tokens.close()
+
+    assert refused.value.code == "service_token_unavailable"

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +81,17 @@ class Principal:
 
     def has_any(self, roles: Iterable[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
+
+    @property
+    def needs_school(self) -> bool:
+        """A service token from client credentials: the call names the school it is for."""
+        return not self.school
+
+    def for_school(self, school: str) -> Principal:
+        """This service principal acting for ``school`` (named by the calling service)."""
+        if not self.needs_school or self.roles != frozenset({Role.service}):
+            raise ValueError("only a service token without a school may be given one")
+        return replace(self, school=school)
 
     @property
     def actor(self) -> str:
@@ -227,7 +238,9 @@ class _Claims(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     sub: _Subject
-    school: _School
+    # Required of people; a service's token from client credentials names none and speaks for the
+    # school named in each call (``Principal.for_school``).
+    school: _School | None = None
     roles: list[str] = []
     # The optional claims may also be null: some providers' mappers send an unset attribute so.
     guardian: _GuardianId | None = None
@@ -596,13 +609,17 @@ class TokenVerifier:
             raise Unauthenticated(
                 "The token carries no Hallpass role.", code="invalid_token", rule="A1"
             )
+        if parsed.school is None and roles != frozenset({Role.service}):
+            raise Unauthenticated(
+                f"The token has no `{names['school']}` claim.", code="invalid_token", rule="A1"
+            )
         if Role.parent in roles and parsed.guardian is None:
             raise Unauthenticated(
                 "A carer's token must name the guardian.", code="invalid_token", rule="A2"
             )
         return Principal(
             sub=parsed.sub,
-            school=parsed.school,
+            school=parsed.school or "",
             roles=roles,
             guardian_id=parsed.guardian,
             email=parsed.email,
