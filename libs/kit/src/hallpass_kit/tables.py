@@ -144,6 +144,10 @@ def _define_webhook_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
         Column("attempts", Integer(), nullable=False),
         Column("next_attempt_at", UTCDateTime(), nullable=False),
         Column("last_error", Text(), nullable=True),
+        # The job engine's claim (jobs.py): a sender that dies mid-delivery leaves a lease that
+        # lapses, and the delivery is taken again.
+        Column("claimed_by", String(100), nullable=True),
+        Column("claimed_until", UTCDateTime(), nullable=True),
         Column("created_at", UTCDateTime(), nullable=False),
         Column("finished_at", UTCDateTime(), nullable=True),
         # The outbox is delivered at least once: a second fan-out of one event adds nothing.

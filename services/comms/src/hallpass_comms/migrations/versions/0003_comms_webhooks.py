@@ -35,6 +35,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', hallpass_kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('claimed_by', sa.String(length=100), nullable=True),
+    sa.Column('claimed_until', hallpass_kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', hallpass_kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', hallpass_kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_delivery')),
