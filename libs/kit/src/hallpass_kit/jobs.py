@@ -281,7 +281,7 @@ class JobQueue:
             or_(self._until.is_(None), self._until < now),
         )
 
-    def claim(self, limit: int) -> list[Job]:
+    def claim(self, limit: int, *, now: dt.datetime | None = None) -> list[Job]:
         """Claim up to ``limit`` due jobs for a new claim token, counting an attempt on each.
 
         Due: waiting rows whose next attempt has come and that no live lease holds (a lapsed
@@ -290,7 +290,7 @@ class JobQueue:
         """
         if limit < 1:
             return []
-        now = self.clock()
+        now = now or self.clock()
         token = f"{self.worker_id}#{next(self._claims)}"
         until = now + self.queue.lease
         t = self.queue.table
@@ -456,12 +456,13 @@ class JobQueue:
         *,
         limit: int,
         stopping: Callable[[], bool] = lambda: False,
+        now: dt.datetime | None = None,
     ) -> BatchReport:
         """Claim up to ``limit`` jobs, hand each to ``handler`` and record its outcome.
 
         A handler that raises is a retry (its error recorded); stopping puts the rest back.
         """
-        jobs = self.claim(limit)
+        jobs = self.claim(limit, now=now)
         done = 0
         for index in range(len(jobs)):
             rest = self.keep_lease(jobs[index:])
@@ -483,11 +484,16 @@ class JobQueue:
                 return BatchReport(len(jobs), done, halted=True)
         return BatchReport(len(jobs), done, halted=False)
 
-    def run_until_idle(self, handler: Handler, *, limit: int) -> int:
-        """Passes until no full batch is left due (or a handler halts); how many were done."""
+    def run_until_idle(
+        self, handler: Handler, *, limit: int, now: dt.datetime | None = None
+    ) -> int:
+        """Passes until no full batch is left due (or a handler halts); how many were done.
+
+        ``now`` claims as if it were that moment (what is due then); outcomes use the clock.
+        """
         done = 0
         while True:
-            report = self.run_batch(handler, limit=limit)
+            report = self.run_batch(handler, limit=limit, now=now)
             done += report.done
             if report.claimed < limit or report.halted:
                 return done

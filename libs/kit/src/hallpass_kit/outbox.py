@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from hallpass_kit.db import Database, utcnow
+from hallpass_kit.jobs import Backoff, Job, JobQueue, Outcome, Queue, Runner
 from hallpass_kit.tables import KitTables
 
 logger = logging.getLogger("hallpass.outbox")
@@ -93,29 +93,69 @@ class _Periodic:
     next_run: dt.datetime = field(default_factory=utcnow)
 
 
+def outbox_queue(
+    tables: KitTables,
+    *,
+    service: str,
+    max_attempts: int = 100,
+    max_backoff: dt.timedelta = dt.timedelta(minutes=10),
+    lease: dt.timedelta = dt.timedelta(minutes=5),
+) -> Queue:
+    """The outbox as a job queue: an event is a job until dispatched to all its subscribers.
+
+    An event failing for ``max_attempts`` tries (about half a day at the default cap) is set
+    aside as a dead letter, to be read and replayed, rather than retried for ever.
+    """
+    t = tables.outbox_event
+    return Queue(
+        service=service,
+        kind="outbox",
+        table=t,
+        waiting=t.c.dispatched_at.is_(None),
+        order_by=(t.c.occurred_at,),
+        max_attempts=max_attempts,
+        lease=lease,
+        # The first retry waits one to two seconds: a subscriber that failed a moment ago is
+        # not called again within the same breath.
+        backoff=Backoff(first=dt.timedelta(seconds=2), cap=max_backoff),
+    )
+
+
 class Dispatcher:
-    """Delivers stored events to subscribers; runs in a background thread or on demand."""
+    """Delivers stored events to subscribers; runs in a background thread or on demand.
+
+    Claims, retries and dead letters are the job engine's (jobs.py), so any number of
+    dispatchers over one database deliver each event once per success.
+    """
 
     def __init__(
         self,
         database: Database,
         tables: KitTables,
         *,
+        service: str = "service",
         batch_size: int = 200,
         poll_interval: float = 2.0,
         max_backoff: dt.timedelta = dt.timedelta(minutes=10),
+        max_attempts: int = 100,
+        clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.database = database
         self.tables = tables
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.clock = clock
+        self.jobs = JobQueue(
+            database,
+            outbox_queue(
+                tables, service=service, max_attempts=max_attempts, max_backoff=max_backoff
+            ),
+            clock=clock,
+        )
         self._subscribers: dict[str, list[tuple[str, EventHandler]]] = {}
         self._periodic: list[_Periodic] = []
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        database.on_commit(self.wake)
+        self._runner = Runner(database, "dispatcher", self._run_pass, poll_interval=poll_interval)
 
     def subscribe(self, event_type: str, name: str, handler: EventHandler) -> None:
         self._subscribers.setdefault(event_type, []).append((name, handler))
@@ -125,55 +165,19 @@ class Dispatcher:
         self._periodic.append(_Periodic(name, interval, task))
 
     def wake(self) -> None:
-        self._wake.set()
+        self._runner.wake()
 
     def dispatch_pending(self, now: dt.datetime | None = None) -> int:
-        """Deliver every due event once; returns how many were delivered to all subscribers."""
-        delivered = 0
-        while True:
-            batch_delivered, batch_size = self._dispatch_batch(now or utcnow())
-            delivered += batch_delivered
-            if batch_size < self.batch_size:
-                return delivered
+        """Deliver every event due (as of ``now``) once; how many reached all their subscribers."""
+        return self.jobs.run_until_idle(self._dispatch, limit=self.batch_size, now=now)
 
-    def _dispatch_batch(self, now: dt.datetime) -> tuple[int, int]:
-        t = self.tables.outbox_event
-        delivered = 0
-        with self.database.sessionmaker() as session, session.begin():
-            query = (
-                select(t)
-                .where(t.c.dispatched_at.is_(None), t.c.next_attempt_at <= now)
-                .order_by(t.c.occurred_at)
-                .limit(self.batch_size)
-            )
-            if self.database.dialect == "postgresql":
-                # Several replicas may dispatch; each claims rows no other holds.
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
-            for row in rows:
-                event = Event(row.id, row.type, row.school, row.payload, row.occurred_at)
-                error = self._deliver(event)
-                if error is None:
-                    session.execute(
-                        update(t)
-                        .where(t.c.id == row.id)
-                        .values(dispatched_at=utcnow(), attempts=row.attempts + 1, last_error=None)
-                    )
-                    delivered += 1
-                else:
-                    backoff = min(
-                        dt.timedelta(seconds=2 ** min(row.attempts, 20)), self.max_backoff
-                    )
-                    session.execute(
-                        update(t)
-                        .where(t.c.id == row.id)
-                        .values(
-                            attempts=row.attempts + 1,
-                            next_attempt_at=now + backoff,
-                            last_error=error[:2000],
-                        )
-                    )
-        return delivered, len(rows)
+    def _dispatch(self, job: Job) -> Outcome:
+        row = job.row
+        event = Event(row["id"], row["type"], row["school"], row["payload"], row["occurred_at"])
+        error = self._deliver(event)
+        if error is None:
+            return Outcome.done({"dispatched_at": self.clock()})
+        return Outcome.retry(error)
 
     def _deliver(self, event: Event) -> str | None:
         handlers = self._subscribers.get(event.type, []) + self._subscribers.get("*", [])
@@ -186,7 +190,7 @@ class Dispatcher:
         return None
 
     def run_periodic(self, now: dt.datetime | None = None) -> None:
-        moment = now or utcnow()
+        moment = now or self.clock()
         for job in self._periodic:
             if job.next_run <= moment:
                 job.next_run = moment + job.interval
@@ -195,31 +199,18 @@ class Dispatcher:
                 except Exception:
                     logger.exception("periodic task %s failed", job.name)
 
+    def _run_pass(self) -> bool:
+        report = self.jobs.run_batch(
+            self._dispatch, limit=self.batch_size, stopping=lambda: self._runner.stopping
+        )
+        self.run_periodic()
+        return report.claimed == self.batch_size and not report.halted
+
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="hallpass-dispatcher", daemon=True)
-        self._thread.start()
+        self._runner.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll_interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.dispatch_pending()
-                self.run_periodic()
-            except Exception:
-                logger.exception("dispatcher pass failed; retrying on the next pass")
+        self._runner.stop(timeout=10)
 
 
 def purge_consumed(session: Session, table: Table, *, older_than: dt.datetime) -> None:

@@ -72,6 +72,11 @@ def define_kit_tables(metadata: MetaData) -> KitTables:
         Column("attempts", Integer(), nullable=False, default=0),
         Column("next_attempt_at", UTCDateTime(), nullable=False),
         Column("last_error", Text(), nullable=True),
+        # The job engine's claim (jobs.py): a dispatcher that dies mid-delivery leaves a lease
+        # that lapses; an event that fails every attempt is set aside as a dead letter.
+        Column("claimed_by", String(100), nullable=True),
+        Column("claimed_until", UTCDateTime(), nullable=True),
+        Column("dead_at", UTCDateTime(), nullable=True),
     )
     consumed_event = Table(
         "consumed_event",
