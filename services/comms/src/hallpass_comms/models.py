@@ -175,6 +175,8 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claimed_until: Mapped[dt.datetime | None]  # a crashed dispatcher's claim lapses here
+    # Set when the envelope is given up (refused for good, or out of attempts): a dead letter.
+    dead_at: Mapped[dt.datetime | None]
     # Stable per message and recipient: a resend after a crash carries the same id.
     message_id_header: Mapped[str] = mapped_column(String(255), unique=True)
     sent_at: Mapped[dt.datetime | None]

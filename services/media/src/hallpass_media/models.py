@@ -108,6 +108,12 @@ class MediaItem(Base):
     scan_claimed_at: Mapped[dt.datetime | None]
     # Claims so far; a scan that kills its worker is not taken again past the limit.
     scan_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The job engine's columns (hallpass_kit.jobs): the claim token and its lease, when to try
+    # again (NULL: at once), and when the scan was given up as a dead letter.
+    scan_claimed_by: Mapped[str | None] = mapped_column(String(100))
+    scan_claimed_until: Mapped[dt.datetime | None]
+    scan_due_at: Mapped[dt.datetime | None]
+    scan_dead_at: Mapped[dt.datetime | None]
     scanned_at: Mapped[dt.datetime | None]
     scan_result: Mapped[dict[str, Any] | None]
     scan_error: Mapped[str | None] = mapped_column(Text)
