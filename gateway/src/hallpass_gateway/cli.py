@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import difflib
 import getpass
+import importlib
 import importlib.util
 import json
 import os
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 Command = Callable[[argparse.Namespace], int]
 
 _EIGHT_HOURS = 8 * 3600
+# The services a process can serve or work for on its own (the gateway's prefixes, named).
+_SERVICE_NAMES = ["consent", "media", "comms"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,11 +54,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run every service in one process")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway (every service in one process, or a proxy to them) or one service",
+    )
+    serve.add_argument(
+        "service",
+        nargs="?",
+        default="gateway",
+        choices=["gateway", *_SERVICE_NAMES],
+        help="what this process serves (default: gateway)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=os.environ.get("PORT", "8000"))
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--skip-migrations",
+        action="store_true",
+        help="do not migrate first (a deployment's migrate job has done it)",
+    )
     serve.set_defaults(command=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run one service's background work (outbox, webhooks, scans, mail)"
+    )
+    worker.add_argument("service", choices=_SERVICE_NAMES)
+    worker.set_defaults(command=_worker)
+
+    service_key = commands.add_parser(
+        "service-key", help="make the key services apart sign their calls to each other with"
+    )
+    service_key.add_argument("--out", type=Path, required=True, help="file to write (mode 600)")
+    service_key.add_argument("--force", action="store_true", help="replace an existing file")
+    service_key.set_defaults(command=_service_key)
 
     token = commands.add_parser("token", help="print a bearer token from the dev issuer")
     token.add_argument(
@@ -73,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=_EIGHT_HOURS, help="lifetime in seconds")
     token.set_defaults(command=_token)
 
-    migrate = commands.add_parser("migrate", help="bring every service's database up to date")
+    migrate = commands.add_parser(
+        "migrate", help="bring the services' databases up to date (all, or those named)"
+    )
+    migrate.add_argument("services", nargs="*", choices=_SERVICE_NAMES, metavar="SERVICE")
     migrate.set_defaults(command=_migrate)
 
     import_ = commands.add_parser("import", help="import pupils and carers from an MIS CSV export")
@@ -109,20 +143,41 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from hallpass_gateway.app import SERVICES
+    from hallpass_gateway.app import SERVICES, service_name
+    from hallpass_gateway.asgi import proxy_mode
+    from hallpass_kit.clients import service_key
+    from hallpass_kit.logs import configure_logging
 
+    served: str = args.service
     host: str = args.host
     port: int = args.port
     workers: int = args.workers
     common = CommonSettings()
+    configure_logging(common)
     # Done once here rather than by each worker at start-up, where several processes would race
     # to migrate the same database and to create the same signing key.
-    for service in SERVICES.values():
-        service.migrate(common)
+    if not args.skip_migrations:
+        for prefix, service in SERVICES.items():
+            if served == service_name(prefix) or (served == "gateway" and not proxy_mode(common)):
+                service.migrate(common)
     if common.uses_dev_issuer:
         DevIssuer.load_or_create(
             common.dev_signing_key_path, common.auth_issuer, common.auth_audience
         )
+    if served != "gateway":
+        service_key(common)  # made once here, outside production, for the workers to share
+        _print_listening(host, port, served)
+        uvicorn.run(
+            f"hallpass_{served}.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            loop=_LOOP,
+            http="httptools",
+            log_config=None,
+            access_log=False,
+        )
+        return 0
 
     shown_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
     url = f"http://{shown_host}:{port}"
@@ -134,16 +189,57 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     uvicorn.run(
-        "hallpass_gateway.app:create_gateway",
-        factory=True,
+        "hallpass_gateway.asgi:app",
         host=host,
         port=port,
         workers=workers,
-        # uvloop is not built for Windows; the pyproject leaves it out there.
-        loop="uvloop" if importlib.util.find_spec("uvloop") is not None else "auto",
+        loop=_LOOP,
         http="httptools",
-        log_level="info",
+        # The kit's logging (HALLPASS_LOG_FORMAT) writes one line per request instead.
+        log_config=None,
+        access_log=False,
     )
+    return 0
+
+
+# uvloop is not built for Windows; the pyproject leaves it out there.
+_LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "auto"
+
+
+def _print_listening(host: str, port: int, served: str) -> None:
+    shown_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+    print(f"Hallpass {served} is listening on http://{shown_host}:{port}")
+    sys.stdout.flush()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from hallpass_kit.logs import configure_logging
+    from hallpass_kit.standalone import run_background_only
+
+    served: str = args.service
+    common = CommonSettings()
+    configure_logging(common)
+    create = importlib.import_module(f"hallpass_{served}.asgi").create
+    app = create(run_background=True)
+    print(f"Hallpass {served} worker started; stop it with SIGTERM or Ctrl-C")
+    sys.stdout.flush()
+    return run_background_only(app)
+
+
+def _service_key(args: argparse.Namespace) -> int:
+    from hallpass_kit.clients import generate_service_key
+
+    out: Path = args.out
+    if out.exists() and not args.force:
+        print(f"hallpass service-key: {out} exists (--force replaces it)", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(generate_service_key()))
+    temporary.replace(out)
+    print(f"service key written to {out}; give every service the same file")
     return 0
 
 
@@ -205,11 +301,14 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(_args: argparse.Namespace) -> int:
+def _migrate(args: argparse.Namespace) -> int:
     from hallpass_gateway.app import SERVICES, service_name
 
+    named: list[str] = args.services
     common = CommonSettings()
     for prefix, service in SERVICES.items():
+        if named and service_name(prefix) not in named:
+            continue
         service.migrate(common)
         print(f"{service_name(prefix)}: database is up to date")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import weakref
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp
 
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role
 from hallpass_kit.errors import ServiceUnavailable
-from hallpass_kit.settings import CommonSettings
+from hallpass_kit.settings import CommonSettings, Environment
 
 # The school a service token speaks for when the token itself names none (OAuth2 client
 # credentials tokens are issued to the service, not per school).
@@ -161,12 +162,45 @@ def load_service_key(common: CommonSettings) -> DevIssuer | None:
     return DevIssuer(key, INTERNAL_ISSUER, common.auth_audience)
 
 
+def service_key(common: CommonSettings) -> DevIssuer | None:
+    """The key services sign their tokens to each other with, when they run apart.
+
+    The configured one (file or inline); else, outside production, one made once under the data
+    dir, so services started apart on one machine trust each other with no set-up. Production
+    without one has none: service calls then need client credentials, or fail closed.
+    """
+    configured = load_service_key(common)
+    if configured is not None or common.env is Environment.production:
+        return configured
+    path = common.data_dir / "service-key.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Owner-only, written once; a process racing to make it loses harmlessly.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(generate_service_key()))
+    for _ in range(50):
+        try:
+            key = RSAKey.import_key(json.loads(path.read_text()))
+            return DevIssuer(key, INTERNAL_ISSUER, common.auth_audience)
+        except ValueError:
+            time.sleep(0.05)  # read while its maker was still writing it
+    raise ValueError(f"{path} is not a service key")
+
+
 def service_tokens(common: CommonSettings, caller: str) -> ServiceTokens | None:
     """How ``caller`` proves who it is to other services, from the settings."""
-    issuer = load_service_key(common)
-    if issuer is not None:
-        return DevServiceTokens(issuer, caller)
-    if common.service_token_url and common.service_client_id and common.service_client_secret:
+    # Client credentials when they are set and no service key is: a configured key wins.
+    if (
+        common.service_token_url
+        and common.service_client_id
+        and common.service_client_secret
+        and load_service_key(common) is None
+    ):
         return ClientCredentialsTokens(
             token_url=common.service_token_url,
             client_id=common.service_client_id,
@@ -174,6 +208,9 @@ def service_tokens(common: CommonSettings, caller: str) -> ServiceTokens | None:
             scope=common.service_token_scope,
             timeout=common.service_timeout_seconds,
         )
+    issuer = service_key(common)
+    if issuer is not None:
+        return DevServiceTokens(issuer, caller)
     return None
 
 

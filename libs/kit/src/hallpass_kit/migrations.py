@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, create_engine
+from sqlalchemy import Connection, MetaData, create_engine, text
 
 from hallpass_kit.db import Database
 
@@ -18,12 +18,29 @@ def alembic_config(script_location: Path, database: Database) -> Config:
     return config
 
 
+# Any constant will do: PostgreSQL's advisory locks are per database, one database per service.
+_MIGRATION_LOCK = 7_242_115_001
+
+
 def upgrade(script_location: Path, database: Database, revision: str = "head") -> None:
     config = alembic_config(script_location, database)
     with database.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-        connection.commit()
+        if database.dialect == "postgresql":
+            # Replicas and migrate jobs may start together: one migrates, the others wait and
+            # then find nothing left to do, instead of racing to create the same tables.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            connection.commit()
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+        finally:
+            if database.dialect == "postgresql":
+                connection.rollback()
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK}
+                )
+                connection.commit()
 
 
 def run_environment(target_metadata: MetaData) -> None:

@@ -1,0 +1,38 @@
+"""The media service on its own: `uvicorn hallpass_media.asgi:app` or `hallpass serve media`.
+
+Settings come from the environment (docs/deploy.md). The database is migrated beforehand
+(`hallpass migrate media`; `hallpass serve media` does it first), never by each worker process,
+which would race. Background work runs here unless HALLPASS_RUN_BACKGROUND=false hands it to
+`hallpass worker media` processes.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from hallpass_kit.logs import configure_logging
+from hallpass_kit.settings import CommonSettings
+from hallpass_kit.standalone import consent_client, process_verifier
+from hallpass_media.app import create_app
+
+
+def create(*, run_background: bool | None = None) -> FastAPI:
+    """The service app from the environment's settings."""
+    common = CommonSettings()
+    configure_logging(common)
+    return create_app(
+        common=common,
+        verifier=process_verifier(common),
+        consent=consent_client(common, caller="media"),
+        run_background=common.run_background if run_background is None else run_background,
+        migrate=False,
+    )
+
+
+def __getattr__(name: str) -> FastAPI:
+    # Built when a server asks for `app`, not when the module is imported.
+    if name == "app":
+        app = create()
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)
