@@ -17,6 +17,7 @@ from fastapi._compat import field_annotation_is_sequence
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -287,8 +288,12 @@ def create_service_app(
     workers: Sequence[BackgroundWorker] = (),
     settings: CommonSettings | None = None,
     body_limits: Mapping[str, int] | None = None,
+    events: Mapping[str, type[BaseModel]] | None = None,
 ) -> FastAPI:
     """A service app: authenticated routers, problem+json errors, background dispatcher.
+
+    ``events`` (type -> payload model) are the events the service announces: documented in
+    its OpenAPI ``webhooks`` section and delivered to subscribers as signed webhooks.
 
     ``workers`` start after the dispatcher and stop before it, only when the context runs
     background work. ``body_limits`` gives endpoints (by name) that take more than the default
@@ -326,6 +331,17 @@ def create_service_app(
         app.include_router(
             router, dependencies=[Depends(authenticated), Depends(single_valued_query)]
         )
+    # Imported here: the webhooks module builds on this one's dependencies.
+    from hallpass_kit.webhooks import install_webhooks
+
+    sender = install_webhooks(
+        app,
+        context,
+        settings,
+        events or {},
+        dependencies=[Depends(authenticated), Depends(single_valued_query)],
+    )
+    workers = [*workers, sender]
     _document_problem_responses(app)
     protect(
         app,

@@ -12,6 +12,7 @@ from hallpass_consent.common import audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
 from hallpass_consent.decisions.endpoints import router as decisions_router
+from hallpass_consent.events import EVENTS
 from hallpass_consent.families.endpoints import router as families_router
 from hallpass_consent.me.endpoints import router as me_router
 from hallpass_consent.models import kit_tables
@@ -92,6 +93,7 @@ def create_app(
     return create_service_app(
         context=context,
         settings=common,
+        events=EVENTS,
         # The CSV is read whole; a little room over the import limit for the request's framing.
         body_limits={"import_pupils": settings.max_import_bytes + 64 * 1024},
         title="Hallpass consent",

@@ -25,6 +25,7 @@ from hallpass_media.common import AUDITORS, audit
 from hallpass_media.consent_link import ConsentLink
 from hallpass_media.context import MediaContext
 from hallpass_media.devices.endpoints import router as devices_router
+from hallpass_media.events import EVENTS
 from hallpass_media.livestreams.endpoints import router as livestreams_router
 from hallpass_media.media.endpoints import router as media_router
 from hallpass_media.media.scan import scan_pending
@@ -135,6 +136,7 @@ def create_app(
     app = create_service_app(
         context=context,
         settings=common,
+        events=EVENTS,
         body_limits={"upload_media": upload_limit, "check_publication_file": upload_limit},
         title="Hallpass media",
         version="1.0.0",
