@@ -1,109 +1,71 @@
-"""Every SQL statement of the delivery worker."""
+"""Every SQL statement of the delivery worker, and the delivery table as a job queue.
+
+Claims, leases, retries and dead letters are the kit's job engine (hallpass_kit.jobs); this
+module says which rows are envelopes still to send and how their status follows each step.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hallpass_comms.models import Delivery, DeliveryStatus, Message
+from hallpass_comms.models import Base, Delivery, DeliveryStatus, Message
+from hallpass_kit.jobs import Backoff, JobColumns, Queue, SettledHook
+
+# Queued and scheduled envelopes wait for their due_at; one being sent is held by its claim's
+# lease, and is taken again once that lapses (a worker that died mid-send).
+WAITING = (DeliveryStatus.queued, DeliveryStatus.scheduled, DeliveryStatus.sending)
 
 
-def claim_due(
-    session: Session,
+def _sending(_now: dt.datetime) -> Mapping[str, Any]:
+    return {"status": DeliveryStatus.sending}
+
+
+def _queued(_now: dt.datetime) -> Mapping[str, Any]:
+    return {"status": DeliveryStatus.queued}
+
+
+def _failed(_now: dt.datetime) -> Mapping[str, Any]:
+    return {"status": DeliveryStatus.failed}
+
+
+def delivery_queue(
     *,
-    claimant: str,
-    now: dt.datetime,
-    lease_until: dt.datetime,
-    limit: int,
-    skip_locked: bool,
-) -> Sequence[Delivery]:
-    """Take up to ``limit`` due envelopes for ``claimant``, counting one attempt on each.
-
-    Due: queued or scheduled rows whose due_at has come, and rows whose claimant's lease ran out
-    (a worker that died between claim and outcome). On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets
-    several workers claim at once without ever taking the same row; on SQLite the session began
-    with BEGIN IMMEDIATE, so claims are serialised by the write lock.
-    """
-    query = (
-        select(Delivery)
-        .where(
-            or_(
-                and_(
-                    Delivery.status.in_((DeliveryStatus.queued, DeliveryStatus.scheduled)),
-                    Delivery.due_at <= now,
-                ),
-                and_(Delivery.status == DeliveryStatus.sending, Delivery.claimed_until < now),
-            )
-        )
-        .order_by(Delivery.due_at, Delivery.id)
-        .limit(limit)
+    max_attempts: int,
+    lease: dt.timedelta,
+    max_backoff: dt.timedelta,
+    on_settled: SettledHook,
+) -> Queue:
+    table = Base.metadata.tables[Delivery.__tablename__]
+    return Queue(
+        service="comms",
+        kind="mail",
+        table=table,
+        waiting=table.c.status.in_(WAITING),
+        columns=JobColumns(next_attempt_at="due_at"),
+        order_by=(table.c.due_at,),
+        max_attempts=max_attempts,
+        lease=lease,
+        backoff=Backoff(first=dt.timedelta(seconds=1), cap=max_backoff),
+        claim_values=_sending,
+        waiting_values=_queued,
+        dead_values=_failed,
+        on_settled=on_settled,
     )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    rows = session.scalars(query).all()
-    for row in rows:
-        row.status = DeliveryStatus.sending
-        row.claimed_by = claimant
-        row.claimed_until = lease_until
-        row.attempts += 1
-    session.flush()
-    return rows
+
+
+def deliveries_by_id(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Delivery]:
+    if not ids:
+        return {}
+    return {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
 
 
 def messages_by_id(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Message]:
     if not ids:
         return {}
     return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
-
-
-def held_by(session: Session, delivery_id: uuid.UUID, claimant: str) -> Delivery | None:
-    """The row, locked, if ``claimant`` still holds it; None when its lease was taken over."""
-    query = select(Delivery).where(
-        Delivery.id == delivery_id,
-        Delivery.status == DeliveryStatus.sending,
-        Delivery.claimed_by == claimant,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.scalars(query).first()
-
-
-def extend_lease(
-    session: Session, ids: Sequence[uuid.UUID], claimant: str, lease_until: dt.datetime
-) -> None:
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.sending,
-            Delivery.claimed_by == claimant,
-        )
-        .values(claimed_until=lease_until)
-    )
-
-
-def release(
-    session: Session, ids: Sequence[uuid.UUID], claimant: str, due_at: dt.datetime | None
-) -> None:
-    """Give back claimed rows that were not tried: the attempt counted at claim is undone."""
-    values: dict[str, object] = {
-        "status": DeliveryStatus.queued,
-        "claimed_by": None,
-        "claimed_until": None,
-        "attempts": Delivery.attempts - 1,
-    }
-    if due_at is not None:
-        values["due_at"] = due_at
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id.in_(ids),
-            Delivery.status == DeliveryStatus.sending,
-            Delivery.claimed_by == claimant,
-        )
-        .values(**values)
-    )

@@ -1,28 +1,24 @@
 """The delivery worker: claims due envelopes, sends them, records each outcome.
 
-Crash safety comes from the row, not the process. A claim (status ``sending``, a claimant and a
-lease) is committed before anything is sent; each outcome is committed on its own right after the
-transport returns. A worker that dies in between leaves rows whose lease lapses, and the next pass
-of any worker takes them again with the same Message-ID. The one window left is between the mail
-server accepting a message and the outcome's commit: a crash exactly there sends that envelope a
-second time, with the same Message-ID, so receiving systems can recognise the copy
-(docs/mail-delivery.md).
+Crash safety comes from the row, not the process, and the mechanics are the kit's job engine
+(hallpass_kit.jobs): a claim (status ``sending``, a claim token and a lease) is committed before
+anything is sent; each outcome is committed on its own right after the transport returns. A
+worker that dies in between leaves rows whose lease lapses, and the next pass of any worker takes
+them again with the same Message-ID. The one window left is between the mail server accepting a
+message and the outcome's commit: a crash exactly there sends that envelope a second time, with
+the same Message-ID, so receiving systems can recognise the copy (docs/mail-delivery.md).
+
+What stays here is mail's own sense of an outcome: an outage pauses the worker and uses up no
+attempt, a 4xx is retried, a 5xx fails at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
-import os
-import random
-import socket
 import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -39,29 +35,12 @@ from hallpass_comms.delivery.transports import (
 from hallpass_comms.models import Delivery, DeliveryStatus, Message, kit_tables
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.db import Database, utcnow
+from hallpass_kit.jobs import Job, JobQueue, Outcome, Runner, Settled, Settlement
 
 logger = logging.getLogger("hallpass.comms.delivery")
 
 ACTOR = "service:comms-delivery"
-FIRST_BACKOFF = dt.timedelta(seconds=1)
 OUTAGE_BACKOFF = dt.timedelta(minutes=1)
-_ERROR_LIMIT = 2000
-
-
-class Result(Enum):
-    sent = "sent"
-    retry = "retry"
-    failed = "failed"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: Result
-    error: str | None = None
-    # Some recipients refused while the rest accepted: sent, but not to everyone.
-    partial: bool = False
-    # The server could not be reached at all; the envelope itself is not at fault.
-    server_unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,30 +81,34 @@ class DeliveryWorker:
         self.transport = transport
         self.public_base_url = public_base_url
         self.clock = clock
-        self.worker_id = (worker_id or _default_worker_id())[:80]
-        # Each claim gets a token of its own (worker id and a counter), so an outcome lands only
-        # on rows that this very claim still holds, even between threads of one worker.
-        self._claims = itertools.count(1)
         self.batch_size = batch_size
-        self.lease = lease
-        self.max_attempts = max_attempts
-        self.max_backoff = max_backoff
-        self.poll_interval = poll_interval
-        # Threads that start() runs side by side: while one waits for the mail server another
-        # waits for the database, which is most of an envelope's time.
-        self.concurrency = concurrency
+        self.jobs = JobQueue(
+            database,
+            repository.delivery_queue(
+                max_attempts=max_attempts,
+                lease=lease,
+                max_backoff=max_backoff,
+                on_settled=self._settled,
+            ),
+            clock=clock,
+            worker_id=worker_id,
+        )
+        self.worker_id = self.jobs.worker_id
         # While the server is down one envelope probes it at most this far apart.
         self.outage_backoff = min(OUTAGE_BACKOFF, max_backoff)
         self._outages = 0
         self._paused_until: dt.datetime | None = None
         self._outage_lock = threading.Lock()
         self._audit = AuditChain(kit_tables.audit_entry)
-        self._random = random.Random()  # noqa: S311 - jitter spreads retries, it guards nothing
-        self._skip_locked = database.dialect == "postgresql"
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._lanes: tuple[threading.Thread, ...] = ()
-        database.on_commit(self._on_commit)
+        # Lanes side by side: while one waits for the mail server another waits for the
+        # database, which is most of an envelope's time.
+        self._runner = Runner(
+            database,
+            f"mail-{self.worker_id}",
+            self._run_pass,
+            poll_interval=poll_interval,
+            lanes=concurrency,
+        )
 
     # ----------------------------------------------------------------------------------------
     # One pass
@@ -149,28 +132,40 @@ class DeliveryWorker:
         if paused_until is not None and self.clock() < paused_until:
             # The server was down a moment ago; every envelope would meet the same closed door.
             return BatchReport(0, 0, server_unavailable=True)
-        claimed, messages = self._claim()
+        jobs = self.jobs.claim(self.batch_size)
+        with self.database.session(read_only=True) as session:
+            deliveries = repository.deliveries_by_id(session, {job.key for job in jobs})
+            messages = repository.messages_by_id(
+                session, {d.message_id for d in deliveries.values()}
+            )
         sent = 0
-        for index, delivery in enumerate(claimed):
-            rest = claimed[index:]
-            if self._stop.is_set():
-                self._release(rest, due_at=None)
+        for index in range(len(jobs)):
+            rest = self.jobs.keep_lease(jobs[index:])
+            jobs[index:] = rest
+            job = rest[0]
+            if self._runner.stopping:
+                self.jobs.release(rest)
                 break
-            self._keep_lease(rest)
-            outcome = self._attempt(messages.get(delivery.message_id), delivery)
-            if outcome.result is Result.sent:
+            delivery = deliveries.get(job.key)
+            message = messages.get(delivery.message_id) if delivery is not None else None
+            try:
+                outcome = self._attempt(message, delivery)
+            except ServerUnavailable as exc:
+                # The server could not be reached at all; nothing about the envelopes is wrong:
+                # the worker pauses and they wait with it, using up none of their attempts.
+                resume_at = self._pause()
+                self.jobs.record(job, Outcome.defer(str(exc), until=resume_at))
+                self.jobs.release(rest[1:], at=resume_at)
+                return BatchReport(len(jobs), sent, server_unavailable=True)
+            self.jobs.record(job, outcome)
+            if outcome.kind == "done":
+                # Sent is what the server accepted, whether or not our lease still held the row.
                 sent += 1
                 self._outages = 0
-            if outcome.server_unavailable:
-                resume_at = self._pause()
-                self._record(delivery, outcome, resume_at=resume_at)
-                self._release(claimed[index + 1 :], due_at=resume_at)
-                return BatchReport(len(claimed), sent, server_unavailable=True)
-            self._record(delivery, outcome)
-        return BatchReport(len(claimed), sent, server_unavailable=False)
+        return BatchReport(len(jobs), sent, server_unavailable=False)
 
     def _pause(self) -> dt.datetime:
-        """Nothing about the envelopes is wrong: the worker pauses and they wait with it.
+        """Pause sending until the server may be back.
 
         The pause grows with each probe that finds the server still down; threads that meet the
         outage while a pause is already set join that pause instead of lengthening it.
@@ -184,245 +179,130 @@ class DeliveryWorker:
             return self._paused_until
 
     def backoff(self, attempts: int, *, cap: dt.timedelta | None = None) -> dt.timedelta:
-        """Wait before the next try: doubling from 1 s, capped, with jitter so retries spread."""
-        doublings = min(max(attempts - 1, 0), 30)
-        ceiling: dt.timedelta = min(FIRST_BACKOFF * (1 << doublings), cap or self.max_backoff)
-        return ceiling * self._random.uniform(0.5, 1.0)
+        """Wait before the next try: the job engine's one formula (doubling from 1 s, capped,
+        with jitter so retries spread)."""
+        return self.jobs.backoff(attempts, cap=cap)
 
-    def _claim(self) -> tuple[list[Delivery], dict[uuid.UUID, Message]]:
-        now = self.clock()
-        with self.database.session() as session:
-            rows = repository.claim_due(
-                session,
-                claimant=f"{self.worker_id}#{next(self._claims)}",
-                now=now,
-                lease_until=now + self.lease,
-                limit=self.batch_size,
-                skip_locked=self._skip_locked,
-            )
-            messages = repository.messages_by_id(session, {row.message_id for row in rows})
-            usable: list[Delivery] = []
-            for row in rows:
-                if row.attempts > self.max_attempts:
-                    # Earlier claimants used every attempt and never reported back.
-                    error = f"gave up after {self.max_attempts} attempts; the last never finished"
-                    self._finish(session, row, Outcome(Result.failed, error))
-                else:
-                    usable.append(row)
-        return usable, messages
-
-    def _attempt(self, message: Message | None, delivery: Delivery) -> Outcome:
-        if message is None:
-            return Outcome(Result.failed, "the message of this delivery does not exist")
+    def _attempt(self, message: Message | None, delivery: Delivery | None) -> Outcome:
+        if message is None or delivery is None:
+            return Outcome.fail("the message of this delivery does not exist")
         try:
             email = render(message, delivery, public_base_url=self.public_base_url)
             self.transport.send(email)
         except RecipientsRefused as exc:
-            return Outcome(Result.sent, str(exc), partial=True)
+            # Some recipients refused while the rest accepted: sent, but not to everyone.
+            return self._sent(error=str(exc))
         except (RenderError, PermanentFailure) as exc:
-            return Outcome(Result.failed, str(exc))
-        except ServerUnavailable as exc:
-            return Outcome(Result.retry, str(exc), server_unavailable=True)
+            return Outcome.fail(str(exc))
+        except ServerUnavailable:
+            raise
         except TransientFailure as exc:
-            return Outcome(Result.retry, str(exc))
+            return Outcome.retry(str(exc))
         except Exception as exc:
             # A fault in a transport must not stop the batch; the attempt limit bounds the retries.
             logger.exception("delivery %s: unexpected error from the transport", delivery.id)
-            return Outcome(Result.retry, f"{type(exc).__name__}: {exc}")
-        return Outcome(Result.sent)
+            return Outcome.retry(f"{type(exc).__name__}: {exc}")
+        return self._sent()
 
-    def _record(
-        self, delivery: Delivery, outcome: Outcome, *, resume_at: dt.datetime | None = None
-    ) -> None:
-        with self.database.session() as session:
-            row = repository.held_by(session, delivery.id, _claimant(delivery))
-            if row is None:
-                # Our lease ran out and another worker took the row; it records its own outcome.
-                logger.warning(
-                    "delivery %s: lease lost before recording %s", delivery.id, outcome.result
-                )
-                self._append_audit(
-                    session,
-                    delivery,
-                    claimant=_claimant(delivery),
-                    action="mail.sent" if outcome.result is Result.sent else "mail.attempted",
-                    outcome="lease_lost",
-                    details={"error": outcome.error},
-                )
-                return
-            self._finish(session, row, outcome, resume_at=resume_at)
+    def _sent(self, *, error: str | None = None) -> Outcome:
+        return Outcome.done({"status": DeliveryStatus.sent, "sent_at": self.clock()}, error=error)
 
-    def _finish(
-        self,
-        session: Session,
-        row: Delivery,
-        outcome: Outcome,
-        *,
-        resume_at: dt.datetime | None = None,
+    # ----------------------------------------------------------------------------------------
+    # The audit entry of every outcome, written in the outcome's own transaction
+
+    def _settled(
+        self, session: Session, job: Job, outcome: Outcome, settlement: Settlement
     ) -> None:
-        now = self.clock()
-        claimant = _claimant(row)
-        row.claimed_by = None
-        row.claimed_until = None
-        error = outcome.error[:_ERROR_LIMIT] if outcome.error else None
-        if outcome.server_unavailable:
-            # An outage is not the envelope's fault: it does not use up one of its attempts,
-            # so a relay that is down for hours delays mail but never fails it.
-            row.status = DeliveryStatus.queued
-            row.attempts -= 1
-            row.due_at = resume_at or now + self.backoff(1, cap=self.outage_backoff)
-            row.last_error = error
+        error = settlement.error
+        if settlement.state is Settled.lost:
+            # Our lease ran out and another worker took the row; it records its own outcome.
             self._append_audit(
                 session,
-                row,
-                claimant=claimant,
-                action="mail.deferred",
-                outcome="server_unavailable",
-                details={"error": error, "next_attempt_at": row.due_at.isoformat()},
+                job,
+                settlement,
+                action="mail.sent" if outcome.kind == "done" else "mail.attempted",
+                outcome="lease_lost",
+                details={"error": error},
             )
-            return
-        if outcome.result is Result.sent:
-            row.status = DeliveryStatus.sent
-            row.sent_at = now
-            row.last_error = error
+        elif settlement.state is Settled.done:
+            partial = error is not None
             self._append_audit(
                 session,
-                row,
-                claimant=claimant,
+                job,
+                settlement,
                 action="mail.sent",
-                outcome="partial" if outcome.partial else "ok",
-                details={"refused": error} if outcome.partial else {},
+                outcome="partial" if partial else "ok",
+                details={"refused": error} if partial else {},
             )
-            return
-        if outcome.result is Result.retry and row.attempts < self.max_attempts:
-            row.status = DeliveryStatus.queued
-            row.due_at = now + self.backoff(row.attempts)
-            row.last_error = error
+        elif settlement.state is Settled.dead:
             self._append_audit(
                 session,
-                row,
-                claimant=claimant,
-                action="mail.deferred",
-                outcome="retry",
-                details={"error": error, "next_attempt_at": row.due_at.isoformat()},
+                job,
+                settlement,
+                action="mail.failed",
+                outcome="failed",
+                details={"error": error},
             )
-            return
-        if outcome.result is Result.retry:
-            error = f"gave up after {row.attempts} attempts: {error}"[:_ERROR_LIMIT]
-        row.status = DeliveryStatus.failed
-        row.last_error = error
-        self._append_audit(
-            session,
-            row,
-            claimant=claimant,
-            action="mail.failed",
-            outcome="failed",
-            details={"error": error},
-        )
+        elif outcome.kind == "retry":
+            # An outage is not the envelope's fault: it used up none of its attempts, so a relay
+            # that is down for hours delays mail but never fails it.
+            next_at = settlement.next_attempt_at
+            self._append_audit(
+                session,
+                job,
+                settlement,
+                action="mail.deferred",
+                outcome="retry" if outcome.counted else "server_unavailable",
+                details={"error": error, "next_attempt_at": next_at and next_at.isoformat()},
+            )
 
     def _append_audit(
         self,
         session: Session,
-        row: Delivery,
+        job: Job,
+        settlement: Settlement,
         *,
-        claimant: str,
         action: str,
         outcome: str,
         details: Mapping[str, Any],
     ) -> None:
+        row = job.row
         self._audit.append(
             session,
             actor=ACTOR,
-            school=row.school_id,
+            school=row["school_id"],
             action=action,
             outcome=outcome,
-            target=f"delivery:{row.id}",
+            target=f"delivery:{job.key}",
             details={
-                "message": str(row.message_id),
-                "message_id_header": row.message_id_header,
-                "attempts": row.attempts,
-                "claimant": claimant,
+                "message": str(row["message_id"]),
+                "message_id_header": row["message_id_header"],
+                "attempts": settlement.attempts,
+                "claimant": job.claim,
                 **details,
             },
         )
 
-    def _keep_lease(self, rows: Sequence[Delivery]) -> None:
-        """Extend the claim on the rows still in hand before it can lapse under a slow server."""
-        now = self.clock()
-        lapses = rows[0].claimed_until if rows else None
-        if lapses is None or now < lapses - self.lease / 2:
-            return
-        until = now + self.lease
-        with self.database.session() as session:
-            repository.extend_lease(session, [row.id for row in rows], _claimant(rows[0]), until)
-        for row in rows:
-            row.claimed_until = until
-
-    def _release(self, rows: Sequence[Delivery], *, due_at: dt.datetime | None) -> None:
-        if not rows:
-            return
-        with self.database.session() as session:
-            repository.release(session, [row.id for row in rows], _claimant(rows[0]), due_at)
-
     # ----------------------------------------------------------------------------------------
-    # Background thread
+    # Background threads
 
     def start(self) -> None:
         """Send in background threads, woken by every commit of this database and every second."""
-        if self._lanes:
-            return
-        self._stop.clear()
-        self._lanes = tuple(
-            threading.Thread(
-                target=self._loop, name=f"hallpass-mail-{self.worker_id}-{lane}", daemon=True
-            )
-            for lane in range(self.concurrency)
-        )
-        for thread in self._lanes:
-            thread.start()
+        self._runner.start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Finish the envelopes in hand, put the rest of the batches back, end the threads.
 
         A transport with a ``close()`` (SMTP) is closed too; it reopens if the worker starts again.
         """
-        self._stop.set()
-        self._wake.set()
-        lanes, self._lanes = self._lanes, ()
-        deadline = time.monotonic() + timeout
-        for thread in lanes:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._runner.stop(timeout)
         close = getattr(self.transport, "close", None)
         if callable(close):
             close()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._runner.wake()
 
-    def _on_commit(self) -> None:
-        # Our own claims and outcomes commit too; only other writers bring new work.
-        if threading.current_thread() not in self._lanes:
-            self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                report = self.run_batch()
-            except Exception:
-                logger.exception("delivery pass failed; trying again on the next pass")
-                report = BatchReport(0, 0, server_unavailable=True)
-            if self._stop.is_set():
-                return
-            if report.claimed == self.batch_size and not report.server_unavailable:
-                continue
-            self._wake.wait(self.poll_interval)
-
-
-def _claimant(row: Delivery) -> str:
-    # The claim token the claim query wrote on the row (and on our copy of it).
-    return row.claimed_by or ""
-
-
-def _default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    def _run_pass(self) -> bool:
+        report = self.run_batch()
+        return report.claimed == self.batch_size and not report.server_unavailable
