@@ -18,6 +18,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 from hallpass_consent.settings import ConsentSettings
+from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits
+from hallpass_gateway.settings import GatewaySettings
 from hallpass_kit.app import RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
@@ -104,8 +106,14 @@ def _build_comms(build: ServiceBuild) -> FastAPI:
 def _migrate_media(common: CommonSettings) -> None:
     from hallpass_media.migrations import upgrade
     from hallpass_media.settings import MediaSettings
+    from hallpass_media.storage import S3Storage, build_storage
 
-    _upgrade(Database(MediaSettings().resolved_database_url(common), MAINTENANCE), upgrade)
+    settings = MediaSettings()
+    _upgrade(Database(settings.resolved_database_url(common), MAINTENANCE), upgrade)
+    # The bucket is part of the media service's store, made with its tables.
+    storage = build_storage(common, settings)
+    if isinstance(storage, S3Storage):
+        storage.ensure_bucket()
 
 
 def _migrate_comms(common: CommonSettings) -> None:
@@ -162,11 +170,21 @@ class JsonWebKeySet(BaseModel):
     keys: list[dict[str, Any]]
 
 
-def _gateway_operation_id(route: APIRoute) -> str:
+def gateway_operation_id(route: APIRoute) -> str:
     return f"gateway-{route.name}"
 
 
-def _public_router(dev_issuer: DevIssuer | None) -> APIRouter:
+# What the gateway says of itself, the same in all-in-one and proxy mode: one published document.
+GATEWAY_TITLE = "Hallpass"
+GATEWAY_VERSION = "1.0.0"
+GATEWAY_DESCRIPTION = (
+    "One entry point for Hallpass. Each service sits under its prefix "
+    "(`/consent/v1/...`); every request needs a bearer JWT except the gateway's own "
+    "health and key-set endpoints."
+)
+
+
+def public_router(dev_issuer: DevIssuer | None) -> APIRouter:
     # Deliberately public: load balancers probe health and token verifiers fetch keys before
     # anyone can hold a token.
     router = APIRouter(tags=["gateway"])
@@ -201,9 +219,11 @@ def create_gateway(
     *,
     settings: Mapping[str, Any] | None = None,
     run_background: bool = True,
+    gateway_settings: GatewaySettings | None = None,
 ) -> Gateway:
     """All-in-one mode: every service in this process, mounted under its prefix."""
     common = common if common is not None else CommonSettings()
+    gateway_settings = gateway_settings if gateway_settings is not None else GatewaySettings()
     dev_issuer: DevIssuer | None = None
     if common.uses_dev_issuer:
         dev_issuer = DevIssuer.load_or_create(
@@ -247,20 +267,16 @@ def create_gateway(
             yield state
 
     gateway = Gateway(
-        title="Hallpass",
-        version="1.0.0",
-        description=(
-            "One entry point for Hallpass. Each service sits under its prefix "
-            "(`/consent/v1/...`); every request needs a bearer JWT except the gateway's own "
-            "health and key-set endpoints."
-        ),
+        title=GATEWAY_TITLE,
+        version=GATEWAY_VERSION,
+        description=GATEWAY_DESCRIPTION,
         lifespan=lifespan,
-        generate_unique_id_function=_gateway_operation_id,
+        generate_unique_id_function=gateway_operation_id,
     )
     gateway.services = services
     gateway.dev_issuer = dev_issuer
     install_error_handlers(gateway)
-    gateway.include_router(_public_router(dev_issuer))
+    gateway.include_router(public_router(dev_issuer))
     for prefix, service_app in services.items():
         gateway.mount(prefix, service_app, name=service_name(prefix))
     # Requests are counted (and shed) here, before routing, so a refusal costs as little as it
@@ -270,6 +286,9 @@ def create_gateway(
     gateway.add_middleware(
         AdmissionMiddleware, admission=process_admission(common.max_concurrent_requests)
     )
+    if gateway_settings.rate_limits_on(proxy_mode=False):
+        # Outside admission: a caller past its rate takes no place from the others.
+        gateway.add_middleware(RateLimitMiddleware, limits=RateLimits(gateway_settings, verifier))
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
 
@@ -296,32 +315,45 @@ _SCHEMA_REF = "#/components/schemas/"
 
 
 def merged_openapi(gateway_app: FastAPI, mounts: Mapping[str, FastAPI]) -> dict[str, Any]:
-    """One OpenAPI document: the gateway's own paths plus each mounted app's, under its prefix.
-
-    Schemas shared by several services (``Problem``) appear once; a name two services define
-    differently is prefixed with the later service's name. operationIds are prefixed with the
-    service's name so code generators see each operation once.
-    """
-    # Built from the routes, not gateway_app.openapi(), which may itself be this merge.
-    document = copy.deepcopy(
-        get_openapi(
-            title=gateway_app.title,
-            version=gateway_app.version,
-            openapi_version=gateway_app.openapi_version,
-            description=gateway_app.description,
-            routes=gateway_app.routes,
-            tags=gateway_app.openapi_tags,
-            servers=gateway_app.servers,
-        )
+    """One OpenAPI document: the gateway's own paths plus each mounted app's, under its prefix."""
+    return merge_openapi(
+        gateway_openapi(gateway_app),
+        {prefix: service_app.openapi() for prefix, service_app in mounts.items()},
     )
+
+
+def gateway_openapi(gateway_app: FastAPI) -> dict[str, Any]:
+    """The gateway's own endpoints alone, as an OpenAPI document."""
+    # Built from the routes, not gateway_app.openapi(), which is the merge.
+    return get_openapi(
+        title=gateway_app.title,
+        version=gateway_app.version,
+        openapi_version=gateway_app.openapi_version,
+        description=gateway_app.description,
+        routes=gateway_app.routes,
+        tags=gateway_app.openapi_tags,
+        servers=gateway_app.servers,
+    )
+
+
+def merge_openapi(gateway_document: Mapping[str, Any], specs: Mapping[str, Any]) -> dict[str, Any]:
+    """The gateway's document plus each service's spec (by mount prefix), paths under the prefix.
+
+    Works on documents, so all-in-one mode (specs from the mounted apps) and proxy mode (specs
+    fetched from the upstreams) publish the same merge. Schemas shared by several services
+    (``Problem``) appear once; a name two services define differently is prefixed with the later
+    service's name. operationIds are prefixed with the service's name so code generators see
+    each operation once.
+    """
+    document = copy.deepcopy(dict(gateway_document))
     paths: dict[str, Any] = document.setdefault("paths", {})
     components: dict[str, dict[str, Any]] = document.setdefault("components", {})
     tags: list[dict[str, Any]] = document.get("tags", [])
     webhooks: dict[str, Any] = document.get("webhooks", {})
 
-    for prefix, service_app in mounts.items():
+    for prefix, service_spec in specs.items():
         service = service_name(prefix)
-        spec = copy.deepcopy(service_app.openapi())
+        spec = copy.deepcopy(dict(service_spec))
         spec_components: dict[str, dict[str, Any]] = spec.get("components", {})
         renames = _schema_renames(
             components.get("schemas", {}), spec_components.get("schemas", {}), service
