@@ -16,8 +16,8 @@ from httpx2 import Response
 from sqlalchemy import select, update
 
 from hallpass_kit.db import utcnow
-from hallpass_media.context import MediaContext
-from hallpass_media.media.scan import MAX_SCAN_ATTEMPTS, STALE_CLAIM, claim, scan_pending
+from hallpass_media.context import MediaContext, media_context
+from hallpass_media.media.scan import MAX_SCAN_ATTEMPTS, claim, scan_pending
 from hallpass_media.models import MediaItem, ScanStatus
 from hallpass_media.scanning import (
     ImageLimits,
@@ -327,7 +327,7 @@ def _age_claim(world: MediaWorld, media_id: str) -> None:
         session.execute(
             update(MediaItem)
             .where(MediaItem.id == uuid.UUID(media_id))
-            .values(scan_claimed_at=utcnow() - STALE_CLAIM - dt.timedelta(minutes=1))
+            .values(scan_claimed_until=utcnow() - dt.timedelta(minutes=1))
         )
 
 
@@ -367,7 +367,7 @@ def test_a_fresh_claim_is_not_taken_from_the_scan_that_holds_it(world: MediaWorl
 
 def test_scan_pending_scans_every_waiting_upload_one_claim_at_a_time(world: MediaWorld) -> None:
     uploads = [world.upload(plain_photo(seed=s)) for s in (11, 12, 13)]
-    media = world.context.extras["media"]
+    media = media_context(world.context)
 
     assert scan_pending(world.context.database, media.storage, media.get_scanner(), limit=2) == 2
     assert world.scan() == 1

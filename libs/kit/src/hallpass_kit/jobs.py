@@ -191,6 +191,8 @@ class Queue:
     waiting_values: Values = _no_values
     dead_values: Values = _no_values
     on_settled: SettledHook | None = None
+    # The last error of a job given up at claim time: every claim so far ended with its worker.
+    abandoned_error: str = "gave up after {attempts} attempts; the last never finished"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.lease <= dt.timedelta(0):
@@ -318,12 +320,7 @@ class JobQueue:
             for row in rows:
                 if row[self._attempts.name] >= self.queue.max_attempts:
                     job = Job(row[self._key.name], token, row[self._attempts.name], until, row)
-                    error = (
-                        f"gave up after {job.attempts} attempts; the last never finished"
-                        if row[self._error.name] is None
-                        else f"gave up after {job.attempts} attempts; the last never finished "
-                        f"(before it: {row[self._error.name]})"
-                    )
+                    error = self.queue.abandoned_error.format(attempts=job.attempts)
                     self._settle_dead(session, job, Outcome.fail(error), now)
         return [Job(r[self._key.name], token, r[self._attempts.name] + 1, until, r) for r in usable]
 
