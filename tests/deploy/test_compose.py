@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from pydantic import ValidationError
+from starlette.testclient import TestClient
 
+from hallpass_gateway.asgi import create as create_gateway_from_environment
+from hallpass_gateway.asgi import proxy_mode
 from hallpass_gateway.cli import _parser
 from hallpass_kit.auth import Role
 from hallpass_kit.settings import CommonSettings, Environment, InsecureSettingsError
@@ -122,6 +125,20 @@ def test_every_container_environment_is_accepted_in_production(
         cls()
 
 
+def test_gateway_starts_in_proxy_mode_from_its_compose_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Production mode, no audit key and no database: the gateway in front holds neither.
+    for variable in [key for key in os.environ if key.startswith("HALLPASS_")]:
+        monkeypatch.delenv(variable)
+    for key, value in _interpolated_environment("gateway").items():
+        monkeypatch.setenv(key, value)
+    common = CommonSettings()
+    assert proxy_mode(common)
+    with TestClient(create_gateway_from_environment()) as client:
+        assert client.get("/healthz").status_code == 200
+
+
 def test_the_example_secrets_are_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in [key for key in os.environ if key.startswith("HALLPASS_")]:
         monkeypatch.delenv(variable)
@@ -181,6 +198,20 @@ def test_every_build_context_and_dockerfile_exists() -> None:
                 assert source in compose()["volumes"], f"{name}: undeclared volume {source}"
         for secret in spec.get("secrets", []):
             assert secret in compose()["secrets"], f"{name}: undeclared secret {secret}"
+
+
+def test_hallpass_volumes_mount_on_folders_the_image_gives_its_user() -> None:
+    # A named volume mounted where the image has no folder is created owned by root, and the
+    # service, running as its own user, could not write its audit checkpoints there.
+    for name in HALLPASS_SERVICES:
+        spec = services()[name]
+        made = " ".join(dockerfile(spec["build"]["dockerfile"]).instructions("RUN"))
+        for volume in spec.get("volumes", []):
+            source, target = str(volume).split(":")[:2]
+            if not source.startswith("./"):
+                assert re.search(rf"install -d -o hallpass .*{re.escape(target)}\b", made), (
+                    f"{name}: the image does not make {target} for its user"
+                )
 
 
 def _commands() -> list[tuple[str, list[str]]]:
