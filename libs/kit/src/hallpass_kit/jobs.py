@@ -36,7 +36,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, event, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
@@ -669,6 +669,9 @@ class _QueueCollector(Collector):
         # kind in different databases (tests, several apps in a process) add up.
         seen: dict[tuple[str, str, str], QueueStats] = {}
         for job_queue in self.queues():
+            if job_queue.database.engine in _disposed_engines:
+                # Its service has shut down; asking would only open a connection no one closes.
+                continue
             labels = (job_queue.queue.service, job_queue.queue.kind)
             where = (*labels, f"{job_queue.database.url}/{job_queue.queue.table.name}")
             if where in seen:
@@ -693,6 +696,12 @@ class _QueueCollector(Collector):
 
 _collector: _QueueCollector | None = None
 _collector_lock = threading.Lock()
+_disposed_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_disposed")
+def _forget_disposed(engine: Engine) -> None:
+    _disposed_engines.add(engine)
 
 
 def track(job_queue: JobQueue) -> None:
