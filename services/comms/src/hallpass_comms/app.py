@@ -50,7 +50,7 @@ def build_context(
     clock: Callable[[], dt.datetime] = utcnow,
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
-    dispatcher = Dispatcher(database, kit_tables)
+    dispatcher = Dispatcher(database, kit_tables, service="comms")
     keep_checkpoints(audit, database, dispatcher, common, "comms")
 
     def purge() -> None:

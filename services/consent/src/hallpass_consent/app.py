@@ -46,7 +46,7 @@ def build_context(
     run_background: bool = True,
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
-    dispatcher = Dispatcher(database, kit_tables)
+    dispatcher = Dispatcher(database, kit_tables, service="consent")
     keep_checkpoints(audit, database, dispatcher, common, "consent")
 
     def sweep() -> None:

@@ -28,7 +28,7 @@ from hallpass_media.devices.endpoints import router as devices_router
 from hallpass_media.events import EVENTS
 from hallpass_media.livestreams.endpoints import router as livestreams_router
 from hallpass_media.media.endpoints import router as media_router
-from hallpass_media.media.scan import scan_pending
+from hallpass_media.media.scan import scan_jobs, scan_pending
 from hallpass_media.models import kit_tables
 from hallpass_media.publications.endpoints import router as publications_router
 from hallpass_media.publications.takedown import takedown_handler
@@ -58,7 +58,7 @@ def build_context(
     scanner: Scanner | None = None,
 ) -> ServiceContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
-    dispatcher = Dispatcher(database, kit_tables)
+    dispatcher = Dispatcher(database, kit_tables, service="media")
     keep_checkpoints(audit, database, dispatcher, common, "media")
     storage = build_storage(common, settings)
     context = ServiceContext(
@@ -79,10 +79,12 @@ def build_context(
     )
     context.extras["media"] = media
 
-    # The scan runs in the dispatcher's thread, between deliveries (never inside one): it writes
-    # to this service's database, which a delivery holds open on SQLite.
+    # The scan runs in the dispatcher's thread, between deliveries. One scan queue for the
+    # service's life, so /metrics reports its depth and oldest upload.
+    scans = scan_jobs(database)
+
     def scan() -> None:
-        scanned = scan_pending(database, storage, media.get_scanner)
+        scanned = scan_pending(database, storage, jobs=scans, scanner=media.get_scanner)
         if scanned:
             logger.info("scanned %s uploads", scanned)
             dispatcher.wake()
