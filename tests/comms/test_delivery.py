@@ -834,6 +834,50 @@ def test_two_workers_in_parallel_never_send_the_same_envelope_twice(
     assert audit_intact(db)
 
 
+@pytest.mark.postgres_only
+@pytest.mark.skipif(POSTGRES_URL is None, reason="HALLPASS_TEST_POSTGRES_URL is not set")
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_two_worker_replicas_with_their_own_pools_send_each_envelope_once(
+    db: Database, smtp: SmtpServer
+) -> None:
+    """Two deployments of the worker (each its own engine and pool), running in background
+    lanes as ``hallpass worker comms`` does, share one queue on PostgreSQL."""
+    _message, deliveries = queue_message(
+        db, families=[family_addresses(n) for n in range(1, 121)], due_at=utcnow()
+    )
+    url = db.url.render_as_string(hide_password=False)
+    replicas = [Database(url) for _ in range(2)]
+    workers = [
+        DeliveryWorker(
+            replica,
+            SmtpTransport(smtp_settings(smtp)),
+            public_base_url=BASE_URL,
+            batch_size=7,
+            concurrency=2,
+            poll_interval=0.05,
+            worker_id=f"replica{n}",
+        )
+        for n, replica in enumerate(replicas)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while len(smtp.received) < len(deliveries) and time.monotonic() < deadline:
+            time.sleep(0.1)  # waiting for the replicas to drain the queue, not timing them
+    finally:
+        for worker in workers:
+            worker.stop()
+        for replica in replicas:
+            replica.dispose()
+
+    assert smtp.count_by_message_id() == {d.message_id_header: 1 for d in deliveries}
+    assert {r.status for r in rows(db).values()} == {DeliveryStatus.sent}
+    sent = [entry.target for entry in audit_entries(db) if entry.action == "mail.sent"]
+    assert sorted(sent) == sorted(f"delivery:{d.id}" for d in deliveries)
+    assert audit_intact(db)
+
+
 CHILD = """
 import datetime as dt, sys, time
 from pathlib import Path
