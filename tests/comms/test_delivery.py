@@ -873,7 +873,7 @@ def test_two_worker_replicas_with_their_own_pools_send_each_envelope_once(
 
     assert smtp.count_by_message_id() == {d.message_id_header: 1 for d in deliveries}
     assert {r.status for r in rows(db).values()} == {DeliveryStatus.sent}
-    sent = [entry.target for entry in audit_entries(db) if entry.action == "mail.sent"]
+    sent = [str(entry.target) for entry in audit_entries(db) if entry.action == "mail.sent"]
     assert sorted(sent) == sorted(f"delivery:{d.id}" for d in deliveries)
     assert audit_intact(db)
 
