@@ -107,7 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser(
         "migrate", help="bring the services' databases up to date (all, or those named)"
     )
-    migrate.add_argument("services", nargs="*", choices=_SERVICE_NAMES, metavar="SERVICE")
+    # Checked by _migrate: argparse before 3.12 refuses an empty list against ``choices``.
+    migrate.add_argument(
+        "services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(_SERVICE_NAMES)}"
+    )
     migrate.set_defaults(command=_migrate)
 
     import_ = commands.add_parser("import", help="import pupils and carers from an MIS CSV export")
@@ -305,6 +308,10 @@ def _migrate(args: argparse.Namespace) -> int:
     from hallpass_gateway.app import SERVICES, service_name
 
     named: list[str] = args.services
+    unknown = sorted(set(named) - set(_SERVICE_NAMES))
+    if unknown:
+        print(f"hallpass migrate: no such service: {', '.join(unknown)}", file=sys.stderr)
+        return 2
     common = CommonSettings()
     for prefix, service in SERVICES.items():
         if named and service_name(prefix) not in named:
