@@ -3,10 +3,12 @@
 Seeds a school of 2,000 pupils in a fresh database, starts ``hallpass serve`` in a subprocess and
 drives it from 16 keep-alive HTTP/1.1 connections: ``POST /consent/v1/decisions`` with 30 random
 pupils per request, alternated with an authenticated no-op (``GET /consent/v1/ping``) as the
-baseline. Then times the pure ``decide()`` function. Prints a table and writes it to
-docs/benchmarks.md; raw numbers go to bench/.runs/.
+baseline. After each all-in-one run the same load goes to proxy mode (bench/proxy_stack.py:
+each service as its own process, the gateway in front) on the same database, and a second table
+gives proxy ÷ all-in-one throughput (target >= 0.7). Then times the pure ``decide()`` function.
+Prints the tables and writes them to docs/benchmarks.md; raw numbers go to bench/.runs/.
 
-    .venv/bin/python bench/decisions.py [--workers 1 2] [--duration 10] [--no-docs]
+    .venv/bin/python bench/decisions.py [--workers 1 2] [--duration 10] [--no-docs] [--no-proxy]
 
 Targets (from the issue): decisions p99 <= 10 ms, decisions req/s / no-op req/s >= 0.5,
 decide() <= 20 us per pupil. Numbers are reported, never asserted: the script always exits 0
@@ -60,7 +62,7 @@ from hallpass_consent.pupils.schemas import RestrictionSet
 from hallpass_consent.schools import service as schools
 from hallpass_consent.schools.schemas import SchoolSettings
 from hallpass_kit.auth import DevIssuer, Principal, Role
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 from hallpass_kit.settings import CommonSettings
 
 T = TypeVar("T")
@@ -81,6 +83,8 @@ SEEDED_PURPOSES = ("website_photo", "social_media_photo", "print_publication")
 P99_TARGET_MS = 10.0
 RATIO_TARGET = 0.5
 PER_PUPIL_TARGET_US = 20.0
+PROXY_RATIO_TARGET = 0.7
+PROXY_SECTION = "## Proxy mode (bench/decisions.py)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,7 +162,9 @@ def seed_school(
     office = Principal(sub="bench-seed", school=SCHOOL, roles=frozenset({Role.office}))
     dsl = Principal(sub="bench-seed", school=SCHOOL, roles=frozenset({Role.dsl}))
     with database.session() as session:
-        schools.put_school(session, head, SchoolSettings(name="Hallpass Bench Academy"))
+        schools.put_school(
+            session, head, SchoolSettings(name="Hallpass Bench Academy"), now=utcnow()
+        )
     export = data_dir / "mis-export.csv"
     export.write_bytes(school_csv(pupils_total=pupils_total, classes=classes, rng=rng))
     imported = import_csv_file(
@@ -203,6 +209,7 @@ def seed_school(
                                 method=rng.choice(methods),
                                 evidence_ref="admission-pack",
                             ),
+                            now=utcnow(),
                         )
                         records += 1
                         # Some grants were later withdrawn: two records from one carer.
@@ -212,6 +219,7 @@ def seed_school(
                                 office,
                                 view.id,
                                 Withdrawal(method=Method.email, evidence_ref="withdrawal"),
+                                now=utcnow(),
                             )
                             records += 1
                 if rng.random() < 0.005:
@@ -223,6 +231,7 @@ def seed_school(
                             kind=RestrictionKind.court_order,
                             reason="Bench: must not be locatable.",
                         ),
+                        now=utcnow(),
                     )
                     restricted += 1
     return SeedSummary(
@@ -289,14 +298,25 @@ def _get_status(url: str, timeout: float) -> int:
         return error.code
 
 
+Mode = Literal["all-in-one", "proxy"]
+
+
 @contextmanager
 def running_server(
-    *, port: int, workers: int, env: dict[str, str], log_path: Path
+    *, port: int, workers: int, env: dict[str, str], log_path: Path, mode: Mode = "all-in-one"
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``hallpass serve`` in its own process group; stopped on the way out, whatever happened."""
-    hallpass = Path(sys.executable).with_name("hallpass")
-    command = [str(hallpass), "serve", "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers)]
+    """``hallpass serve`` in its own process group; stopped on the way out, whatever happened.
+
+    In proxy mode the process is bench/proxy_stack.py: each service and the gateway in front as
+    processes of their own, children of that one, so the server's CPU is the whole tree's.
+    """
+    if mode == "proxy":
+        command = [sys.executable, str(ROOT / "bench" / "proxy_stack.py"), "--port", str(port)]
+        command += ["--workers", str(workers), "--log-dir", str(log_path.parent)]
+    else:
+        hallpass = Path(sys.executable).with_name("hallpass")
+        command = [str(hallpass), "serve", "--host", HOST, "--port", str(port)]
+        command += ["--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -787,6 +807,32 @@ def render_tables(
     return "\n".join(lines)
 
 
+def render_proxy_table(
+    runs: Sequence[tuple[EndpointResult, EndpointResult]],
+    proxy_runs: Sequence[tuple[EndpointResult, EndpointResult]],
+) -> str:
+    """Proxy mode against all-in-one, endpoint by endpoint, with as many workers per process."""
+    lines = [
+        "| endpoint, workers per process | all-in-one req/s | proxy req/s | proxy ÷ all-in-one "
+        "| target | met? | all-in-one p99 ms | proxy p99 ms | proxy errors "
+        "| server CPU ms/request all-in-one → proxy |",
+        "|---|---:|---:|---:|---|---|---:|---:|---|---:|",
+    ]
+    for whole_pair, proxy_pair in zip(runs, proxy_runs, strict=False):
+        for whole, proxy in zip(whole_pair, proxy_pair, strict=True):
+            ratio = proxy.rps / whole.rps if whole.rps else 0.0
+            path = PING_PATH if whole.name == "no-op" else DECISIONS_PATH
+            method = "GET" if whole.name == "no-op" else "POST"
+            lines.append(
+                f"| `{method} {path}`, {whole.workers} | {whole.rps:,.0f} | {proxy.rps:,.0f} "
+                f"| {ratio:.2f} | ≥ {PROXY_RATIO_TARGET:g} | {_yes(ratio >= PROXY_RATIO_TARGET)} "
+                f"| {whole.p99_ms:.2f} | {proxy.p99_ms:.2f} | {_errors(proxy)} "
+                f"| {whole.server_cpu_ms_per_request:.2f} → "
+                f"{proxy.server_cpu_ms_per_request:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def machine_description() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -885,6 +931,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quiet-wait", type=float, default=120.0, help="... for at most this many seconds"
     )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--no-proxy",
+        action="store_true",
+        help="skip the proxy-mode runs (services as processes behind the gateway)",
+    )
     parser.add_argument(
         "--hold",
         type=float,
@@ -1109,6 +1160,7 @@ def measure_server(
     env: dict[str, str],
     database_url: str,
     log_path: Path,
+    mode: Mode = "all-in-one",
 ) -> tuple[EndpointResult, EndpointResult]:
     """Both endpoints against one server, alternating, from the same client."""
     rng = random.Random(args.seed)
@@ -1127,12 +1179,12 @@ def measure_server(
         )
         for _ in range(1024)
     ]
-    print(f"\n{workers} worker(s) on {HOST}:{port}", flush=True)
+    print(f"\n{mode}, {workers} worker(s) per process on {HOST}:{port}", flush=True)
     background = wait_until_quiet(args.quiet_below, args.quiet_wait)
     print(f"  other processes' CPU use before the run: {background:.0%}", flush=True)
     stats_engine = create_engine(database_url, poolclass=NullPool)
     with (
-        running_server(port=port, workers=workers, env=env, log_path=log_path) as server,
+        running_server(port=port, workers=workers, env=env, log_path=log_path, mode=mode) as server,
         closing_engine(stats_engine),
     ):
         drained = wait_for_outbox(database_url)
@@ -1148,7 +1200,7 @@ def measure_server(
                 ping_requests=ping_requests,
                 decision_requests=decision_requests,
                 stats_engine=stats_engine,
-                hold=args.hold if workers == args.workers[-1] else 0.0,
+                hold=args.hold if workers == args.workers[-1] and mode == "all-in-one" else 0.0,
             )
         )
     if ping_total.errors or decisions_total.errors:
@@ -1168,6 +1220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
 
     runs: list[tuple[EndpointResult, EndpointResult]] = []
+    proxy_runs: list[tuple[EndpointResult, EndpointResult]] = []
     with tempfile.TemporaryDirectory(prefix="hallpass-bench-") as tmp:
         data_dir = Path(tmp)
         try:
@@ -1192,6 +1245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         log_path=data_dir / f"server-{workers}w.log",
                     )
                 )
+                if not args.no_proxy:
+                    # Right after the all-in-one run with as many workers: the same database,
+                    # data dir and signing key, so only the processes differ.
+                    proxy_runs.append(
+                        measure_server(
+                            args,
+                            workers=workers,
+                            token=token,
+                            ids=ids,
+                            env=env,
+                            database_url=database_url,
+                            log_path=data_dir / f"proxy-{workers}w" / "stack.log",
+                            mode="proxy",
+                        )
+                    )
         finally:
             if not args.keep_db:
                 drop_database(args.admin_url, args.database)
@@ -1241,8 +1309,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables,
         ]
     )
+    if proxy_runs:
+        proxy_table = render_proxy_table(runs, proxy_runs)
+        print()
+        print(proxy_table)
     if not args.no_docs:
         write_docs(section)
+        if proxy_runs:
+            replace_docs_section(
+                PROXY_SECTION,
+                "\n".join(
+                    [
+                        f"Run {started_at:%Y-%m-%d %H:%M} UTC, in the same run and on the same "
+                        "database as the consent decisions table above (same configuration, "
+                        "same client). All-in-one: `hallpass serve --workers N`, every service "
+                        "in one process. Proxy: `bench/proxy_stack.py`, each service as its own "
+                        "`hallpass serve <service> --workers N` process and `hallpass serve "
+                        "gateway --workers N` in proxy mode in front (pooled keep-alive "
+                        "connections, rate limits on with limits no client reaches, so their "
+                        "cost is in the numbers). Server CPU is the whole process tree's.",
+                        "",
+                        proxy_table,
+                    ]
+                ),
+            )
         print(f"\nwrote {DOCS_FILE.relative_to(ROOT)}")
 
     raw = {
@@ -1252,6 +1342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "arguments": {k: v for k, v in vars(args).items() if k != "admin_url"},
         "seed": asdict(summary),
         "runs": [[asdict(ping), asdict(decisions)] for ping, decisions in runs],
+        "proxy_runs": [[asdict(ping), asdict(decisions)] for ping, decisions in proxy_runs],
         "pure": asdict(pure),
     }
     raw_path = RUNS_DIR / f"decisions-{stamp}.json"

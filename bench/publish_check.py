@@ -4,10 +4,13 @@ Seeds a school of 2,000 pupils (roster for name detection), registers a device, 
 photos and waits for their scans; then drives ``POST /media/v1/publications:check`` (4 media ids
 and 500 characters of caption, post body and alt text, on the website channel) from keep-alive
 connections, alternated with the authenticated no-op ``GET /media/v1/ping`` as the baseline in
-the same run. Prints a table and writes it to docs/benchmarks.md ("Publish check").
+the same run. Then the same load in proxy mode (bench/proxy_stack.py: each service as its own
+process behind the gateway) on the same data, with the ratio proxy ÷ all-in-one (target >= 0.7).
+Prints the tables and writes them to docs/benchmarks.md ("Publish check", "Proxy mode, publish
+check").
 
     .venv/bin/python bench/publish_check.py [--duration 10] [--concurrency 4] [--no-docs]
-        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres] [--no-proxy]
 
 Target (from the issue): check p99 <= 25 ms. Reported, never asserted.
 """
@@ -42,6 +45,8 @@ SECTION = "## Publish check (bench/publish_check.py)"
 SCHOOL = "bench"
 PUPILS = 2000
 P99_TARGET_MS = 25.0
+PROXY_RATIO_TARGET = 0.7
+PROXY_SECTION = "## Proxy mode, publish check (bench/publish_check.py)"
 TEXT = (
     "What a wonderful sports day we had on the school field this afternoon! Every class took "
     "part in the relay, the sack race and the egg and spoon race, and the sun shone for all of "
@@ -206,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--postgres-url", help="PostgreSQL server for both services' databases")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument("--no-proxy", action="store_true", help="skip the proxy-mode run")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="hallpass-bench-") as tmp:
@@ -225,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir / "dev-signing-key.json", "hallpass-dev", "hallpass"
         )
         port = kit.free_port()
+        token = issuer.issue(sub="bench-cms", school=SCHOOL, roles=["cms"], ttl_seconds=3600)
         with kit.running_server(port=port, workers=1, env=env, log_path=data_dir / "server.log"):
             print("seeding 2,000 pupils and four scanned photos…", flush=True)
             media = seed(port, issuer)
-            token = issuer.issue(sub="bench-cms", school=SCHOOL, roles=["cms"], ttl_seconds=3600)
             body = json.dumps(
                 {
                     "channel": "website",
@@ -238,21 +244,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "alt_text": TEXT[450:500],
                 }
             ).encode()
-            check = [kit.build_request("POST", "/media/v1/publications:check", port, token, body)]
-            ping = [kit.build_request("GET", "/media/v1/ping", port, token)]
-            first = asyncio.run(drive(port, check, concurrency=1, seconds=1))
-            assert first[1] == 0, "the check failed; see the server log"
-            results = {}
-            for connections in args.concurrency:
-                for name, requests in (
-                    ("no-op `GET /media/v1/ping`", ping),
-                    ("publish check", check),
-                ):
-                    label = f"{name}, {connections} connection{'s' if connections > 1 else ''}"
-                    asyncio.run(drive(port, requests, concurrency=connections, seconds=1))
-                    results[label] = asyncio.run(
-                        drive(port, requests, concurrency=connections, seconds=args.duration)
-                    )
+            results = measure(port, token, body, args)
+        proxy_results: dict[str, Any] = {}
+        if not args.no_proxy:
+            # The same data dir and databases, each service now a process of its own behind the
+            # gateway in proxy mode: only the processes differ.
+            port = kit.free_port()
+            (data_dir / "proxy").mkdir()
+            print("proxy mode: services as processes behind the gateway…", flush=True)
+            with kit.running_server(
+                port=port,
+                workers=1,
+                env=env,
+                log_path=data_dir / "proxy" / "stack.log",
+                mode="proxy",
+            ):
+                proxy_results = measure(port, token, body, args)
         if args.postgres_url:
             for name in ("hallpass_bench_check_consent", "hallpass_bench_check_media"):
                 kit.drop_database(args.postgres_url, name)
@@ -289,7 +296,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     if not args.no_docs:
         write_docs(table)
+    if proxy_results:
+        proxy_table = render_proxy_table(results, proxy_results)
+        print()
+        print(proxy_table)
+        if not args.no_docs:
+            kit.replace_docs_section(
+                PROXY_SECTION,
+                "\n".join(
+                    [
+                        f"Same run, same data and client as the publish check table above ("
+                        f"{backend}). All-in-one: `hallpass serve`, every service in one process. "
+                        "Proxy: `bench/proxy_stack.py`, consent, media and comms each as its own "
+                        "`hallpass serve <service>` process and `hallpass serve gateway` in proxy "
+                        "mode in front (rate limits on, with limits no client reaches); a check "
+                        "then crosses three processes: gateway → media → consent over HTTP.",
+                        "",
+                        proxy_table,
+                    ]
+                ),
+            )
     return 0
+
+
+def measure(port: int, token: str, body: bytes, args: argparse.Namespace) -> dict[str, Any]:
+    """The no-op and the check at each concurrency, after 1 s of warm-up each."""
+    check = [kit.build_request("POST", "/media/v1/publications:check", port, token, body)]
+    ping = [kit.build_request("GET", "/media/v1/ping", port, token)]
+    first = asyncio.run(drive(port, check, concurrency=1, seconds=1))
+    assert first[1] == 0, "the check failed; see the server log"
+    results = {}
+    for connections in args.concurrency:
+        for name, requests in (("no-op `GET /media/v1/ping`", ping), ("publish check", check)):
+            label = f"{name}, {connections} connection{'s' if connections > 1 else ''}"
+            asyncio.run(drive(port, requests, concurrency=connections, seconds=1))
+            results[label] = asyncio.run(
+                drive(port, requests, concurrency=connections, seconds=args.duration)
+            )
+    return results
+
+
+def render_proxy_table(whole: dict[str, Any], proxy: dict[str, Any]) -> str:
+    lines = [
+        "| endpoint | all-in-one req/s | proxy req/s | proxy ÷ all-in-one | target | met? "
+        "| all-in-one p99 ms | proxy p99 ms | proxy errors |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|",
+    ]
+    for label, (latencies, _errors, seconds) in whole.items():
+        proxy_latencies, proxy_errors, proxy_seconds = proxy[label]
+        rps = len(latencies) / seconds
+        proxy_rps = len(proxy_latencies) / proxy_seconds
+        ratio = proxy_rps / rps if rps else 0.0
+        met = "yes" if ratio >= PROXY_RATIO_TARGET else "**no**"
+        lines.append(
+            f"| {label} | {rps:,.0f} | {proxy_rps:,.0f} | {ratio:.2f} "
+            f"| ≥ {PROXY_RATIO_TARGET:g} | {met} | {kit.percentile_ms(latencies, 99):.2f} "
+            f"| {kit.percentile_ms(proxy_latencies, 99):.2f} | {proxy_errors} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
