@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from hallpass_comms import migrations
 from hallpass_comms.app import create_app
-from hallpass_comms.delivery import EmlFolderTransport
+from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.context import CommsContext
+from hallpass_comms.delivery import DeliveryWorker, EmlFolderTransport
 from hallpass_comms.models import Base
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.auth import DevIssuer, TokenVerifier
@@ -91,6 +93,12 @@ def consent_client(consent_app: FastAPI, issuer: DevIssuer) -> ServiceClient:
 
 
 @pytest.fixture
+def comms_consent(consent_client: ServiceClient) -> ConsentClient:
+    """What comms asks the consent service, as its jobs ask it."""
+    return ConsentClient(consent_client)
+
+
+@pytest.fixture
 def outbox(tmp_path: Path) -> Path:
     return tmp_path / "outbox"
 
@@ -115,6 +123,14 @@ def comms_app(
         transport=EmlFolderTransport(outbox),
         clock=clock,
     )
+
+
+def delivery_worker(app: FastAPI) -> DeliveryWorker:
+    """The app's mail sender, for tests that deliver what they sent."""
+    context = app.state.hallpass
+    assert isinstance(context, CommsContext)
+    assert context.delivery_worker is not None
+    return context.delivery_worker
 
 
 @pytest.fixture

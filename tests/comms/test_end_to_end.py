@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hallpass_comms.app import create_app
-from hallpass_comms.delivery import DeliveryWorker, SmtpTransport
+from hallpass_comms.delivery import SmtpTransport
 from hallpass_comms.settings import CommsSettings
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.app import Gateway, create_gateway
@@ -22,7 +22,7 @@ from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
-from tests.comms.conftest import DEPUTY, HEAD, FrozenClock, settings_body
+from tests.comms.conftest import DEPUTY, HEAD, FrozenClock, delivery_worker, settings_body
 from tests.comms.smtp import SmtpServer
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
@@ -204,7 +204,7 @@ def test_e8_mail_written_in_the_evening_reaches_the_smtp_server_the_next_morning
         clock=clock,
     )
     family = school.family()
-    worker: DeliveryWorker = app.state.hallpass.extras["delivery_worker"]
+    worker = delivery_worker(app)
     with TestClient(app, raise_server_exceptions=False) as comms:
         assert (
             comms.put("/v1/settings", json=settings_body(), headers=auth("head")).status_code == 200

@@ -35,6 +35,7 @@ from tests.comms.conftest import (
     HEAD,
     OFFICE,
     FrozenClock,
+    delivery_worker,
     headers_with_email,
     settings_body,
 )
@@ -115,7 +116,7 @@ def mailroom(
         with TestClient(app, raise_server_exceptions=False) as comms:
             response = comms.put("/v1/settings", json=settings_body(), headers=auth("head"))
             assert response.status_code == 200, response.text
-            yield Mailroom(comms, app.state.hallpass.extras["delivery_worker"], delivered_bytes)
+            yield Mailroom(comms, delivery_worker(app), delivered_bytes)
     finally:
         if isinstance(transport, SmtpTransport):
             transport.close()

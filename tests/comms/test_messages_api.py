@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from hallpass_comms.app import create_app
-from hallpass_comms.delivery import DeliveryWorker, EmlFolderTransport
+from hallpass_comms.delivery import EmlFolderTransport
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
@@ -25,6 +25,7 @@ from tests.comms.conftest import (
     HEAD,
     FrozenClock,
     audit_actions,
+    delivery_worker,
     headers_with_email,
     send,
     sent,
@@ -34,8 +35,7 @@ from tests.consent.builders import SchoolBuilder, assert_problem
 
 
 def _deliver(comms_app: FastAPI) -> int:
-    worker: DeliveryWorker = comms_app.state.hallpass.extras["delivery_worker"]
-    return worker.run_once()
+    return delivery_worker(comms_app).run_once()
 
 
 def _mail(outbox: Path) -> list[EmailMessage]:

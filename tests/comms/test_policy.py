@@ -1,5 +1,6 @@
-"""The pure mail rules: copies (E1), school accounts (E2/E4), chain messages (E6), school hours
-with time zones and summer time (E8), one envelope per family (E9)."""
+"""The pure mail rules: copies (E1), school accounts (E2/E4), approval of outside mail (E4),
+secure links (E5), chain messages (E6), school hours with time zones and summer time (E8), one
+envelope per family (E9), report references (E10)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import pytest
 from hallpass_comms.messages.policy import (
     NoSchoolDayAhead,
     SchoolCalendar,
+    approval_of,
     classify_address,
+    envelope_status,
     find_chain_phrase,
+    has_reached,
     leadership_cc,
     on_school_domain,
     release_time,
+    secure_link,
 )
-from hallpass_comms.models import CcPolicy, RecipientKind
+from hallpass_comms.models import Approval, CcPolicy, DeliveryStatus, RecipientKind
 from hallpass_comms.recipients.policy import Carer, FamilyRecord, Targets, address_envelopes
+from hallpass_comms.reports.policy import reference, reference_prefix
 
 HEAD = "head@oak.sch.uk"
 DEPUTY = "deputy@oak.sch.uk"
@@ -308,3 +314,103 @@ def test_leavers_are_not_written_to_in_a_class_send() -> None:
     addressing = address_envelopes([leaver], Targets(class_ids=frozenset({class_id})), [])
 
     assert addressing.envelopes == ()
+
+
+def test_a_reply_about_one_child_goes_in_that_childs_history_only() -> None:
+    mum = _carer("mum@example.org")
+    elder, younger = _family([mum]), _family([mum], given_name="Kemi")
+
+    addressing = address_envelopes(
+        [elder, younger],
+        Targets(guardian_ids=frozenset({mum.guardian_id}), about_pupil_id=younger.pupil_id),
+        [],
+    )
+
+    (envelope,) = addressing.envelopes
+    assert envelope.pupil_ids == (younger.pupil_id,)
+
+
+def test_a_reply_about_a_child_the_carer_is_no_longer_linked_to_still_reaches_them() -> None:
+    mum = _carer("mum@example.org")
+    family = _family([mum])
+
+    addressing = address_envelopes(
+        [family],
+        Targets(guardian_ids=frozenset({mum.guardian_id}), about_pupil_id=uuid.uuid4()),
+        [],
+    )
+
+    assert [e.to for e in addressing.envelopes] == [("mum@example.org",)]
+
+
+# --- E4 / E5 / E8: approval, secure links, when an envelope goes -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outside", "required", "leadership", "approval"),
+    [
+        (True, True, False, Approval.pending),
+        (True, True, True, Approval.approved),
+        (True, False, False, Approval.not_needed),
+        (False, True, False, Approval.not_needed),
+    ],
+)
+def test_e4_only_outside_mail_waits_and_leadership_approves_their_own(
+    outside: bool, required: bool, leadership: bool, approval: Approval
+) -> None:
+    assert (
+        approval_of(reaches_outside=outside, school_requires_it=required, by_leadership=leadership)
+        is approval
+    )
+
+
+NOW = dt.datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+MORNING = dt.datetime(2026, 11, 19, 8, 0, tzinfo=UTC)
+
+
+def test_e4_an_envelope_held_for_approval_waits_whatever_the_hour() -> None:
+    assert envelope_status(held=True, release=MORNING, now=NOW) == (
+        DeliveryStatus.pending_approval,
+        NOW,
+    )
+
+
+def test_e8_an_envelope_written_out_of_hours_is_scheduled_for_the_morning() -> None:
+    assert envelope_status(held=False, release=MORNING, now=NOW) == (
+        DeliveryStatus.scheduled,
+        MORNING,
+    )
+    assert envelope_status(held=False, release=None, now=NOW) == (DeliveryStatus.queued, NOW)
+
+
+def test_e8_a_carer_knows_of_a_message_only_once_its_morning_has_come() -> None:
+    assert not has_reached(DeliveryStatus.scheduled, MORNING, NOW)
+    assert has_reached(DeliveryStatus.scheduled, MORNING, MORNING)
+    assert not has_reached(DeliveryStatus.pending_approval, NOW, MORNING)
+
+
+def test_e5_a_secure_link_runs_from_when_held_mail_went_out() -> None:
+    link = secure_link(created_at=NOW, approved_at=None, scheduled_for=MORNING, valid_days=14)
+
+    assert link.sent_at == MORNING
+    assert not link.expired(MORNING + dt.timedelta(days=14) - dt.timedelta(seconds=1))
+    assert link.expired(MORNING + dt.timedelta(days=14))
+
+
+def test_e5_a_secure_link_runs_from_approval_when_approval_came_later() -> None:
+    approved = NOW + dt.timedelta(days=3)
+
+    link = secure_link(created_at=NOW, approved_at=approved, scheduled_for=None, valid_days=7)
+
+    assert (link.sent_at, link.expires_at) == (approved, approved + dt.timedelta(days=7))
+
+
+# --- E10: report references ---------------------------------------------------------------------
+
+
+def test_e10_references_count_by_the_year_in_the_schools_own_time_zone() -> None:
+    new_year_in_auckland = dt.datetime(2026, 12, 31, 12, 0, tzinfo=UTC)
+
+    assert reference_prefix(new_year_in_auckland, "Europe/London") == "R-2026-"
+    assert reference_prefix(new_year_in_auckland, "Pacific/Auckland") == "R-2027-"
+    assert reference("R-2026-", 123) == "R-2026-000123"

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from hallpass_comms import migrations
 from hallpass_comms.common import AUDITORS, audit
+from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
 from hallpass_comms.history.endpoints import router as history_router
 from hallpass_comms.mail_settings.endpoints import router as settings_router
@@ -19,7 +21,7 @@ from hallpass_comms.pastoral.endpoints import router as pastoral_router
 from hallpass_comms.reminders.service import remind_every_school
 from hallpass_comms.reports.endpoints import router as reports_router
 from hallpass_comms.settings import CommsSettings
-from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.app import create_service_app
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
@@ -48,7 +50,7 @@ def build_context(
     database: Database | None = None,
     run_background: bool = True,
     clock: Callable[[], dt.datetime] = utcnow,
-) -> ServiceContext:
+) -> CommsContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables, service="comms")
     keep_checkpoints(audit, database, dispatcher, common, "comms")
@@ -59,9 +61,11 @@ def build_context(
         if purged:
             logger.info("idempotency sweep: %s old keys purged", purged)
 
+    consent_client = ConsentClient(consent)
+
     def remind() -> None:
         sent = remind_every_school(
-            database, consent, within_days=settings.reminder_within_days, now=clock()
+            database, consent_client, within_days=settings.reminder_within_days, now=clock()
         )
         if sent:
             logger.info("renewal reminders: %s messages", sent)
@@ -71,7 +75,7 @@ def build_context(
         dispatcher.every(
             dt.timedelta(minutes=settings.reminder_interval_minutes), "renewal-reminders", remind
         )
-    return ServiceContext(
+    return CommsContext(
         name="comms",
         database=database,
         tables=kit_tables,
@@ -79,7 +83,9 @@ def build_context(
         dispatcher=dispatcher,
         audit=audit,
         run_background=run_background,
-        extras={"settings": settings, "consent": consent, "clock": clock},
+        clock=clock,
+        settings=settings,
+        consent=consent_client,
     )
 
 
@@ -114,7 +120,7 @@ def create_app(
         public_base_url=settings.public_base_url,
         clock=clock,
     )
-    context.extras["delivery_worker"] = worker
+    context.delivery_worker = worker
     return create_service_app(
         context=context,
         settings=common,

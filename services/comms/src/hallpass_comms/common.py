@@ -1,19 +1,15 @@
-"""What every comms feature shares: role groups, the audit chain, text types, the clock."""
+"""What every comms feature shares: role groups, the audit chain, text types."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
 from hallpass_comms.models import kit_tables
-from hallpass_comms.settings import CommsSettings
-from hallpass_kit.app import ServiceContext
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import STAFF_ROLES, Role
-from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import PROBLEM_MEDIA_TYPE, HallpassError, Problem
 from hallpass_kit.fields import STORABLE, TRIM, VISIBLE, json_kinds
 
@@ -79,21 +75,3 @@ GONE_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 record_audit = audit.record
-
-
-Clock = Callable[[], dt.datetime]
-
-
-def clock_of(context: ServiceContext) -> Clock:
-    clock: Clock = context.extras["clock"]
-    return clock
-
-
-def consent_of(context: ServiceContext) -> ServiceClient:
-    client: ServiceClient = context.extras["consent"]
-    return client
-
-
-def settings_of(context: ServiceContext) -> CommsSettings:
-    settings: CommsSettings = context.extras["settings"]
-    return settings

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from hallpass_comms.common import HISTORY_READERS, clock_of, consent_of
+from hallpass_comms.common import HISTORY_READERS
+from hallpass_comms.context import CommsContextDep
 from hallpass_comms.history import service
 from hallpass_comms.history.schemas import FamilyHistoryEntry
-from hallpass_kit.app import ContextDep, WriteSessionDep, require_roles
+from hallpass_kit.app import WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -25,7 +26,7 @@ def family_messages(
     pupil_id: uuid.UUID,
     request: Request,
     session: WriteSessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     q: Annotated[
         str | None,
         Query(min_length=1, max_length=100, description="Search subjects and bodies (head, DSL)."),
@@ -41,12 +42,12 @@ def family_messages(
     child. Every read is audited."""
     return service.family_history(
         session,
-        consent_of(context),
+        context.consent,
         principal,
         pupil_id,
         cursor=cursor,
         limit=limit,
         search=q,
-        now=clock_of(context)(),
+        now=context.clock(),
         caller_token=caller_token(request.headers.get("authorization")),
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hallpass_comms.common import SETTINGS_ADMINS, clock_of
+from hallpass_comms.common import SETTINGS_ADMINS
+from hallpass_comms.context import CommsContextDep
 from hallpass_comms.mail_settings import service
 from hallpass_comms.mail_settings.schemas import MailSettingsBody, MailSettingsView
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 
@@ -26,10 +27,10 @@ def read_settings(
 def replace_settings(
     body: MailSettingsBody,
     session: SessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     principal: Principal = require_roles(*SETTINGS_ADMINS),
 ) -> MailSettingsView:
     """Set the school's mail settings whole: its domains, leadership and DSL addresses, the CC
     policy (E1), school hours, days, terms and time zone (E8), whether outside mail needs
     approval (E4) and how long secure links work (E5). Audited."""
-    return service.replace(session, principal, body, clock_of(context)())
+    return service.replace(session, principal, body, context.clock())

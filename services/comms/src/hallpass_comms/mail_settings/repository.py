@@ -1,3 +1,5 @@
+"""Every statement about a school's mail settings."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,3 +20,7 @@ def schools_with_settings(session: Session) -> Sequence[str]:
         .scalars()
         .all()
     )
+
+
+def add(session: Session, settings: MailSettings) -> None:
+    session.add(settings)

@@ -186,7 +186,7 @@ def replace(
     created = settings is None
     if settings is None:
         settings = MailSettings(school_id=principal.school)
-        session.add(settings)
+        repository.add(session, settings)
     settings.domains = list(body.domains)
     settings.head_address = body.head_address
     settings.deputy_address = body.deputy_address

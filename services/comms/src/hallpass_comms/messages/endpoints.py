@@ -7,15 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from hallpass_comms.common import (
-    APPROVERS,
-    GONE_RESPONSE,
-    MESSAGE_READERS,
-    SENDERS,
-    clock_of,
-    consent_of,
-)
-from hallpass_comms.mail_settings.service import require_settings
+from hallpass_comms.common import APPROVERS, GONE_RESPONSE, MESSAGE_READERS, SENDERS
+from hallpass_comms.context import CommsContextDep
 from hallpass_comms.messages import service
 from hallpass_comms.messages.schemas import (
     MessageCreate,
@@ -23,7 +16,7 @@ from hallpass_comms.messages.schemas import (
     MessageView,
     SecureMessage,
 )
-from hallpass_kit.app import ContextDep, SessionDep, WriteSessionDep, require_roles
+from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -41,7 +34,7 @@ router = APIRouter(prefix="/v1", tags=["messages"], responses=problem_responses(
 def send_message(
     body: MessageCreate,
     session: SessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     idempotency: IdempotencyDep,
     request: Request,
     principal: Principal = require_roles(*SENDERS),
@@ -59,10 +52,10 @@ def send_message(
         idempotency,
         lambda: service.send(
             session,
-            consent_of(context),
+            context.consent,
             principal,
             body,
-            clock_of(context)(),
+            context.clock(),
             caller_token=caller_token(request.headers.get("authorization")),
         ),
         status_code=202,
@@ -84,13 +77,12 @@ def read_message(
 def approve_message(
     message_id: uuid.UUID,
     session: SessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     principal: Principal = require_roles(*APPROVERS),
 ) -> MessageView:
     """E4: the head or deputy lets a message to an outside organisation go. It then follows
     school hours like any other (E8). Audited."""
-    settings = require_settings(session, principal.school)
-    return service.approve(session, settings, principal, message_id, clock_of(context)())
+    return service.approve(session, principal, message_id, context.clock())
 
 
 @router.get(
@@ -100,10 +92,9 @@ def approve_message(
 def secure_view(
     message_id: uuid.UUID,
     session: WriteSessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     principal: Principal = require_roles(Role.parent),
 ) -> SecureMessage:
     """E5: the words of a sensitive message, for a carer it was sent to, for as many days as
     the school's settings say (then 410). Everyone else gets 404. Every view is audited."""
-    settings = require_settings(session, principal.school)
-    return service.secure_view(session, settings, principal, message_id, clock_of(context)())
+    return service.secure_view(session, principal, message_id, context.clock())

@@ -1,5 +1,6 @@
 """The mail rules, decided without I/O: who is copied (E1), who may send (E2), who a recipient is
-(E4), what is a chain message (E6) and when held mail goes out (E8)."""
+and what waits for approval (E4), how long a secure link works (E5), what is a chain message (E6)
+and when held mail goes out (E8)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from hallpass_comms.messages.reading import readings
-from hallpass_comms.models import CcPolicy, RecipientKind
+from hallpass_comms.models import Approval, CcPolicy, DeliveryStatus, RecipientKind
 
 # --- E1: leadership copies -------------------------------------------------------------------
 
@@ -171,3 +172,59 @@ def terms_in_order(terms: Iterable[tuple[dt.date, dt.date]]) -> bool:
             return False
         previous_end = end
     return True
+
+
+# --- E4 / E8: when an envelope may go ------------------------------------------------------
+
+
+def approval_of(
+    *, reaches_outside: bool, school_requires_it: bool, by_leadership: bool
+) -> Approval:
+    """E4: mail reaching an outside organisation waits for the head or deputy when the school
+    says so, unless one of them is sending it (they are who would approve it)."""
+    if not reaches_outside or not school_requires_it:
+        return Approval.not_needed
+    return Approval.approved if by_leadership else Approval.pending
+
+
+def envelope_status(
+    *, held: bool, release: dt.datetime | None, now: dt.datetime
+) -> tuple[DeliveryStatus, dt.datetime]:
+    """An envelope's first status and when it falls due: held for approval (E4), scheduled
+    for the school-day morning (E8), or queued at once."""
+    if held:
+        return DeliveryStatus.pending_approval, now
+    if release is not None:
+        return DeliveryStatus.scheduled, release
+    return DeliveryStatus.queued, now
+
+
+def has_reached(status: DeliveryStatus, due_at: dt.datetime, now: dt.datetime) -> bool:
+    """Whether an envelope has gone out as far as its carer may know: approved (E4) and no
+    longer held for the morning (E8)."""
+    return status is not DeliveryStatus.pending_approval and due_at <= now
+
+
+# --- E5: how long a secure link works ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecureLink:
+    sent_at: dt.datetime
+    expires_at: dt.datetime
+
+    def expired(self, now: dt.datetime) -> bool:
+        return now >= self.expires_at
+
+
+def secure_link(
+    *,
+    created_at: dt.datetime,
+    approved_at: dt.datetime | None,
+    scheduled_for: dt.datetime | None,
+    valid_days: int,
+) -> SecureLink:
+    """A sensitive message's link works for ``valid_days`` from when the message went out: the
+    latest of writing, approval (E4) and the morning it was held for (E8)."""
+    sent_at = max(created_at, approved_at or created_at, scheduled_for or created_at)
+    return SecureLink(sent_at=sent_at, expires_at=sent_at + dt.timedelta(days=valid_days))

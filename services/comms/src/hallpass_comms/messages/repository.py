@@ -1,13 +1,15 @@
+"""Every statement about messages, their envelopes and the family index."""
+
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
-from hallpass_comms.models import Delivery, Message
+from hallpass_comms.models import Delivery, FamilyMessage, Message
 
 
 def get_message(session: Session, school_id: str, message_id: uuid.UUID) -> Message | None:
@@ -48,3 +50,25 @@ def delivery_rows(session: Session, message_id: uuid.UUID) -> Sequence[Row[tuple
         .where(d.message_id == message_id)
         .order_by(d.created_at, d.id)
     ).all()
+
+
+def add_message(session: Session, message: Message) -> None:
+    session.add(message)
+    session.flush()
+
+
+def insert_deliveries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    # One bulk insert: a year-group send is a thousand envelopes, and the sender waits for the 202.
+    session.execute(insert(Delivery), list(rows))
+
+
+def index_for_families(
+    session: Session, school_id: str, message_id: uuid.UUID, pupil_ids: Sequence[uuid.UUID]
+) -> None:
+    """File the message in the history of each pupil's family (E3)."""
+    if pupil_ids:
+        session.execute(
+            insert(FamilyMessage),
+            [{"message_id": message_id, "pupil_id": p, "school_id": school_id} for p in pupil_ids],
+        )
+    session.flush()

@@ -1,7 +1,7 @@
 """The one pipeline every message takes: staff sends, pastoral replies, renewal reminders and
-report notices alike. Rules are checked before anything is written; one transaction stores the
-message, an envelope per family or address, and the family index; the delivery worker sends
-after commit."""
+report notices alike. Each feature writes one ``Draft`` and hands it to ``send_draft``: rules are
+checked before anything is written; one transaction stores the message, an envelope per family
+or address, and the family index; the delivery worker sends after commit."""
 
 from __future__ import annotations
 
@@ -9,22 +9,26 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import nh3
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import ADDRESS, MESSAGE_READERS, Gone, record_audit
+from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.delivery import new_message_id_header
 from hallpass_comms.mail_settings.service import calendar_of, require_settings
 from hallpass_comms.messages import repository
 from hallpass_comms.messages.policy import (
     NoSchoolDayAhead,
+    approval_of,
+    envelope_status,
     find_chain_phrase,
+    has_reached,
     leadership_cc,
     on_school_domain,
     release_time,
+    secure_link,
 )
 from hallpass_comms.messages.reading import html_words
 from hallpass_comms.messages.schemas import (
@@ -36,9 +40,7 @@ from hallpass_comms.messages.schemas import (
 )
 from hallpass_comms.models import (
     Approval,
-    Delivery,
     DeliveryStatus,
-    FamilyMessage,
     MailSettings,
     Message,
     MessageKind,
@@ -46,9 +48,7 @@ from hallpass_comms.models import (
     Sensitivity,
 )
 from hallpass_comms.recipients.policy import Envelope, Targets, address_envelopes
-from hallpass_comms.recipients.service import resolve_families
 from hallpass_kit.auth import LEADERSHIP_ROLES, AccessRefused, Principal
-from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 
 # The allow-list for HTML bodies: text formatting, lists, links and tables; no scripts, styles,
@@ -84,15 +84,42 @@ def sanitise_html(html: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class Draft:
-    """What is to be sent, already cleaned."""
+class StaffAuthor:
+    """A member of staff writing in their own name: sent from their own school account (E2),
+    their words checked (E6), leadership copied (E1), outside mail approved first (E4)."""
 
+    principal: Principal
+    action: str  # the endpoint, named in an audited refusal
+
+    @property
+    def school(self) -> str:
+        return self.principal.school
+
+
+@dataclass(frozen=True)
+class OfficeAuthor:
+    """Mail the service writes itself (reminders, notices to the DSL): from the school office's
+    account, copying nobody."""
+
+    school: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One message to send, as the feature that writes it knows it; ``send_draft`` does the rest."""
+
+    author: StaffAuthor | OfficeAuthor
     kind: MessageKind
     subject: str
     body_text: str
-    body_html: str | None
-    sensitivity: Sensitivity
-    urgent: bool
+    body_html: str | None = None
+    sensitivity: Sensitivity = Sensitivity.normal
+    urgent: bool = False
+    # Who it is for, found through the consent service (carers, pupils, classes, addresses)...
+    recipients: Targets = field(default_factory=Targets)
+    # ...and envelopes the writer has addressed already (a reminder to the carer consent listed).
+    addressed: tuple[Envelope, ...] = ()
     concern_id: uuid.UUID | None = None
 
 
@@ -100,6 +127,16 @@ class Draft:
 class Sender:
     sub: str
     address: str
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A stored message and where it goes; the delivery worker sends it after commit."""
+
+    message: Message
+    envelopes: tuple[Envelope, ...]
+    # Pupils asked for whose family has no carer with an address.
+    unreachable_pupil_ids: tuple[uuid.UUID, ...] = ()
 
 
 def staff_sender(settings: MailSettings, principal: Principal, action: str) -> Sender:
@@ -122,7 +159,7 @@ def staff_sender(settings: MailSettings, principal: Principal, action: str) -> S
     return Sender(sub=principal.actor, address=address)
 
 
-def system_sender(settings: MailSettings, actor: str) -> Sender:
+def office_sender(settings: MailSettings, actor: str) -> Sender:
     """System mail (reminders, report notices) comes from the school office's account."""
     address = settings.office_address or settings.head_address or settings.deputy_address
     if address is None:
@@ -130,10 +167,16 @@ def system_sender(settings: MailSettings, actor: str) -> Sender:
     return Sender(sub=actor, address=address)
 
 
-def check_text(principal: Principal, draft: Draft, action: str) -> None:
+def sender_of(settings: MailSettings, author: StaffAuthor | OfficeAuthor) -> Sender:
+    if isinstance(author, StaffAuthor):
+        return staff_sender(settings, author.principal, author.action)
+    return office_sender(settings, author.actor)
+
+
+def check_text(author: StaffAuthor, draft: Draft) -> None:
     """What staff wrote, before it is stored: a subject on one line, and no chain message."""
     refuse_subject_line_breaks(draft.subject)
-    refuse_chain_message(principal, draft, action)
+    refuse_chain_message(author, draft)
 
 
 def refuse_subject_line_breaks(subject: str) -> None:
@@ -154,19 +197,44 @@ def refuse_subject_line_breaks(subject: str) -> None:
         )
 
 
-def refuse_chain_message(principal: Principal, draft: Draft, action: str) -> None:
+def refuse_chain_message(author: StaffAuthor, draft: Draft) -> None:
     """E6: chain messages are not sent; the refusal names the phrase and is audited. The text
     is read as a mail client may show it (encoded words and look-alike letters undone)."""
     phrase = find_chain_phrase(draft.subject, draft.body_text, *html_words(draft.body_html))
     if phrase is not None:
         raise AccessRefused(
             f'This reads as a chain message ("{phrase}"); chain messages are not forwarded.',
-            principal=principal,
-            action=f"refused:{action}",
+            principal=author.principal,
+            action=f"refused:{author.action}",
             target="chain_message",
             status=422,
             code="chain_message",
             rule="E6",
+        )
+
+
+def check_recipients(draft: Draft) -> None:
+    """Someone to write to; a sensitive message only to families, who open it through their
+    secure link (E5), never to a bare address."""
+    targets = draft.recipients
+    if not targets.needs_families and not targets.addresses and not draft.addressed:
+        raise Unprocessable("Name at least one recipient.", code="no_recipients")
+    if draft.sensitivity is Sensitivity.sensitive and targets.addresses:
+        author = draft.author
+        detail = (
+            "A sensitive message goes only to families, who open it through their secure link; "
+            "send it without addresses."
+        )
+        if not isinstance(author, StaffAuthor):
+            raise Unprocessable(detail, code="sensitive_needs_family", rule="E5")
+        raise AccessRefused(
+            detail,
+            principal=author.principal,
+            action=f"refused:{author.action}",
+            target="sensitive_needs_family",
+            status=422,
+            code="sensitive_needs_family",
+            rule="E5",
         )
 
 
@@ -182,71 +250,34 @@ def release_of(settings: MailSettings, now: dt.datetime, urgent: bool) -> dt.dat
         ) from exc
 
 
-def store(
-    session: Session,
-    settings: MailSettings,
-    sender: Sender,
-    draft: Draft,
-    envelopes: Sequence[Envelope],
-    now: dt.datetime,
-    *,
-    copy_leadership: bool,
-    approval: Approval,
-    approved_by: str | None = None,
-) -> Message:
-    """Write the message, its envelopes and the family index, ready for the delivery worker.
+def approval_for(
+    settings: MailSettings, author: StaffAuthor | OfficeAuthor, envelopes: Sequence[Envelope]
+) -> tuple[Approval, str | None]:
+    """E4: held for the head or deputy, approved already (one of them is sending), or not
+    needed; with who approved it."""
+    leader = author.principal if isinstance(author, StaffAuthor) else None
+    approval = approval_of(
+        reaches_outside=any(e.kind is RecipientKind.external for e in envelopes),
+        school_requires_it=settings.external_needs_approval,
+        by_leadership=leader is not None and leader.has_any(LEADERSHIP_ROLES),
+    )
+    approved_by = leader.actor if leader is not None and approval is Approval.approved else None
+    return approval, approved_by
 
-    Envelopes of a message waiting for approval (E4) are held; the others go at once or at the
-    next school-day morning (E8). Leadership is copied on every envelope (E1) when asked, never
-    twice and never the envelope's own recipient.
-    """
-    if not envelopes:
-        raise Unprocessable(
-            "Nobody to send this to: the recipients have no address on record.",
-            code="no_recipients",
-            rule="E9",
-        )
-    cc = (
-        leadership_cc(
-            settings.cc_policy,
-            head=settings.head_address,
-            deputy=settings.deputy_address,
-            sender=sender.address,
-        )
-        if copy_leadership
-        else []
+
+def _delivery_rows(
+    settings: MailSettings,
+    message: Message,
+    envelopes: Sequence[Envelope],
+    cc: Sequence[str],
+    now: dt.datetime,
+) -> list[dict[str, object]]:
+    """One row per envelope. Leadership is copied on each, never the envelope's own recipient."""
+    status, due_at = envelope_status(
+        held=message.approval is Approval.pending, release=message.scheduled_for, now=now
     )
-    held = approval is Approval.pending
-    release = None if held else release_of(settings, now, draft.urgent)
-    message = Message(
-        id=uuid.uuid4(),
-        school_id=settings.school_id,
-        kind=draft.kind,
-        sender_sub=sender.sub,
-        sender_address=sender.address,
-        subject=draft.subject,
-        body_text=draft.body_text,
-        body_html=draft.body_html,
-        sensitivity=draft.sensitivity,
-        urgent=draft.urgent,
-        approval=approval,
-        approved_by=approved_by,
-        approved_at=now if approval is Approval.approved else None,
-        scheduled_for=release,
-        concern_id=draft.concern_id,
-        created_at=now,
-    )
-    session.add(message)
-    session.flush()
-    if held:
-        status, due_at = DeliveryStatus.pending_approval, now
-    elif release is not None:
-        status, due_at = DeliveryStatus.scheduled, release
-    else:
-        status, due_at = DeliveryStatus.queued, now
     domain = settings.domains[0] if settings.domains else "hallpass.invalid"
-    pupils: dict[uuid.UUID, None] = {}
-    rows = []
+    rows: list[dict[str, object]] = []
     for envelope in envelopes:
         delivery_id = uuid.uuid4()
         rows.append(
@@ -266,24 +297,98 @@ def store(
                 "created_at": now,
             }
         )
-        pupils.update(dict.fromkeys(envelope.pupil_ids))
-    # Bulk inserts: a year-group send is a thousand envelopes, and the sender waits for the 202.
-    session.execute(insert(Delivery), rows)
-    if pupils:
-        session.execute(
-            insert(FamilyMessage),
-            [
-                {"message_id": message.id, "pupil_id": p, "school_id": settings.school_id}
-                for p in pupils
-            ],
+    return rows
+
+
+def store(
+    session: Session,
+    settings: MailSettings,
+    sender: Sender,
+    draft: Draft,
+    envelopes: Sequence[Envelope],
+    now: dt.datetime,
+    *,
+    approval: Approval,
+    approved_by: str | None = None,
+) -> Message:
+    """Write the message, its envelopes and the family index, ready for the delivery worker.
+
+    Envelopes of a message waiting for approval (E4) are held; the others go at once or at the
+    next school-day morning (E8). Staff mail copies leadership (E1); the office's does not.
+    """
+    if not envelopes:
+        raise Unprocessable(
+            "Nobody to send this to: the recipients have no address on record.",
+            code="no_recipients",
+            rule="E9",
         )
-    session.flush()
+    cc = (
+        leadership_cc(
+            settings.cc_policy,
+            head=settings.head_address,
+            deputy=settings.deputy_address,
+            sender=sender.address,
+        )
+        if isinstance(draft.author, StaffAuthor)
+        else []
+    )
+    held = approval is Approval.pending
+    message = Message(
+        id=uuid.uuid4(),
+        school_id=settings.school_id,
+        kind=draft.kind,
+        sender_sub=sender.sub,
+        sender_address=sender.address,
+        subject=draft.subject,
+        body_text=draft.body_text,
+        body_html=draft.body_html,
+        sensitivity=draft.sensitivity,
+        urgent=draft.urgent,
+        approval=approval,
+        approved_by=approved_by,
+        approved_at=now if approval is Approval.approved else None,
+        scheduled_for=None if held else release_of(settings, now, draft.urgent),
+        concern_id=draft.concern_id,
+        created_at=now,
+    )
+    repository.add_message(session, message)
+    repository.insert_deliveries(session, _delivery_rows(settings, message, envelopes, cc, now))
+    pupils = dict.fromkeys(p for envelope in envelopes for p in envelope.pupil_ids)
+    repository.index_for_families(session, settings.school_id, message.id, list(pupils))
     return message
 
 
-def audit_details(message: Message, envelopes: Sequence[Envelope]) -> dict[str, object]:
+def send_draft(
+    session: Session,
+    consent: ConsentClient,
+    draft: Draft,
+    now: dt.datetime,
+    *,
+    caller_token: str | None = None,
+) -> Sent:
+    """The one way a message is sent, whoever writes it: the school's settings, the sender
+    (E2), the words (E6, staff only), the recipients through consent (E9), approval (E4),
+    school hours (E8), then one transaction stores it for the delivery worker."""
+    settings = require_settings(session, draft.author.school)
+    sender = sender_of(settings, draft.author)
+    draft = replace(draft, body_html=sanitise_html(draft.body_html))
+    if isinstance(draft.author, StaffAuthor):
+        check_text(draft.author, draft)
+    check_recipients(draft)
+    families = consent.families(draft.author.school, draft.recipients, caller_token=caller_token)
+    addressing = address_envelopes(families, draft.recipients, settings.domains)
+    envelopes = (*addressing.envelopes, *draft.addressed)
+    approval, approved_by = approval_for(settings, draft.author, envelopes)
+    message = store(
+        session, settings, sender, draft, envelopes, now, approval=approval, approved_by=approved_by
+    )
+    return Sent(message, envelopes, addressing.unreachable_pupil_ids)
+
+
+def audit_details(sent: Sent) -> dict[str, object]:
+    message = sent.message
     kinds: dict[str, int] = {}
-    for envelope in envelopes:
+    for envelope in sent.envelopes:
         kinds[envelope.kind.value] = kinds.get(envelope.kind.value, 0) + 1
     return {
         "kind": message.kind.value,
@@ -294,19 +399,6 @@ def audit_details(message: Message, envelopes: Sequence[Envelope]) -> dict[str, 
         "approval": message.approval.value,
         "scheduled_for": message.scheduled_for.isoformat() if message.scheduled_for else None,
     }
-
-
-def approval_for(
-    settings: MailSettings, principal: Principal, envelopes: Sequence[Envelope]
-) -> tuple[Approval, str | None]:
-    """E4: mail reaching an outside organisation waits for the head or deputy, unless one of
-    them is sending it (they are who would approve it)."""
-    external = any(e.kind is RecipientKind.external for e in envelopes)
-    if not external or not settings.external_needs_approval:
-        return Approval.not_needed, None
-    if principal.has_any(LEADERSHIP_ROLES):
-        return Approval.approved, principal.actor
-    return Approval.pending, None
 
 
 def view(session: Session, message: Message) -> MessageView:
@@ -345,9 +437,10 @@ def view(session: Session, message: Message) -> MessageView:
     )
 
 
-def receipt(session: Session, message: Message, unreachable: Sequence[uuid.UUID]) -> MessageReceipt:
+def receipt(session: Session, sent: Sent) -> MessageReceipt:
     return MessageReceipt(
-        **view(session, message).model_dump(), unreachable_pupil_ids=list(unreachable)
+        **view(session, sent.message).model_dump(),
+        unreachable_pupil_ids=list(sent.unreachable_pupil_ids),
     )
 
 
@@ -374,13 +467,10 @@ def read(session: Session, principal: Principal, message_id: uuid.UUID) -> Messa
 
 
 def approve(
-    session: Session,
-    settings: MailSettings,
-    principal: Principal,
-    message_id: uuid.UUID,
-    now: dt.datetime,
+    session: Session, principal: Principal, message_id: uuid.UUID, now: dt.datetime
 ) -> MessageView:
     """E4: the head or deputy lets a held message go; it then follows school hours (E8)."""
+    settings = require_settings(session, principal.school)
     message = _find(session, principal, message_id)
     if message.approval is not Approval.pending:
         raise Conflict(
@@ -393,10 +483,10 @@ def approve(
     message.approved_by = principal.actor
     message.approved_at = now
     message.scheduled_for = release
+    status, due_at = envelope_status(held=False, release=release, now=now)
     for delivery in repository.deliveries_of(session, [message.id]):
         if delivery.status is DeliveryStatus.pending_approval:
-            delivery.status = DeliveryStatus.scheduled if release else DeliveryStatus.queued
-            delivery.due_at = release or now
+            delivery.status, delivery.due_at = status, due_at
     session.flush()
     record_audit(
         session,
@@ -409,16 +499,18 @@ def approve(
 
 
 def secure_view(
-    session: Session,
-    settings: MailSettings,
-    principal: Principal,
-    message_id: uuid.UUID,
-    now: dt.datetime,
+    session: Session, principal: Principal, message_id: uuid.UUID, now: dt.datetime
 ) -> SecureMessage:
     """E5: a sensitive message's words, for a carer it was sent to, while the link is valid."""
-
-    def refuse() -> AccessRefused:
-        return AccessRefused(
+    settings = require_settings(session, principal.school)
+    message = repository.get_message(session, principal.school, message_id)
+    mine = str(principal.guardian_id)
+    reached_me = message is not None and any(
+        mine in d.guardian_ids and has_reached(d.status, d.due_at, now)
+        for d in repository.deliveries_of(session, [message.id])
+    )
+    if message is None or message.sensitivity is not Sensitivity.sensitive or not reached_me:
+        raise AccessRefused(
             "No such message for you.",
             principal=principal,
             action="refused:secure_view",
@@ -427,27 +519,13 @@ def secure_view(
             code="unknown_message",
             rule="A2",
         )
-
-    message = repository.get_message(session, principal.school, message_id)
-    if message is None or message.sensitivity is not Sensitivity.sensitive:
-        raise refuse()
-    mine = str(principal.guardian_id)
-    sent_to_me = [
-        d
-        for d in repository.deliveries_of(session, [message.id])
-        if mine in d.guardian_ids
-        and d.status is not DeliveryStatus.pending_approval
-        and d.due_at <= now
-    ]
-    if not sent_to_me:
-        raise refuse()
-    sent_at = max(
-        message.created_at,
-        message.approved_at or message.created_at,
-        message.scheduled_for or message.created_at,
+    link = secure_link(
+        created_at=message.created_at,
+        approved_at=message.approved_at,
+        scheduled_for=message.scheduled_for,
+        valid_days=settings.secure_view_days,
     )
-    expires_at = sent_at + dt.timedelta(days=settings.secure_view_days)
-    if now >= expires_at:
+    if link.expired(now):
         raise Gone(
             "This secure link has expired; ask the school to send the message again.",
             code="secure_view_expired",
@@ -460,14 +538,14 @@ def secure_view(
         subject=message.subject,
         body_text=message.body_text,
         body_html=message.body_html,
-        sent_at=sent_at,
-        expires_at=expires_at,
+        sent_at=link.sent_at,
+        expires_at=link.expires_at,
     )
 
 
 def send(
     session: Session,
-    consent: ServiceClient,
+    consent: ConsentClient,
     principal: Principal,
     body: MessageCreate,
     now: dt.datetime,
@@ -475,57 +553,30 @@ def send(
     caller_token: str | None = None,
 ) -> MessageReceipt:
     """A member of staff's message, through every rule, stored for the delivery worker."""
-    settings = require_settings(session, principal.school)
-    sender = staff_sender(settings, principal, "send_message")
+    r = body.recipients
     draft = Draft(
+        author=StaffAuthor(principal, "send_message"),
         kind=MessageKind.staff_message,
         subject=body.subject,
         body_text=body.body_text,
-        body_html=sanitise_html(body.body_html),
+        body_html=body.body_html,
         sensitivity=body.sensitivity,
         urgent=body.urgent,
+        recipients=Targets(
+            guardian_ids=frozenset(r.guardian_ids),
+            pupil_ids=frozenset(r.pupil_ids),
+            class_ids=frozenset(r.class_ids),
+            year_groups=frozenset(r.year_groups),
+            addresses=tuple(r.addresses),
+        ),
     )
-    check_text(principal, draft, "send_message")
-    r = body.recipients
-    targets = Targets(
-        guardian_ids=frozenset(r.guardian_ids),
-        pupil_ids=frozenset(r.pupil_ids),
-        class_ids=frozenset(r.class_ids),
-        year_groups=frozenset(r.year_groups),
-        addresses=tuple(r.addresses),
-    )
-    if not targets.needs_families and not targets.addresses:
-        raise Unprocessable("Name at least one recipient.", code="no_recipients")
-    if draft.sensitivity is Sensitivity.sensitive and targets.addresses:
-        raise AccessRefused(
-            "A sensitive message goes only to families, who open it through their secure link; "
-            "send it without addresses.",
-            principal=principal,
-            action="refused:send_message",
-            target="sensitive_needs_family",
-            status=422,
-            code="sensitive_needs_family",
-            rule="E5",
-        )
-    families = resolve_families(consent, principal.school, targets, caller_token=caller_token)
-    addressing = address_envelopes(families, targets, settings.domains)
-    approval, approved_by = approval_for(settings, principal, addressing.envelopes)
-    message = store(
-        session,
-        settings,
-        sender,
-        draft,
-        addressing.envelopes,
-        now,
-        copy_leadership=True,
-        approval=approval,
-        approved_by=approved_by,
-    )
+    sent = send_draft(session, consent, draft, now, caller_token=caller_token)
+    held = sent.message.approval is Approval.pending
     record_audit(
         session,
         principal,
-        "message.held_for_approval" if approval is Approval.pending else "message.sent",
-        target=f"message:{message.id}",
-        details=audit_details(message, addressing.envelopes),
+        "message.held_for_approval" if held else "message.sent",
+        target=f"message:{sent.message.id}",
+        details=audit_details(sent),
     )
-    return receipt(session, message, addressing.unreachable_pupil_ids)
+    return receipt(session, sent)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from hallpass_comms.common import PASTORAL_READERS, clock_of, consent_of
+from hallpass_comms.common import PASTORAL_READERS
+from hallpass_comms.context import CommsContextDep
 from hallpass_comms.messages.schemas import MessageReceipt
 from hallpass_comms.models import ConcernStatus
 from hallpass_comms.pastoral import service
@@ -17,7 +18,7 @@ from hallpass_comms.pastoral.schemas import (
     ConcernView,
     ReplyCreate,
 )
-from hallpass_kit.app import ContextDep, SessionDep, WriteSessionDep, require_roles
+from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
@@ -32,17 +33,17 @@ def raise_concern(
     body: ConcernCreate,
     request: Request,
     session: SessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     principal: Principal = require_roles(Role.parent),
 ) -> ConcernReceipt:
     """A carer raises a concern with the school's pastoral team. Only the DSL and pastoral
     staff can read it (E7)."""
     return service.raise_concern(
         session,
-        consent_of(context),
+        context.consent,
         principal,
         body,
-        clock_of(context)(),
+        context.clock(),
         caller_token=caller_token(request.headers.get("authorization")),
     )
 
@@ -80,7 +81,7 @@ def reply_to_concern(
     body: ReplyCreate,
     request: Request,
     session: SessionDep,
-    context: ContextDep,
+    context: CommsContextDep,
     principal: Principal = require_roles(*PASTORAL_READERS),
 ) -> MessageReceipt:
     """Reply to the carer as an official message from your school account, copied to the head
@@ -88,10 +89,10 @@ def reply_to_concern(
     (E8)."""
     return service.reply(
         session,
-        consent_of(context),
+        context.consent,
         principal,
         concern_id,
         body,
-        clock_of(context)(),
+        context.clock(),
         caller_token=caller_token(request.headers.get("authorization")),
     )

@@ -33,3 +33,8 @@ def page_concerns(
         query = query.where(older_than(PastoralConcern.created_at, PastoralConcern.id, after))
     query = query.order_by(PastoralConcern.created_at.desc(), PastoralConcern.id.desc())
     return session.execute(query.limit(limit)).scalars().all()
+
+
+def add_concern(session: Session, concern: PastoralConcern) -> None:
+    session.add(concern)
+    session.flush()

@@ -10,19 +10,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import record_audit
+from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.delivery import one_line
 from hallpass_comms.mail_settings import repository as settings_repository
-from hallpass_comms.mail_settings.service import require_settings
 from hallpass_comms.messages import service as messages
 from hallpass_comms.messages.schemas import MessageReceipt
 from hallpass_comms.models import (
-    Approval,
     ConcernStatus,
-    Message,
     MessageKind,
     PastoralConcern,
     RecipientKind,
-    Sensitivity,
 )
 from hallpass_comms.pastoral import repository
 from hallpass_comms.pastoral.schemas import (
@@ -31,12 +28,12 @@ from hallpass_comms.pastoral.schemas import (
     ConcernView,
     ReplyCreate,
 )
-from hallpass_comms.recipients.policy import Envelope, Targets, address_envelopes
-from hallpass_comms.recipients.service import children_of, resolve_families
+from hallpass_comms.recipients.policy import Envelope, Targets
 from hallpass_kit.auth import AccessRefused, Principal
-from hallpass_kit.clients import ServiceClient
-from hallpass_kit.errors import NotFound, Unprocessable
+from hallpass_kit.errors import NotFound
 from hallpass_kit.pagination import Page, decode_position, encode_position
+
+NOTICE_ACTOR = "service:comms-pastoral"
 
 
 def _view(concern: PastoralConcern) -> ConcernView:
@@ -53,7 +50,7 @@ def _view(concern: PastoralConcern) -> ConcernView:
 
 def raise_concern(
     session: Session,
-    consent: ServiceClient,
+    consent: ConsentClient,
     principal: Principal,
     body: ConcernCreate,
     now: dt.datetime,
@@ -62,8 +59,8 @@ def raise_concern(
 ) -> ConcernReceipt:
     """A carer's concern, about one of their own children or none in particular."""
     assert principal.guardian_id is not None  # a carer's token always names them (A2)
-    if body.pupil_id is not None and body.pupil_id not in children_of(
-        consent, principal.school, principal.guardian_id, caller_token=caller_token
+    if body.pupil_id is not None and body.pupil_id not in consent.children_of(
+        principal.school, principal.guardian_id, caller_token=caller_token
     ):
         raise AccessRefused(
             "No such pupil in your family.",
@@ -84,21 +81,22 @@ def raise_concern(
         status=ConcernStatus.open,
         created_at=now,
     )
-    session.add(concern)
-    session.flush()
-    notice = _notify_dsl(session, concern, now)
+    repository.add_concern(session, concern)
+    notice = _notify_dsl(session, consent, concern, now)
     # The words stay in the inbox; the audit trail, read by the head, only says one arrived.
     record_audit(
         session,
         principal,
         "pastoral.concern_raised",
         target=f"concern:{concern.id}",
-        details={"notice": str(notice.id) if notice else None},
+        details={"notice": str(notice.message.id) if notice else None},
     )
     return ConcernReceipt(id=concern.id, status=concern.status, created_at=concern.created_at)
 
 
-def _notify_dsl(session: Session, concern: PastoralConcern, now: dt.datetime) -> Message | None:
+def _notify_dsl(
+    session: Session, consent: ConsentClient, concern: PastoralConcern, now: dt.datetime
+) -> messages.Sent | None:
     """Tell the DSL a concern is waiting, at once; the email says nothing of what it is about.
 
     A school without mail settings still takes concerns; the inbox is then read without notice.
@@ -107,27 +105,19 @@ def _notify_dsl(session: Session, concern: PastoralConcern, now: dt.datetime) ->
     if settings is None or not settings.dsl_address:
         return None
     when = concern.created_at.astimezone(ZoneInfo(settings.timezone))
-    return messages.store(
-        session,
-        settings,
-        messages.system_sender(settings, "service:comms-pastoral"),
-        messages.Draft(
-            kind=MessageKind.concern_notice,
-            subject="A new concern is waiting in the pastoral inbox",
-            body_text=(
-                f"A carer raised a concern on {when:%d %B %Y at %H:%M}.\n\n"
-                "Only the DSL and pastoral staff can read it: open the pastoral inbox in "
-                f"Hallpass (concern {concern.id}). This email leaves out what it is about."
-            ),
-            body_html=None,
-            sensitivity=Sensitivity.normal,
-            urgent=True,
+    notice = messages.Draft(
+        author=messages.OfficeAuthor(concern.school_id, NOTICE_ACTOR),
+        kind=MessageKind.concern_notice,
+        subject="A new concern is waiting in the pastoral inbox",
+        body_text=(
+            f"A carer raised a concern on {when:%d %B %Y at %H:%M}.\n\n"
+            "Only the DSL and pastoral staff can read it: open the pastoral inbox in "
+            f"Hallpass (concern {concern.id}). This email leaves out what it is about."
         ),
-        [Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,))],
-        now,
-        copy_leadership=False,
-        approval=Approval.not_needed,
+        urgent=True,
+        addressed=(Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,)),),
     )
+    return messages.send_draft(session, consent, notice, now)
 
 
 def list_concerns(
@@ -172,7 +162,7 @@ def read_concern(session: Session, principal: Principal, concern_id: uuid.UUID) 
 
 def reply(
     session: Session,
-    consent: ServiceClient,
+    consent: ConsentClient,
     principal: Principal,
     concern_id: uuid.UUID,
     body: ReplyCreate,
@@ -182,42 +172,24 @@ def reply(
 ) -> MessageReceipt:
     """An official message to the carer who raised the concern (them alone: a concern may be
     about home), from the replier's school account, with leadership copied (E1)."""
-    settings = require_settings(session, principal.school)
     concern = _find(session, principal, concern_id)
-    sender = messages.staff_sender(settings, principal, "reply_to_concern")
     draft = messages.Draft(
+        author=messages.StaffAuthor(principal, "reply_to_concern"),
         kind=MessageKind.pastoral_reply,
         # The carer's subject may hold a line break (concerns are never mailed as typed); the
         # reply's subject is one line.
         subject=body.subject or f"Re: {one_line(concern.subject)}"[:200],
         body_text=body.body_text,
-        body_html=messages.sanitise_html(body.body_html),
+        body_html=body.body_html,
         sensitivity=body.sensitivity,
         urgent=body.urgent,
+        # The reply belongs to the history of the child the concern is about.
+        recipients=Targets(
+            guardian_ids=frozenset({concern.guardian_id}), about_pupil_id=concern.pupil_id
+        ),
         concern_id=concern.id,
     )
-    messages.check_text(principal, draft, "reply_to_concern")
-    targets = Targets(guardian_ids=frozenset({concern.guardian_id}))
-    families = resolve_families(consent, principal.school, targets, caller_token=caller_token)
-    if concern.pupil_id is not None:
-        # The reply belongs to the history of the child the concern is about.
-        families = [f for f in families if f.pupil_id == concern.pupil_id] or families
-    addressing = address_envelopes(families, targets, settings.domains)
-    if not addressing.envelopes:
-        raise Unprocessable(
-            "The carer who raised this has no address on record to reply to.",
-            code="no_recipients",
-        )
-    message = messages.store(
-        session,
-        settings,
-        sender,
-        draft,
-        addressing.envelopes,
-        now,
-        copy_leadership=True,
-        approval=Approval.not_needed,
-    )
+    sent = messages.send_draft(session, consent, draft, now, caller_token=caller_token)
     concern.status = ConcernStatus.answered
     session.flush()
     record_audit(
@@ -225,6 +197,6 @@ def reply(
         principal,
         "pastoral.replied",
         target=f"concern:{concern.id}",
-        details=messages.audit_details(message, addressing.envelopes),
+        details=messages.audit_details(sent),
     )
-    return messages.receipt(session, message, ())
+    return messages.receipt(session, sent)

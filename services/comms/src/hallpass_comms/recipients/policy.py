@@ -40,6 +40,9 @@ class Targets:
     class_ids: frozenset[uuid.UUID] = frozenset()
     year_groups: frozenset[int] = frozenset()
     addresses: tuple[str, ...] = ()
+    # A reply about one child (a concern): of the carers' families, that child's alone, so the
+    # message is kept in that child's history (all of them when the carer is no longer linked).
+    about_pupil_id: uuid.UUID | None = None
 
     @property
     def needs_families(self) -> bool:
@@ -71,6 +74,12 @@ def _targeted(family: FamilyRecord, targets: Targets) -> bool:
     )
 
 
+def _about(families: Sequence[FamilyRecord], pupil_id: uuid.UUID | None) -> Sequence[FamilyRecord]:
+    if pupil_id is None:
+        return families
+    return [f for f in families if f.pupil_id == pupil_id] or families
+
+
 def address_envelopes(
     families: Sequence[FamilyRecord], targets: Targets, school_domains: Collection[str]
 ) -> Addressing:
@@ -83,7 +92,7 @@ def address_envelopes(
     """
     recipients: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
     unreachable: list[uuid.UUID] = []
-    for family in families:
+    for family in _about(families, targets.about_pupil_id):
         chosen: dict[uuid.UUID, str] = {}
         asked = _targeted(family, targets)
         for carer in family.carers:

@@ -8,67 +8,24 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import audit
+from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.mail_settings import repository as settings_repository
 from hallpass_comms.mail_settings.service import require_settings
 from hallpass_comms.messages import service as messages
-from hallpass_comms.models import (
-    Approval,
-    MailSettings,
-    MessageKind,
-    RecipientKind,
-    RenewalReminder,
-    Sensitivity,
-)
+from hallpass_comms.models import MailSettings, MessageKind, RecipientKind, RenewalReminder
 from hallpass_comms.recipients.policy import Envelope, FamilyRecord, Targets
-from hallpass_comms.recipients.service import resolve_families
+from hallpass_comms.reminders import repository
 from hallpass_comms.reminders.policy import Lapsing, due_reminders, purpose_words
-from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database
-from hallpass_kit.errors import HallpassError, ServiceUnavailable
+from hallpass_kit.errors import HallpassError
 
 ACTOR = "service:comms-reminders"
 logger = logging.getLogger("hallpass.comms.reminders")
-
-
-def lapsing_consents(consent: ServiceClient, school: str, within_days: int) -> list[Lapsing]:
-    """Grants lapsing within ``within_days`` whose carer has an address (consent's renewals)."""
-    response = consent.request_sync(
-        "GET", "/v1/renewals", school=school, params={"within_days": within_days}
-    )
-    if response.status_code != 200:
-        raise ServiceUnavailable(
-            f"The consent service answered {response.status_code} for renewals.",
-            code="consent_unavailable",
-        )
-    rows: list[dict[str, Any]] = response.json()
-    return [
-        Lapsing(
-            record_id=uuid.UUID(r["record_id"]),
-            pupil_id=uuid.UUID(r["pupil_id"]),
-            purpose=str(r["purpose"]),
-            guardian_id=uuid.UUID(r["guardian_id"]),
-            email=str(r["guardian_email"]).lower(),
-            valid_until=dt.datetime.fromisoformat(r["valid_until"]),
-        )
-        for r in rows
-        if r.get("guardian_id") and r.get("guardian_email")
-    ]
-
-
-def _already_reminded(session: Session, school: str) -> set[tuple[uuid.UUID, uuid.UUID]]:
-    rows = session.execute(
-        select(RenewalReminder.guardian_id, RenewalReminder.record_id).where(
-            RenewalReminder.school_id == school
-        )
-    ).all()
-    return {(r.guardian_id, r.record_id) for r in rows}
 
 
 def _text(
@@ -92,9 +49,63 @@ def _text(
     )
 
 
+def _remind(
+    session: Session,
+    consent: ConsentClient,
+    settings: MailSettings,
+    guardian_id: uuid.UUID,
+    grants: Sequence[Lapsing],
+    pupils: dict[uuid.UUID, FamilyRecord],
+    now: dt.datetime,
+) -> None:
+    """One carer's reminder about their lapsing grants, and the note that it was written."""
+    school = settings.school_id
+    draft = messages.Draft(
+        author=messages.OfficeAuthor(school, ACTOR),
+        kind=MessageKind.renewal_reminder,
+        subject="Consents that end soon",
+        body_text=_text(settings, grants, pupils),
+        # To the address consent listed with the grant, about the pupils the grants are for.
+        addressed=(
+            Envelope(
+                kind=RecipientKind.family,
+                to=(grants[0].email,),
+                guardian_ids=(guardian_id,),
+                pupil_ids=tuple(sorted({g.pupil_id for g in grants})),
+            ),
+        ),
+    )
+    message = messages.send_draft(session, consent, draft, now).message
+    repository.add_reminders(
+        session,
+        (
+            RenewalReminder(
+                school_id=school,
+                guardian_id=guardian_id,
+                record_id=g.record_id,
+                message_id=message.id,
+                created_at=now,
+            )
+            for g in grants
+        ),
+    )
+    audit.append(
+        session,
+        actor=ACTOR,
+        school=school,
+        action="reminder.sent",
+        target=f"message:{message.id}",
+        details={
+            "guardian_id": str(guardian_id),
+            "records": [str(g.record_id) for g in grants],
+            "scheduled_for": message.scheduled_for.isoformat() if message.scheduled_for else None,
+        },
+    )
+
+
 def remind_renewals(
     database: Database,
-    consent: ServiceClient,
+    consent: ConsentClient,
     school: str,
     *,
     within_days: int,
@@ -104,82 +115,32 @@ def remind_renewals(
     reminded about; returns how many messages were written."""
     with database.session() as session:
         require_settings(session, school)  # nothing is asked of consent for a school not set up
-    lapsing = lapsing_consents(consent, school, within_days)
+    lapsing = consent.lapsing_consents(school, within_days)
     if not lapsing:
         return 0
     with database.session() as session:
-        due = due_reminders(lapsing, _already_reminded(session, school))
+        due = due_reminders(lapsing, repository.already_reminded(session, school))
     if not due:
         return 0
-    families = resolve_families(
-        consent, school, Targets(pupil_ids=frozenset(g.pupil_id for gs in due.values() for g in gs))
+    families = consent.families(
+        school, Targets(pupil_ids=frozenset(g.pupil_id for gs in due.values() for g in gs))
     )
     pupils = {f.pupil_id: f for f in families}
     written = 0
     with database.session() as session:
         settings = require_settings(session, school)
-        sender = messages.system_sender(settings, ACTOR)
         # Read again inside this transaction: a run that overlapped ours must not double up.
-        already = _already_reminded(session, school)
+        already = repository.already_reminded(session, school)
         for guardian_id, grants in due.items():
             grants = [g for g in grants if (guardian_id, g.record_id) not in already]
-            if not grants:
-                continue
-            message = messages.store(
-                session,
-                settings,
-                sender,
-                messages.Draft(
-                    kind=MessageKind.renewal_reminder,
-                    subject="Consents that end soon",
-                    body_text=_text(settings, grants, pupils),
-                    body_html=None,
-                    sensitivity=Sensitivity.normal,
-                    urgent=False,
-                ),
-                [
-                    Envelope(
-                        kind=RecipientKind.family,
-                        to=(grants[0].email,),
-                        guardian_ids=(guardian_id,),
-                        pupil_ids=tuple(sorted({g.pupil_id for g in grants})),
-                    )
-                ],
-                now,
-                copy_leadership=False,
-                approval=Approval.not_needed,
-            )
-            session.add_all(
-                RenewalReminder(
-                    school_id=school,
-                    guardian_id=guardian_id,
-                    record_id=g.record_id,
-                    message_id=message.id,
-                    created_at=now,
-                )
-                for g in grants
-            )
-            session.flush()
-            audit.append(
-                session,
-                actor=ACTOR,
-                school=school,
-                action="reminder.sent",
-                target=f"message:{message.id}",
-                details={
-                    "guardian_id": str(guardian_id),
-                    "records": [str(g.record_id) for g in grants],
-                    "scheduled_for": (
-                        message.scheduled_for.isoformat() if message.scheduled_for else None
-                    ),
-                },
-            )
-            written += 1
+            if grants:
+                _remind(session, consent, settings, guardian_id, grants, pupils, now)
+                written += 1
     return written
 
 
 def remind_every_school(
-    database: Database, consent: ServiceClient, *, within_days: int, now: dt.datetime
+    database: Database, consent: ConsentClient, *, within_days: int, now: dt.datetime
 ) -> int:
     """The periodic job: every school with mail settings; one school's failure skips only it."""
     with database.session() as session:

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import record_audit
+from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.mail_settings.service import require_settings
 from hallpass_comms.messages import repository as message_repository
 from hallpass_comms.messages import service as messages
-from hallpass_comms.models import (
-    Approval,
-    Message,
-    MessageKind,
-    OffensiveReport,
-    RecipientKind,
-    Sensitivity,
-)
+from hallpass_comms.models import Message, MessageKind, OffensiveReport, RecipientKind
 from hallpass_comms.recipients.policy import Envelope
 from hallpass_comms.reports import repository
+from hallpass_comms.reports.policy import reference, reference_prefix
 from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.errors import Conflict, Unprocessable
 
+NOTICE_ACTOR = "service:comms-reports"
 ATTEMPTS = 5
 
 
@@ -63,8 +57,37 @@ def _notice_text(report: OffensiveReport, principal: Principal, about: str) -> s
     )
 
 
+def _numbered(
+    session: Session, principal: Principal, body: ReportCreate, now: dt.datetime, timezone: str
+) -> OffensiveReport:
+    """The report under the next free reference of the school's year, e.g. R-2026-000123."""
+    prefix = reference_prefix(now, timezone)
+    for _ in range(ATTEMPTS):
+        number = repository.reports_this_year(session, principal.school, prefix) + 1
+        report = OffensiveReport(
+            id=uuid.uuid4(),
+            school_id=principal.school,
+            reference=reference(prefix, number),
+            reported_by=principal.actor,
+            message_id=body.message_id,
+            received_from=body.received_from,
+            description=body.description,
+            created_at=now,
+        )
+        if repository.add_if_reference_free(session, report):
+            return report
+        # Another report took this number a moment ago; count again.
+    raise Conflict(
+        "Reports are arriving faster than they can be numbered; try again.", code="report_busy"
+    )
+
+
 def file_report(
-    session: Session, principal: Principal, body: ReportCreate, now: dt.datetime
+    session: Session,
+    consent: ConsentClient,
+    principal: Principal,
+    body: ReportCreate,
+    now: dt.datetime,
 ) -> ReportReceipt:
     """Store the report under a new reference and send the DSL a notice at once."""
     if (body.message_id is None) == (body.received_from is None):
@@ -83,51 +106,21 @@ def file_report(
             f'message {reported.id} "{reported.subject}" from {reported.sender_address}, '
             f"sent {reported.created_at.isoformat(timespec='minutes')}"
         )
-    year = now.astimezone(ZoneInfo(settings.timezone)).year
-    prefix = f"R-{year}-"
-    report: OffensiveReport | None = None
-    for _ in range(ATTEMPTS):
-        number = repository.reports_this_year(session, principal.school, prefix) + 1
-        candidate = OffensiveReport(
-            id=uuid.uuid4(),
-            school_id=principal.school,
-            reference=f"{prefix}{number:06d}",
-            reported_by=principal.actor,
-            message_id=body.message_id,
-            received_from=body.received_from,
-            description=body.description,
-            created_at=now,
-        )
-        try:
-            with session.begin_nested():
-                session.add(candidate)
-                session.flush()
-        except IntegrityError:
-            continue  # another report took this number a moment ago; count again
-        report = candidate
-        break
-    if report is None:
-        raise Conflict(
-            "Reports are arriving faster than they can be numbered; try again.", code="report_busy"
-        )
-    notice = messages.store(
+    report = _numbered(session, principal, body, now, settings.timezone)
+    notice = messages.send_draft(
         session,
-        settings,
-        messages.system_sender(settings, "service:comms-reports"),
+        consent,
         messages.Draft(
+            author=messages.OfficeAuthor(principal.school, NOTICE_ACTOR),
             kind=MessageKind.report_notice,
             subject=f"Offensive message reported: {report.reference}",
             body_text=_notice_text(report, principal, about),
-            body_html=None,
-            sensitivity=Sensitivity.normal,
             urgent=True,  # E10: at once, whatever the hour
+            addressed=(Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,)),),
         ),
-        [Envelope(kind=RecipientKind.staff, to=(settings.dsl_address,))],
         now,
-        copy_leadership=False,
-        approval=Approval.not_needed,
     )
-    report.notice_message_id = notice.id
+    report.notice_message_id = notice.message.id
     session.flush()
     record_audit(
         session,
@@ -136,7 +129,7 @@ def file_report(
         target=f"report:{report.reference}",
         details={
             "message_id": str(body.message_id) if body.message_id else None,
-            "notice": str(notice.id),
+            "notice": str(notice.message.id),
         },
     )
     return ReportReceipt(id=report.id, reference=report.reference, created_at=report.created_at)
