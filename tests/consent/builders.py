@@ -133,10 +133,15 @@ class SchoolBuilder:
         record: dict[str, Any] = response.json()
         return record
 
-    def decide(self, purpose: str, *pupil_ids: str, role: str = "cms") -> dict[str, Any]:
+    def decide(
+        self, purpose: str, *pupil_ids: str, role: str = "cms", at: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"purpose": purpose, "pupil_ids": list(pupil_ids)}
+        if at is not None:
+            body["at"] = at
         response = self.client.post(
             "/v1/decisions",
-            json={"purpose": purpose, "pupil_ids": list(pupil_ids)},
+            json=body,
             headers=self.auth(role, school=self.school),
         )
         assert response.status_code == 200, response.text

@@ -20,6 +20,7 @@ from hallpass_gateway.cli import main
 from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
+from hallpass_media.context import media_context
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -274,7 +275,7 @@ def test_services_reach_consent_with_their_own_identity_beside_an_outside_provid
         auth_jwks_url="http://127.0.0.1:9/keys",
     )
     gateway = create_gateway(common, run_background=False)
-    media = gateway.services["/media"].state.hallpass.extras["media"]
+    media = media_context(gateway.services["/media"].state.hallpass)
     comms_consent: ServiceClient = gateway.services["/comms"].state.hallpass.extras["consent"]
 
     with TestClient(gateway):

@@ -182,8 +182,8 @@ def test_m7_redelivered_consent_event_flags_once(
         occurred_at=utcnow(),
     )
 
-    first = flag_for_takedown(media_db, event)
-    second = flag_for_takedown(media_db, event)
+    first = flag_for_takedown(media_db, event, utcnow())
+    second = flag_for_takedown(media_db, event, utcnow())
 
     assert (first, second) == (1, 0)
 
@@ -202,7 +202,7 @@ def test_m7_withdrawal_for_another_purpose_leaves_the_publication_live(
         occurred_at=utcnow(),
     )
 
-    assert flag_for_takedown(media_db, event) == 0
+    assert flag_for_takedown(media_db, event, utcnow()) == 0
 
 
 def test_m7_confirmed_takedown_stops_handing_out_the_copy(world: MediaWorld) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from hallpass_consent import migrations
 from hallpass_consent.common import audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
+from hallpass_consent.context import ConsentContext
 from hallpass_consent.decisions.endpoints import router as decisions_router
 from hallpass_consent.events import EVENTS
 from hallpass_consent.families.endpoints import router as families_router
@@ -21,11 +23,11 @@ from hallpass_consent.roster.endpoints import router as roster_router
 from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
 from hallpass_consent.sheets.endpoints import router as sheets_router
-from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.app import create_service_app
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
 from hallpass_kit.outbox import Dispatcher
 from hallpass_kit.settings import CommonSettings
@@ -44,14 +46,15 @@ def build_context(
     verifier: TokenVerifier,
     database: Database | None = None,
     run_background: bool = True,
-) -> ServiceContext:
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> ConsentContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables, service="consent")
     keep_checkpoints(audit, database, dispatcher, common, "consent")
 
     def sweep() -> None:
         with database.session() as session:
-            announced = consents.sweep_expired(session)
+            announced = consents.sweep_expired(session, now=clock())
             purged = purge_expired(session, kit_tables)
         if announced or purged:
             logger.info(
@@ -59,7 +62,7 @@ def build_context(
             )
 
     dispatcher.every(dt.timedelta(minutes=settings.expiry_sweep_minutes), "expiry-sweep", sweep)
-    return ServiceContext(
+    return ConsentContext(
         name="consent",
         database=database,
         tables=kit_tables,
@@ -67,11 +70,8 @@ def build_context(
         dispatcher=dispatcher,
         audit=audit,
         run_background=run_background,
-        extras={
-            "max_decision_batch": settings.max_decision_batch,
-            "max_import_bytes": settings.max_import_bytes,
-            "max_import_rows": settings.max_import_rows,
-        },
+        clock=clock,
+        settings=settings,
     )
 
 
@@ -83,10 +83,16 @@ def create_app(
     database: Database | None = None,
     run_background: bool = True,
     migrate: bool = True,
+    clock: Callable[[], dt.datetime] = utcnow,
 ) -> FastAPI:
     settings = settings or ConsentSettings()
     context = build_context(
-        common, settings, verifier=verifier, database=database, run_background=run_background
+        common,
+        settings,
+        verifier=verifier,
+        database=database,
+        run_background=run_background,
+        clock=clock,
     )
     if migrate:
         migrations.upgrade(context.database)

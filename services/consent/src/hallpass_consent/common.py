@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy.orm import Session
 
+from hallpass_consent.events import EVENTS
 from hallpass_consent.models import School, kit_tables
+from hallpass_consent.schools.repository import get_school
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import STAFF_ROLES, Role
 from hallpass_kit.errors import Conflict
@@ -36,12 +37,24 @@ DateTimeText = json_kinds("a date-time string", str, dt.datetime)
 record_audit = audit.record
 
 
-def emit_event(session: Session, school: str, type: str, payload: Mapping[str, Any]) -> None:
-    emit(session, kit_tables, type=type, school=school, payload=payload)
+# Payload model -> event type: an event is named by what it is, so a payload can never be
+# announced under another event's name.
+_EVENT_TYPES = {model: name for name, model in EVENTS.items()}
+
+
+def emit_event(session: Session, school: str, event: BaseModel) -> None:
+    """Write one of the service's events (events.py) to the outbox, in the caller's transaction."""
+    emit(
+        session,
+        kit_tables,
+        type=_EVENT_TYPES[type(event)],
+        school=school,
+        payload=event.model_dump(mode="json"),
+    )
 
 
 def require_school(session: Session, school_id: str) -> School:
-    school = session.get(School, school_id)
+    school = get_school(session, school_id)
     if school is None:
         raise Conflict(
             "This school is not set up yet; an admin or the head sets it up with PUT /v1/school.",

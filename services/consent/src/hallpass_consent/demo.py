@@ -3,8 +3,10 @@ one pupil under a safeguarding restriction. Deterministic, so the README tour al
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,7 +40,7 @@ from hallpass_consent.pupils.schemas import (
 from hallpass_consent.schools import service as schools
 from hallpass_consent.schools.schemas import SchoolSettings
 from hallpass_kit.auth import Principal, Role
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 
 GIVEN = [
     "Amara",
@@ -202,8 +204,16 @@ def _summary(database: Database, school: str, created: bool) -> DemoSummary:
         )
 
 
-def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> DemoSummary:
-    """Create the demo school once; a second call leaves it as it is (unless ``reset``)."""
+def seed_demo(
+    database: Database,
+    school: str = "demo",
+    reset: bool = False,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> DemoSummary:
+    """Create the demo school once; a second call leaves it as it is (unless ``reset``).
+
+    A command of its own, so it holds the clock the services are handed, as an app does.
+    """
     if reset:
         _wipe(database, school)
     with database.session() as session:
@@ -224,12 +234,12 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
         "external_agency",
     ]
     with database.session() as session:
-        schools.put_school(session, head, SchoolSettings(name="Hallpass Demo Primary"))
+        schools.put_school(session, head, SchoolSettings(name="Hallpass Demo Primary"), now=clock())
         number = 0
         restricted: uuid.UUID | None = None
         for class_name, year in CLASSES:
             school_class = pupils.create_class(
-                session, office, ClassCreate(name=class_name, year_group=year)
+                session, office, ClassCreate(name=class_name, year_group=year), now=clock()
             )
             for _ in range(PUPILS_PER_CLASS):
                 number += 1
@@ -244,6 +254,7 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
                         year_group=year,
                         class_id=school_class.id,
                     ),
+                    now=clock(),
                 )
                 carers = []
                 for index in range(1 if rng.random() < 0.35 else 2):
@@ -264,6 +275,7 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
                                     )
                                 ],
                             ),
+                            now=clock(),
                         )
                     )
                 for purpose in purposes:
@@ -285,6 +297,7 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
                                 method=rng.choice(list(Method)),
                                 evidence_ref=f"admission-pack-{number:04d}",
                             ),
+                            now=clock(),
                         )
                 if number == 42:
                     restricted = pupil.id
@@ -296,6 +309,7 @@ def seed_demo(database: Database, school: str = "demo", reset: bool = False) -> 
             RestrictionSet(
                 kind=RestrictionKind.court_order, reason="Demo: court order, must not be locatable."
             ),
+            now=clock(),
         )
         audit.append(session, actor="demo-seed", school=school, action="demo.seeded")
     return _summary(database, school, created=True)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from hallpass_kit.app import ServiceContext, create_service_app
+from hallpass_kit.app import create_service_app
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
 from hallpass_kit.clients import ServiceClient
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
 from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.settings import CommonSettings
@@ -56,12 +56,13 @@ def build_context(
     database: Database | None = None,
     run_background: bool = True,
     scanner: Scanner | None = None,
-) -> ServiceContext:
+    clock: Callable[[], dt.datetime] | None = None,
+) -> MediaContext:
     database = database or Database(settings.resolved_database_url(common), common.database_options)
     dispatcher = Dispatcher(database, kit_tables, service="media")
     keep_checkpoints(audit, database, dispatcher, common, "media")
     storage = build_storage(common, settings)
-    context = ServiceContext(
+    context = MediaContext(
         name="media",
         database=database,
         tables=kit_tables,
@@ -69,22 +70,20 @@ def build_context(
         dispatcher=dispatcher,
         audit=audit,
         run_background=run_background,
-    )
-    media = MediaContext(
-        service=context,
+        clock=clock or utcnow,
         storage=storage,
         consent=ConsentLink(consent),
         settings=settings,
         scanner=scanner,
     )
-    context.extras["media"] = media
+
 
     # The scan runs in the dispatcher's thread, between deliveries. One scan queue for the
     # service's life, so /metrics reports its depth and oldest upload.
     scans = scan_jobs(database)
 
     def scan() -> None:
-        scanned = scan_pending(database, storage, jobs=scans, scanner=media.get_scanner)
+        scanned = scan_pending(database, storage, jobs=scans, scanner=context.get_scanner)
         if scanned:
             logger.info("scanned %s uploads", scanned)
             dispatcher.wake()
@@ -101,7 +100,7 @@ def build_context(
             source="consent",
             event_type="consent.changed",
             name="media-takedown",
-            handler=takedown_handler(database),
+            handler=takedown_handler(database, context.clock),
         )
     )
     return context
@@ -117,6 +116,7 @@ def create_app(
     run_background: bool = True,
     migrate: bool = True,
     scanner: Scanner | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> FastAPI:
     settings = settings or MediaSettings()
     context = build_context(
@@ -127,12 +127,12 @@ def create_app(
         database=database,
         run_background=run_background,
         scanner=scanner,
+        clock=clock,
     )
     if migrate:
         migrations.upgrade(context.database)
-        storage = context.extras["media"].storage
-        if isinstance(storage, S3Storage):
-            storage.ensure_bucket()
+        if isinstance(context.storage, S3Storage):
+            context.storage.ensure_bucket()
     # Multipart bodies: the picture plus its form fields and boundaries.
     upload_limit = settings.max_upload_bytes + 256 * 1024
     app = create_service_app(
@@ -154,7 +154,7 @@ def create_app(
         ],
     )
     _omit_rather_than_null_in_forms(app)
-    _stop_scan_workers_at_shutdown(app, context.extras["media"])
+    _stop_scan_workers_at_shutdown(app, context)
     return app
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import STAFF_ROLES, AccessRefused, Principal, Role
 from hallpass_kit.errors import ProblemDetail
 from hallpass_kit.outbox import emit
+from hallpass_media.events import EVENTS
 from hallpass_media.models import Channel, kit_tables
 
 audit = AuditChain(kit_tables.audit_entry)
@@ -84,5 +85,15 @@ class Refused(AccessRefused):
             self.title = title
 
 
-def emit_event(session: Session, school: str, type: str, payload: Mapping[str, Any]) -> None:
-    emit(session, kit_tables, type=type, school=school, payload=payload)
+_EVENT_TYPE = {payload: event_type for event_type, payload in EVENTS.items()}
+
+
+def emit_event(session: Session, school: str, event: BaseModel) -> None:
+    """Write one of media's events to the outbox, in the transaction of the change it announces."""
+    emit(
+        session,
+        kit_tables,
+        type=_EVENT_TYPE[type(event)],
+        school=school,
+        payload=event.model_dump(mode="json"),
+    )

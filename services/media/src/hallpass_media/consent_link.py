@@ -1,55 +1,110 @@
-"""What the media service asks the consent service, and only through its public API.
+"""The one client media has for the consent service, and only through its public API.
 
 Every answer the consent service cannot give becomes ``ServiceUnavailable`` (503): a check then
 fails closed and is never "allowed". A 422 about a pupil becomes ``unknown_pupil`` for the caller.
 The roster is cached per school by ETag: each check revalidates it (a 304 is cheap) and the name
 matcher is rebuilt only when the roster changed.
+
+Each answer media reads is a Pydantic model below: a tolerant reader (``extra="ignore"``) of the
+fields media uses, which tests/contract/test_media_consent_client.py checks against
+``openapi/consent.json``, so a field renamed in consent fails the build rather than a check.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import NotFound, ProblemDetail, ServiceUnavailable, Unprocessable
+from hallpass_media.consent_facts import PupilDecision, Roster
 from hallpass_media.names import NameDetector, RosterName
 
 
-@dataclass(frozen=True)
-class PupilDecision:
+class ConsentAnswer(BaseModel):
+    """What media reads of one consent answer; whatever else consent sends is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DecisionEntry(ConsentAnswer):
     pupil_id: uuid.UUID
     allowed: bool
     reason: str
 
 
-@dataclass(frozen=True)
-class Roster:
-    etag: str
-    detector: NameDetector
-    names: dict[uuid.UUID, RosterName]
+class DecisionsAnswer(ConsentAnswer):
+    """``POST /v1/decisions``."""
 
-    def display_name(self, pupil_id: uuid.UUID) -> str | None:
-        name = self.names.get(pupil_id)
-        if name is None:
-            return None
-        return f"{name.preferred_name or name.given_name} {name.family_name}"
+    decisions: list[DecisionEntry]
+
+
+class RosterPupil(ConsentAnswer):
+    id: uuid.UUID
+    given_name: str
+    family_name: str
+    preferred_name: str | None = None
+
+
+class RosterAnswer(ConsentAnswer):
+    """``GET /v1/roster``."""
+
+    pupils: list[RosterPupil]
+
+
+class GuardianAnswer(ConsentAnswer):
+    """One entry of ``GET /v1/pupils/{pupil_id}/guardians``."""
+
+    id: uuid.UUID
+
+
+class PupilAnswer(ConsentAnswer):
+    """``GET /v1/pupils/{pupil_id}``, and one entry of a page of pupils."""
+
+    id: uuid.UUID
+
+
+class PupilsPage(ConsentAnswer):
+    """``GET /v1/pupils``."""
+
+    items: list[PupilAnswer]
+    next_cursor: str | None = None
+
+
+class ProblemEntry(ConsentAnswer):
+    code: str
+    detail: str
+    where: str | None = None
+    rule: str | None = None
+
+
+class ConsentProblem(ConsentAnswer):
+    """A problem+json refusal from consent (422 on ``POST /v1/decisions``)."""
+
+    code: str | None = None
+    problems: list[ProblemEntry] = []
+
+
+Answer = TypeVar("Answer")
+
+GUARDIANS: TypeAdapter[list[GuardianAnswer]] = TypeAdapter(list[GuardianAnswer])
 
 
 def _unavailable(detail: str) -> ServiceUnavailable:
     return ServiceUnavailable(detail, code="consent_unavailable")
 
 
-def _json(response: httpx.Response) -> Any:
+def _read(response: httpx.Response, read: Callable[[bytes], Answer]) -> Answer:
+    """The answer as media reads it; one it cannot read is an answer consent could not give."""
     try:
-        return response.json()
-    except ValueError as exc:
-        raise _unavailable("The consent service gave an answer that is not JSON.") from exc
+        return read(response.content)
+    except ValidationError as exc:
+        raise _unavailable("The consent service gave an answer media cannot read.") from exc
 
 
 class ConsentLink:
@@ -110,15 +165,14 @@ class ConsentLink:
             return cached
         if response.status_code != 200:
             raise _unavailable(f"The consent service answered {response.status_code} for names.")
-        body = _json(response)
         names = {
-            uuid.UUID(p["id"]): RosterName(
-                pupil_id=uuid.UUID(p["id"]),
-                given_name=p["given_name"],
-                family_name=p["family_name"],
-                preferred_name=p.get("preferred_name"),
+            pupil.id: RosterName(
+                pupil_id=pupil.id,
+                given_name=pupil.given_name,
+                family_name=pupil.family_name,
+                preferred_name=pupil.preferred_name,
             )
-            for p in body.get("pupils", [])
+            for pupil in _read(response, RosterAnswer.model_validate_json).pupils
         }
         roster = Roster(
             etag=response.headers.get("ETag", ""),
@@ -138,7 +192,7 @@ class ConsentLink:
             raise NotFound("No such pupil.", code="pupil_not_found")
         if response.status_code != 200:
             raise _unavailable(f"The consent service answered {response.status_code}.")
-        return {uuid.UUID(g["id"]) for g in _json(response)}
+        return {guardian.id for guardian in _read(response, GUARDIANS.validate_json)}
 
     def pupil_exists(self, school: str, pupil_id: uuid.UUID) -> bool:
         response = self.client.request_sync("GET", f"/v1/pupils/{pupil_id}", school=school)
@@ -146,6 +200,7 @@ class ConsentLink:
             return False
         if response.status_code != 200:
             raise _unavailable(f"The consent service answered {response.status_code}.")
+        _read(response, PupilAnswer.model_validate_json)
         return True
 
     def pupils_of_class(self, school: str, class_id: uuid.UUID) -> list[uuid.UUID]:
@@ -159,9 +214,9 @@ class ConsentLink:
             response = self.client.request_sync("GET", "/v1/pupils", school=school, params=params)
             if response.status_code != 200:
                 raise _unavailable(f"The consent service answered {response.status_code}.")
-            body = _json(response)
-            pupils.extend(uuid.UUID(p["id"]) for p in body.get("items", []))
-            cursor = body.get("next_cursor")
+            page = _read(response, PupilsPage.model_validate_json)
+            pupils.extend(pupil.id for pupil in page.items)
+            cursor = page.next_cursor
             if not cursor:
                 return pupils
 
@@ -181,29 +236,25 @@ def _revalidate(cached: Roster | None) -> dict[str, str] | None:
 
 def _decisions(response: httpx.Response) -> dict[uuid.UUID, PupilDecision]:
     if response.status_code == 422:
-        problem = _json(response)
-        if problem.get("code") == "unknown_pupil":
+        problem = _read(response, ConsentProblem.model_validate_json)
+        if problem.code == "unknown_pupil":
             raise Unprocessable(
                 "One or more of these pupils is not on this school's roll.",
                 code="unknown_pupil",
                 problems=[
-                    ProblemDetail(**p)
-                    for p in problem.get("problems", [])
-                    if isinstance(p, dict) and set(p) <= {"code", "detail", "where", "rule"}
+                    ProblemDetail(code=p.code, detail=p.detail, where=p.where, rule=p.rule)
+                    for p in problem.problems
                 ],
             )
-        raise _unavailable(f"The consent service refused the question ({problem.get('code')}).")
+        raise _unavailable(f"The consent service refused the question ({problem.code}).")
     if response.status_code != 200:
         raise _unavailable(f"The consent service answered {response.status_code}.")
-    answers: dict[uuid.UUID, PupilDecision] = {}
-    for entry in _json(response).get("decisions", []):
-        decision = PupilDecision(
-            pupil_id=uuid.UUID(entry["pupil_id"]),
-            allowed=bool(entry["allowed"]),
-            reason=str(entry["reason"]),
+    return {
+        entry.pupil_id: PupilDecision(
+            pupil_id=entry.pupil_id, allowed=entry.allowed, reason=entry.reason
         )
-        answers[decision.pupil_id] = decision
-    return answers
+        for entry in _read(response, DecisionsAnswer.model_validate_json).decisions
+    }
 
 
 def _complete(

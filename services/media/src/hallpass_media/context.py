@@ -15,9 +15,11 @@ from hallpass_media.settings import MediaSettings
 from hallpass_media.storage import Storage
 
 
-@dataclass
-class MediaContext:
-    service: ServiceContext
+@dataclass(kw_only=True)
+class MediaContext(ServiceContext):
+    """The kit's service context plus what media alone needs: its store, its consent client,
+    its settings and where pictures are scanned."""
+
     storage: Storage
     consent: ConsentLink
     settings: MediaSettings
@@ -67,12 +69,14 @@ class MediaContext:
 
 
 def media_context(service: ServiceContext) -> MediaContext:
-    media: MediaContext = service.extras["media"]
-    return media
+    """The media context of an app built by ``create_app`` (tools and tests hold the kit type)."""
+    if not isinstance(service, MediaContext):
+        raise TypeError(f"{service.name} is not the media service's context")
+    return service
 
 
 async def _media(request: Request) -> MediaContext:
     return media_context(context_of(request))
 
 
-MediaDep = Annotated[MediaContext, Depends(_media)]
+MediaContextDep = Annotated[MediaContext, Depends(_media)]

@@ -15,8 +15,8 @@ from hallpass_consent.consents.schemas import (
     Renewal,
     Withdrawal,
 )
+from hallpass_consent.context import ConsentContextDep
 from hallpass_consent.models import kit_tables
-from hallpass_consent.pupils.service import find_pupil
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import problem_responses
@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1", tags=["consents"], responses=problem_responses(
 def record_consent(
     body: ConsentCreate,
     session: SessionDep,
+    context: ConsentContextDep,
     idempotency: IdempotencyDep,
     principal: Principal = require_roles(*REGISTRARS),
 ) -> object:
@@ -40,7 +41,7 @@ def record_consent(
         kit_tables,
         principal,
         idempotency,
-        lambda: service.record_consent(session, principal, body),
+        lambda: service.record_consent(session, principal, body, now=context.clock()),
         status_code=201,
     )
 
@@ -55,6 +56,7 @@ def withdraw_consent(
     record_id: uuid.UUID,
     body: Withdrawal,
     session: SessionDep,
+    context: ConsentContextDep,
     idempotency: IdempotencyDep,
     principal: Principal = require_roles(*REGISTRARS),
 ) -> object:
@@ -64,7 +66,7 @@ def withdraw_consent(
         kit_tables,
         principal,
         idempotency,
-        lambda: service.withdraw_record(session, principal, record_id, body),
+        lambda: service.withdraw_record(session, principal, record_id, body, now=context.clock()),
         status_code=201,
     )
 
@@ -83,26 +85,30 @@ def get_consent(
 def get_receipt(
     record_id: uuid.UUID,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(*REGISTRARS, Role.dsl),
 ) -> ConsentReceipt:
     """The consent receipt for a record (ISO/IEC TS 27560 fields)."""
-    return service.staff_receipt(session, principal, record_id)
+    return service.staff_receipt(session, principal, record_id, now=context.clock())
 
 
 @router.get("/pupils/{pupil_id}/consents")
 def pupil_consents(
-    pupil_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(*PUPIL_READERS)
+    pupil_id: uuid.UUID,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*PUPIL_READERS),
 ) -> PupilConsents:
     """A pupil's effective consent per purpose now, and the full history behind it."""
-    pupil = find_pupil(session, principal.school, pupil_id)
-    return service.pupil_consents(session, principal.school, pupil)
+    return service.pupil_consents(session, principal, pupil_id, now=context.clock())
 
 
 @router.get("/renewals")
 def renewals(
     session: SessionDep,
+    context: ConsentContextDep,
     within_days: Annotated[int, Query(ge=1, le=366)] = 30,
     principal: Principal = require_roles(*REGISTRARS, Role.service),
 ) -> list[Renewal]:
     """Grants that lapse within the given number of days and have not been renewed."""
-    return service.renewals(session, principal, within_days)
+    return service.renewals(session, principal, within_days, now=context.clock())

@@ -1,18 +1,29 @@
 """Pure consent rules: given the records, what is a pupil's effective state for a purpose?
 
 No I/O here: the decisions endpoint, the class sheet, the parent view and the events all call
-``decide`` with what the repository loaded, so every caller reads consent the same way.
+``decide`` with what the repository loaded, so every caller reads consent the same way. The date
+rules (how long a grant lasts, which dates a form may carry, when a grant is due for renewal) are
+here too, handed the time by the caller: nothing in this module reads a clock.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from hallpass_consent.models import Basis, Decision, GivenBy
+from hallpass_consent.models import Basis, ConsentExpiry, Decision, GivenBy
+from hallpass_kit.errors import ProblemDetail, Unprocessable
+
+SCHOOL_TIME = ZoneInfo("Europe/London")
+# A form keyed in a few minutes after the carer pressed "send" is not backdated.
+CLOCK_TOLERANCE = dt.timedelta(minutes=5)
+# A grant given this close to the end of the academic year also covers the next year.
+RENEWAL_SEASON = dt.timedelta(days=60)
 
 
 class Reason(StrEnum):
@@ -144,3 +155,132 @@ def decide(
     if purpose.needs_pupil_agreement and (pupil_record is None or not _in_force(pupil_record, at)):
         return Verdict(False, Reason.pupil_agreement_missing, grant.id)
     return Verdict(True, Reason.granted, grant.id, grant.valid_until)
+
+
+# --- date rules ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolYear:
+    """What a school decided about how long a grant lasts."""
+
+    expiry: ConsentExpiry
+    end_month: int
+    end_day: int
+
+
+def academic_year_end_after(year: SchoolYear, moment: dt.datetime) -> dt.datetime:
+    """The first end of an academic year (midnight after its last day, school time) after
+    ``moment``."""
+    local = moment.astimezone(SCHOOL_TIME)
+    for calendar_year in (local.year, local.year + 1):
+        # A year ending on 29 February ends on the 28th in other years.
+        last = calendar.monthrange(calendar_year, year.end_month)[1]
+        day = dt.date(calendar_year, year.end_month, min(year.end_day, last))
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SCHOOL_TIME)
+        if end > moment:
+            return end.astimezone(dt.UTC)
+    raise AssertionError("unreachable: next year's end always follows")
+
+
+def _start_problems(start: dt.datetime, now: dt.datetime) -> list[ProblemDetail]:
+    if start >= now - CLOCK_TOLERANCE:
+        return []
+    return [
+        ProblemDetail(
+            code="date_in_past",
+            where="body.valid_from",
+            detail="valid_from may not be in the past.",
+        )
+    ]
+
+
+def _end_problems(
+    start: dt.datetime, valid_until: dt.datetime | None, now: dt.datetime
+) -> list[ProblemDetail]:
+    if valid_until is None:
+        return []
+    problems: list[ProblemDetail] = []
+    if valid_until <= now:
+        problems.append(
+            ProblemDetail(
+                code="date_in_past",
+                where="body.valid_until",
+                detail="valid_until must be in the future.",
+            )
+        )
+    if valid_until <= start:
+        problems.append(
+            ProblemDetail(
+                code="dates_reversed",
+                where="body.valid_until",
+                detail="valid_until must come after valid_from.",
+            )
+        )
+    return problems
+
+
+def _refusal_date_problems(
+    decision: Decision, valid_from: dt.datetime | None, valid_until: dt.datetime | None
+) -> list[ProblemDetail]:
+    if decision is Decision.granted or (valid_from is None and valid_until is None):
+        return []
+    return [
+        ProblemDetail(
+            code="dates_on_refusal",
+            where="body.valid_until" if valid_until is not None else "body.valid_from",
+            detail="A refusal applies from now until the carer changes it; it takes no dates.",
+        )
+    ]
+
+
+def _default_end(year: SchoolYear, start: dt.datetime) -> dt.datetime | None:
+    if year.expiry is not ConsentExpiry.academic_year_end:
+        return None
+    end = academic_year_end_after(year, start)
+    if end - start < RENEWAL_SEASON:
+        # Forms answered in the last weeks of the year are the renewals for the next one.
+        end = academic_year_end_after(year, end)
+    return end
+
+
+def validity(
+    year: SchoolYear,
+    decision: Decision,
+    valid_from: dt.datetime | None,
+    valid_until: dt.datetime | None,
+    *,
+    now: dt.datetime,
+) -> tuple[dt.datetime, dt.datetime | None]:
+    """When a new record applies from and until; every date that makes no sense is refused at
+    once, together."""
+    start = valid_from or now
+    problems = [
+        *_start_problems(start, now),
+        *_end_problems(start, valid_until, now),
+        *_refusal_date_problems(decision, valid_from, valid_until),
+    ]
+    if problems:
+        raise Unprocessable("The dates do not make sense.", code="invalid_dates", problems=problems)
+    if decision is not Decision.granted:
+        return start, None
+    return start, valid_until if valid_until is not None else _default_end(year, start)
+
+
+def supersedes(later: RecordView, grant: RecordView) -> bool:
+    """Whether ``later`` settles ``grant``'s renewal: an answer of no, or a grant lasting longer."""
+    if later.decision is not Decision.granted:
+        return True
+    assert grant.valid_until is not None
+    return later.valid_until is None or later.valid_until > grant.valid_until
+
+
+def renewal_due(grant: RecordView, later_of_party: Iterable[RecordView]) -> bool:
+    """A grant ending soon is due for renewal unless the same party has since renewed it beyond
+    its end, refused or withdrawn."""
+    return not any(supersedes(later, grant) for later in later_of_party)
+
+
+def ending(later_of_party: Iterable[RecordView]) -> RecordView | None:
+    """The first later record of the same party that ended a grant (a refusal or withdrawal)."""
+    return next((r for r in later_of_party if r.decision is not Decision.granted), None)

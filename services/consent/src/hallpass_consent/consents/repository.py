@@ -159,29 +159,43 @@ def history(session: Session, school_id: str, pupil_id: uuid.UUID) -> Sequence[C
     )
 
 
-def later_records_of_party(session: Session, record: ConsentRecord) -> Sequence[ConsentRecord]:
+def view_of(record: ConsentRecord) -> RecordView:
+    """What the pure rules read of a loaded record."""
+    return RecordView(
+        record.id,
+        record.given_by,
+        record.guardian_id,
+        record.decision,
+        record.recorded_at,
+        record.valid_from,
+        record.valid_until,
+    )
+
+
+def later_records_of_party(session: Session, record: ConsentRecord) -> list[RecordView]:
+    """What the same party (the same carer, or the pupil) said about the same purpose after
+    ``record``, oldest first."""
     c = ConsentRecord
     party = (
         c.guardian_id == record.guardian_id
         if record.guardian_id is not None
         else c.guardian_id.is_(None)
     )
-    return (
-        session.execute(
-            select(c)
-            .where(
-                c.school_id == record.school_id,
-                c.pupil_id == record.pupil_id,
-                c.purpose_id == record.purpose_id,
-                c.given_by == record.given_by,
-                party,
-                c.recorded_at > record.recorded_at,
-            )
-            .order_by(c.recorded_at)
+    rows = session.execute(
+        select(
+            c.id, c.given_by, c.guardian_id, c.decision, c.recorded_at, c.valid_from, c.valid_until
         )
-        .scalars()
-        .all()
-    )
+        .where(
+            c.school_id == record.school_id,
+            c.pupil_id == record.pupil_id,
+            c.purpose_id == record.purpose_id,
+            c.given_by == record.given_by,
+            party,
+            c.recorded_at > record.recorded_at,
+        )
+        .order_by(c.recorded_at)
+    ).all()
+    return [RecordView(*row) for row in rows]
 
 
 def grants_ending_between(
@@ -221,3 +235,16 @@ def unnoticed_lapsed_grants(
         .scalars()
         .all()
     )
+
+
+def add_record(session: Session, record: ConsentRecord) -> ConsentRecord:
+    """Append a record (records are never changed afterwards, C10); flushed, so it has its id."""
+    session.add(record)
+    session.flush()
+    return record
+
+
+def note_expiry(session: Session, record_id: uuid.UUID, noticed_at: dt.datetime) -> None:
+    """Remember that a lapsed grant has been looked at, so the sweep never announces it twice."""
+    session.add(ExpiryNotice(record_id=record_id, noticed_at=noticed_at))
+    session.flush()

@@ -1,18 +1,19 @@
-"""Recording, withdrawing and reading consent; the one place consent state is computed."""
+"""Recording, withdrawing and reading consent; the one place consent state is computed.
+
+Every function is handed the time (``now``) by its caller: the service's one clock.
+"""
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import emit_event, record_audit, require_school
-from hallpass_consent.consents import repository
-from hallpass_consent.consents.policy import PurposeRule, Reason, Verdict, decide
+from hallpass_consent.consents import policy, repository
+from hallpass_consent.consents.policy import PurposeRule, Reason, SchoolYear, Verdict, decide
 from hallpass_consent.consents.schemas import (
     ConsentCreate,
     ConsentReceipt,
@@ -28,12 +29,11 @@ from hallpass_consent.consents.schemas import (
     Renewal,
     Withdrawal,
 )
+from hallpass_consent.events import ChangeCause, ConsentChanged
 from hallpass_consent.models import (
     Basis,
-    ConsentExpiry,
     ConsentRecord,
     Decision,
-    ExpiryNotice,
     GivenBy,
     Method,
     Pupil,
@@ -43,14 +43,7 @@ from hallpass_consent.models import (
 from hallpass_consent.pupils import repository as pupils
 from hallpass_consent.schools import repository as schools
 from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
 from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
-
-SCHOOL_TIME = ZoneInfo("Europe/London")
-# A form keyed in a few minutes after the carer pressed "send" is not backdated.
-CLOCK_TOLERANCE = dt.timedelta(minutes=5)
-# A grant given this close to the end of the academic year also covers the next year.
-RENEWAL_SEASON = dt.timedelta(days=60)
 
 Verdicts = dict[tuple[uuid.UUID, str], Verdict]
 
@@ -96,12 +89,6 @@ def evaluate(
     return verdicts
 
 
-def evaluate_now(
-    session: Session, school_id: str, purposes: Sequence[Purpose], pupil_ids: Collection[uuid.UUID]
-) -> Verdicts:
-    return evaluate(session, school_id, purposes, pupil_ids, utcnow())
-
-
 def announce_changes(
     session: Session,
     school_id: str,
@@ -109,10 +96,11 @@ def announce_changes(
     pupil_ids: Collection[uuid.UUID],
     before: Mapping[tuple[uuid.UUID, str], Verdict],
     *,
-    cause: str,
+    cause: ChangeCause,
+    now: dt.datetime,
 ) -> None:
     """Emit ``consent.changed`` for every (pupil, purpose) whose effective state moved."""
-    after = evaluate_now(session, school_id, purposes, pupil_ids)
+    after = evaluate(session, school_id, purposes, pupil_ids, now)
     for (pupil_id, code), verdict in after.items():
         previous = before.get((pupil_id, code))
         if previous is not None and (previous.allowed, previous.reason) == (
@@ -123,30 +111,22 @@ def announce_changes(
         emit_event(
             session,
             school_id,
-            "consent.changed",
-            {
-                "pupil_id": str(pupil_id),
-                "purpose": code,
-                "allowed": verdict.allowed,
+            ConsentChanged(
+                pupil_id=pupil_id,
+                purpose=code,
+                allowed=verdict.allowed,
                 # Restricted is announced as such, never with its reason (C12).
-                "state": verdict.reason.value,
-                "record_id": str(verdict.record_id) if verdict.record_id else None,
-                "cause": cause,
-            },
+                state=verdict.reason,
+                record_id=verdict.record_id,
+                cause=cause,
+            ),
         )
 
 
-def academic_year_end_after(school: School, moment: dt.datetime) -> dt.datetime:
-    local = moment.astimezone(SCHOOL_TIME)
-    month = school.academic_year_end_month
-    for year in (local.year, local.year + 1):
-        # A year ending on 29 February ends on the 28th in other years.
-        last = calendar.monthrange(year, month)[1]
-        day = dt.date(year, month, min(school.academic_year_end_day, last))
-        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), SCHOOL_TIME)
-        if end > moment:
-            return end.astimezone(dt.UTC)
-    raise AssertionError("unreachable: next year's end always follows")
+def school_year(school: School) -> SchoolYear:
+    return SchoolYear(
+        school.consent_expiry, school.academic_year_end_month, school.academic_year_end_day
+    )
 
 
 def record_view(record: ConsentRecord, purpose_code: str) -> ConsentRecordView:
@@ -221,9 +201,10 @@ def _append(
     wording_version: int,
     valid_from: dt.datetime,
     valid_until: dt.datetime | None,
+    now: dt.datetime,
     withdraws: uuid.UUID | None = None,
 ) -> ConsentRecord:
-    before = evaluate_now(session, school.id, [purpose], [pupil.id])
+    before = evaluate(session, school.id, [purpose], [pupil.id], now)
     record = ConsentRecord(
         school_id=school.id,
         pupil_id=pupil.id,
@@ -237,67 +218,20 @@ def _append(
         valid_from=valid_from,
         valid_until=valid_until,
         recorded_by=actor,
-        recorded_at=utcnow(),
+        recorded_at=now,
         withdraws_record_id=withdraws,
     )
-    session.add(record)
-    session.flush()
-    announce_changes(session, school.id, [purpose], [pupil.id], before, cause="consent_recorded")
+    repository.add_record(session, record)
+    announce_changes(
+        session,
+        school.id,
+        [purpose],
+        [pupil.id],
+        before,
+        cause=ChangeCause.consent_recorded,
+        now=now,
+    )
     return record
-
-
-def _validity(
-    school: School,
-    decision: Decision,
-    valid_from: dt.datetime | None,
-    valid_until: dt.datetime | None,
-) -> tuple[dt.datetime, dt.datetime | None]:
-    now = utcnow()
-    start = valid_from or now
-    problems: list[ProblemDetail] = []
-    if start < now - CLOCK_TOLERANCE:
-        problems.append(
-            ProblemDetail(
-                code="date_in_past",
-                where="body.valid_from",
-                detail="valid_from may not be in the past.",
-            )
-        )
-    if valid_until is not None:
-        if valid_until <= now:
-            problems.append(
-                ProblemDetail(
-                    code="date_in_past",
-                    where="body.valid_until",
-                    detail="valid_until must be in the future.",
-                )
-            )
-        if valid_until <= start:
-            problems.append(
-                ProblemDetail(
-                    code="dates_reversed",
-                    where="body.valid_until",
-                    detail="valid_until must come after valid_from.",
-                )
-            )
-    if decision is not Decision.granted and (valid_from is not None or valid_until is not None):
-        problems.append(
-            ProblemDetail(
-                code="dates_on_refusal",
-                where="body.valid_until" if valid_until is not None else "body.valid_from",
-                detail="A refusal applies from now until the carer changes it; it takes no dates.",
-            )
-        )
-    if problems:
-        raise Unprocessable("The dates do not make sense.", code="invalid_dates", problems=problems)
-    if decision is not Decision.granted:
-        return start, None
-    if valid_until is None and school.consent_expiry is ConsentExpiry.academic_year_end:
-        valid_until = academic_year_end_after(school, start)
-        if valid_until - start < RENEWAL_SEASON:
-            # Forms answered in the last weeks of the year are the renewals for the next one.
-            valid_until = academic_year_end_after(school, valid_until)
-    return start, valid_until
 
 
 def _wording_version(session: Session, purpose: Purpose, requested: int | None) -> int:
@@ -313,7 +247,7 @@ def _wording_version(session: Session, purpose: Purpose, requested: int | None) 
 
 
 def record_consent(
-    session: Session, principal: Principal, body: ConsentCreate
+    session: Session, principal: Principal, body: ConsentCreate, *, now: dt.datetime
 ) -> ConsentRecordView:
     """Staff record a carer's (or, for their own work, a pupil's) decision (C1, C10)."""
     school = require_school(session, principal.school)
@@ -337,7 +271,9 @@ def record_consent(
             )
         _check_carer(session, pupil, body.guardian_id)
     decision = Decision(body.decision)
-    valid_from, valid_until = _validity(school, decision, body.valid_from, body.valid_until)
+    valid_from, valid_until = policy.validity(
+        school_year(school), decision, body.valid_from, body.valid_until, now=now
+    )
     record = _append(
         session,
         school=school,
@@ -352,6 +288,7 @@ def record_consent(
         wording_version=_wording_version(session, purpose, body.wording_version),
         valid_from=valid_from,
         valid_until=valid_until,
+        now=now,
     )
     record_audit(
         session,
@@ -370,6 +307,8 @@ def record_parent_consent(
     purpose_code: str,
     decision: Decision,
     wording_version: int | None,
+    *,
+    now: dt.datetime,
 ) -> ConsentRecordView:
     """A carer answers for their own child in the app (A2 is checked by the caller)."""
     assert principal.guardian_id is not None
@@ -378,7 +317,7 @@ def record_parent_consent(
         raise Unprocessable("This pupil has left the school.", code="pupil_not_on_roll")
     purpose = _find_purpose(session, school.id, purpose_code)
     _check_carer(session, pupil, principal.guardian_id)
-    valid_from, valid_until = _validity(school, decision, None, None)
+    valid_from, valid_until = policy.validity(school_year(school), decision, None, None, now=now)
     withdraws = None
     if decision is Decision.withdrawn:
         withdraws = next(
@@ -405,6 +344,7 @@ def record_parent_consent(
         wording_version=_wording_version(session, purpose, wording_version),
         valid_from=valid_from,
         valid_until=valid_until,
+        now=now,
         withdraws=withdraws,
     )
     record_audit(
@@ -418,7 +358,12 @@ def record_parent_consent(
 
 
 def withdraw_record(
-    session: Session, principal: Principal, record_id: uuid.UUID, body: Withdrawal
+    session: Session,
+    principal: Principal,
+    record_id: uuid.UUID,
+    body: Withdrawal,
+    *,
+    now: dt.datetime,
 ) -> ConsentRecordView:
     """Withdraw a grant (C5): a new record, effective for every decision from now on."""
     school = require_school(session, principal.school)
@@ -442,8 +387,9 @@ def withdraw_record(
         method=body.method,
         evidence_ref=body.evidence_ref,
         wording_version=record.wording_version,
-        valid_from=utcnow(),
+        valid_from=now,
         valid_until=None,
+        now=now,
         withdraws=record.id,
     )
     record_audit(
@@ -464,9 +410,16 @@ def get_record(session: Session, principal: Principal, record_id: uuid.UUID) -> 
     return record_view(record, purposes[record.purpose_id])
 
 
-def pupil_consents(session: Session, school_id: str, pupil: Pupil) -> PupilConsents:
+def pupil_consents(
+    session: Session, principal: Principal, pupil_id: uuid.UUID, *, now: dt.datetime
+) -> PupilConsents:
+    """A pupil's effective consent per purpose at ``now``, and the full history behind it."""
+    school_id = principal.school
+    pupil = pupils.get_pupil(session, school_id, pupil_id)
+    if pupil is None:
+        raise NotFound("No such pupil in this school.", code="unknown_pupil")
     purposes = consent_purposes(session, school_id)
-    verdicts = evaluate_now(session, school_id, purposes, [pupil.id])
+    verdicts = evaluate(session, school_id, purposes, [pupil.id], now)
     codes = {p.id: p.code for p in purposes}
     restricted = bool(pupils.restricted_pupil_ids(session, school_id, [pupil.id]))
     return PupilConsents(
@@ -490,8 +443,22 @@ def pupil_consents(session: Session, school_id: str, pupil: Pupil) -> PupilConse
     )
 
 
+def history(session: Session, school_id: str, pupil_id: uuid.UUID) -> list[ConsentRecordView]:
+    """Every consent record about a pupil, newest first."""
+    codes = {p.id: p.code for p in consent_purposes(session, school_id)}
+    return [
+        record_view(r, codes[r.purpose_id])
+        for r in repository.history(session, school_id, pupil_id)
+    ]
+
+
 def decisions(
-    session: Session, principal: Principal, body: DecisionRequest, max_batch: int
+    session: Session,
+    principal: Principal,
+    body: DecisionRequest,
+    *,
+    max_batch: int,
+    now: dt.datetime,
 ) -> DecisionResponse:
     """Per-pupil verdicts for one purpose; fails closed on anything unknown."""
     if len(body.pupil_ids) > max_batch:
@@ -505,7 +472,7 @@ def decisions(
             code="unknown_purpose",
             rule="C1",
         )
-    at = body.at or utcnow()
+    at = body.at or now
     pupil_ids = list(dict.fromkeys(body.pupil_ids))
     verdicts = evaluate(session, principal.school, [purpose], pupil_ids, at)
     unknown = [i for i, pid in enumerate(body.pupil_ids) if (pid, purpose.code) not in verdicts]
@@ -533,7 +500,9 @@ def decisions(
     )
 
 
-def receipt(session: Session, school_id: str, record: ConsentRecord) -> ConsentReceipt:
+def receipt(
+    session: Session, school_id: str, record: ConsentRecord, *, now: dt.datetime
+) -> ConsentReceipt:
     school = require_school(session, school_id)
     pupil = pupils.get_pupil(session, school_id, record.pupil_id)
     purpose = next(p for p in consent_purposes(session, school_id) if p.id == record.purpose_id)
@@ -548,8 +517,7 @@ def receipt(session: Session, school_id: str, record: ConsentRecord) -> ConsentR
         )
     else:
         given_by = ReceiptParty(id=str(pupil.id), name="the pupil")
-    later = repository.later_records_of_party(session, record)
-    ended = next((r for r in later if r.decision is not Decision.granted), None)
+    ended = policy.ending(repository.later_records_of_party(session, record))
     basis = (
         "consent, UK GDPR Art. 6(1)(a)"
         if purpose.basis is Basis.opt_in
@@ -557,7 +525,7 @@ def receipt(session: Session, school_id: str, record: ConsentRecord) -> ConsentR
     )
     return ConsentReceipt(
         receipt_id=record.id,
-        issued_at=utcnow(),
+        issued_at=now,
         controller=ReceiptParty(id=school.id, name=school.name),
         subject=ReceiptParty(id=str(pupil.id), name=f"{pupil.given_name} {pupil.family_name}"),
         given_by=given_by,
@@ -585,33 +553,26 @@ def receipt(session: Session, school_id: str, record: ConsentRecord) -> ConsentR
     )
 
 
-def staff_receipt(session: Session, principal: Principal, record_id: uuid.UUID) -> ConsentReceipt:
+def staff_receipt(
+    session: Session, principal: Principal, record_id: uuid.UUID, *, now: dt.datetime
+) -> ConsentReceipt:
     record = repository.get_record(session, principal.school, record_id)
     if record is None:
         raise NotFound("No such consent record in this school.", code="unknown_record")
-    return receipt(session, principal.school, record)
+    return receipt(session, principal.school, record, now=now)
 
 
-def _supersedes(later: ConsentRecord, grant: ConsentRecord) -> bool:
-    """Whether ``later`` settles ``grant``'s renewal: an answer of no, or a grant lasting longer."""
-    if later.decision is not Decision.granted:
-        return True
-    assert grant.valid_until is not None
-    return later.valid_until is None or later.valid_until > grant.valid_until
-
-
-def renewals(session: Session, principal: Principal, within_days: int) -> list[Renewal]:
+def renewals(
+    session: Session, principal: Principal, within_days: int, *, now: dt.datetime
+) -> list[Renewal]:
     """Grants still in force that lapse within ``within_days`` and have not been renewed."""
-    now = utcnow()
     rows = repository.grants_ending_between(
         session, principal.school, now, now + dt.timedelta(days=within_days)
     )
     due: list[Renewal] = []
     for record, purpose, guardian in rows:
-        if any(
-            _supersedes(later, record)
-            for later in repository.later_records_of_party(session, record)
-        ):
+        later = repository.later_records_of_party(session, record)
+        if not policy.renewal_due(repository.view_of(record), later):
             continue  # renewed beyond this grant, refused or withdrawn since
         due.append(
             Renewal(
@@ -626,9 +587,8 @@ def renewals(session: Session, principal: Principal, within_days: int) -> list[R
     return due
 
 
-def sweep_expired(session: Session, *, limit: int = 500) -> int:
+def sweep_expired(session: Session, *, now: dt.datetime, limit: int = 500) -> int:
     """Announce grants that lapsed since the last sweep (``consent.changed`` state ``expired``)."""
-    now = utcnow()
     lapsed = repository.unnoticed_lapsed_grants(session, now, limit)
     announced = 0
     for record in lapsed:
@@ -641,17 +601,15 @@ def sweep_expired(session: Session, *, limit: int = 500) -> int:
             emit_event(
                 session,
                 record.school_id,
-                "consent.changed",
-                {
-                    "pupil_id": str(record.pupil_id),
-                    "purpose": purposes[0].code,
-                    "allowed": False,
-                    "state": Reason.expired.value,
-                    "record_id": str(record.id),
-                    "cause": "expired",
-                },
+                ConsentChanged(
+                    pupil_id=record.pupil_id,
+                    purpose=purposes[0].code,
+                    allowed=False,
+                    state=Reason.expired,
+                    record_id=record.id,
+                    cause=ChangeCause.expired,
+                ),
             )
             announced += 1
-        session.add(ExpiryNotice(record_id=record.id, noticed_at=now))
-    session.flush()
+        repository.note_expiry(session, record.id, now)
     return announced

@@ -6,8 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from hallpass_consent.common import GUARDIAN_READERS, PUPIL_READERS, REGISTRARS, record_audit
-from hallpass_consent.pupils import importer, service
+from hallpass_consent.common import GUARDIAN_READERS, PUPIL_READERS, REGISTRARS
+from hallpass_consent.context import ConsentContextDep
+from hallpass_consent.pupils import service
 from hallpass_consent.pupils.schemas import (
     ChildLink,
     ClassCreate,
@@ -21,7 +22,7 @@ from hallpass_consent.pupils.schemas import (
     RestrictionSet,
     RestrictionView,
 )
-from hallpass_kit.app import ContextDep, SessionDep, require_roles
+from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import PayloadTooLarge, UnsupportedMediaType, problem_responses
 from hallpass_kit.fields import STORABLE
@@ -32,10 +33,13 @@ router = APIRouter(prefix="/v1", tags=["pupils"], responses=problem_responses(40
 
 @router.post("/classes", status_code=201, tags=["classes"], responses=problem_responses(409))
 def create_class(
-    body: ClassCreate, session: SessionDep, principal: Principal = require_roles(*REGISTRARS)
+    body: ClassCreate,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*REGISTRARS),
 ) -> ClassView:
     """Add a class (form group)."""
-    return service.create_class(session, principal, body)
+    return service.create_class(session, principal, body, now=context.clock())
 
 
 @router.get("/classes", tags=["classes"])
@@ -48,10 +52,13 @@ def list_classes(
 
 @router.post("/pupils", status_code=201, responses=problem_responses(409))
 def create_pupil(
-    body: PupilCreate, session: SessionDep, principal: Principal = require_roles(*REGISTRARS)
+    body: PupilCreate,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*REGISTRARS),
 ) -> PupilView:
     """Add a pupil to the roll."""
-    return service.create_pupil(session, principal, body)
+    return service.create_pupil(session, principal, body, now=context.clock())
 
 
 @router.get("/pupils", responses=problem_responses(400))
@@ -87,18 +94,22 @@ def change_pupil(
     pupil_id: uuid.UUID,
     body: PupilChange,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(*REGISTRARS),
 ) -> PupilView:
     """Correct a pupil's names, year group or class."""
-    return service.change_pupil(session, principal, pupil_id, body)
+    return service.change_pupil(session, principal, pupil_id, body, now=context.clock())
 
 
 @router.post("/pupils/{pupil_id}:archive", responses=problem_responses(409))
 def archive_pupil(
-    pupil_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(*REGISTRARS)
+    pupil_id: uuid.UUID,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*REGISTRARS),
 ) -> PupilView:
     """Mark a leaver. Nothing is deleted: the consent history stays as evidence."""
-    return service.archive_pupil(session, principal, pupil_id)
+    return service.archive_pupil(session, principal, pupil_id, now=context.clock())
 
 
 @router.post(
@@ -111,7 +122,7 @@ def archive_pupil(
 async def import_pupils(
     request: Request,
     session: SessionDep,
-    context: ContextDep,
+    context: ConsentContextDep,
     dry_run: bool = False,
     principal: Principal = require_roles(*REGISTRARS),
 ) -> ImportSummary:
@@ -122,7 +133,7 @@ async def import_pupils(
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("text/csv", "application/csv"):
         raise UnsupportedMediaType("Send the file as text/csv.")
-    limit: int = context.extras["max_import_bytes"]
+    limit = context.settings.max_import_bytes
     if int(request.headers.get("content-length") or 0) > limit:
         raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
     data = bytearray()
@@ -131,28 +142,26 @@ async def import_pupils(
         if len(data) > limit:
             raise PayloadTooLarge(f"The file is larger than {limit} bytes.")
 
-    def run() -> ImportSummary:
-        summary = importer.import_csv(
-            session,
-            principal.school,
-            bytes(data),
-            actor=principal.actor,
-            dry_run=dry_run,
-            max_rows=context.extras["max_import_rows"],
-        )
-        if not dry_run:
-            record_audit(session, principal, "pupils.imported", None, summary.model_dump())
-        return summary
-
-    return await run_in_threadpool(run)
+    return await run_in_threadpool(
+        service.import_pupils,
+        session,
+        principal,
+        bytes(data),
+        dry_run=dry_run,
+        max_rows=context.settings.max_import_rows,
+        now=context.clock(),
+    )
 
 
 @router.post("/guardians", status_code=201, tags=["guardians"], responses=problem_responses(409))
 def create_guardian(
-    body: GuardianCreate, session: SessionDep, principal: Principal = require_roles(*REGISTRARS)
+    body: GuardianCreate,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*REGISTRARS),
 ) -> GuardianView:
     """Add a carer and link them to their children, with parental responsibility or not."""
-    return service.create_guardian(session, principal, body)
+    return service.create_guardian(session, principal, body, now=context.clock())
 
 
 @router.get("/guardians/{guardian_id}", tags=["guardians"])
@@ -170,10 +179,11 @@ def link_child(
     guardian_id: uuid.UUID,
     body: ChildLink,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(*REGISTRARS),
 ) -> GuardianView:
     """Link a carer to a child, or change the link's parental responsibility."""
-    return service.link_child(session, principal, guardian_id, body)
+    return service.link_child(session, principal, guardian_id, body, now=context.clock())
 
 
 @router.get("/pupils/{pupil_id}/guardians", tags=["guardians"])
@@ -191,10 +201,11 @@ def set_restriction(
     pupil_id: uuid.UUID,
     body: RestrictionSet,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(Role.dsl),
 ) -> RestrictionView:
     """Set a safeguarding restriction (DSL only). It overrides every consent (C12)."""
-    return service.set_restriction(session, principal, pupil_id, body)
+    return service.set_restriction(session, principal, pupil_id, body, now=context.clock())
 
 
 @router.get("/pupils/{pupil_id}/restriction", tags=["safeguarding"])
@@ -207,8 +218,11 @@ def get_restriction(
 
 @router.delete("/pupils/{pupil_id}/restriction", status_code=204, tags=["safeguarding"])
 def lift_restriction(
-    pupil_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(Role.dsl)
+    pupil_id: uuid.UUID,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(Role.dsl),
 ) -> Response:
     """Lift a safeguarding restriction (DSL only); consents apply again from now."""
-    service.lift_restriction(session, principal, pupil_id)
+    service.lift_restriction(session, principal, pupil_id, now=context.clock())
     return Response(status_code=204)

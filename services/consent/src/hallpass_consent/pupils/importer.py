@@ -7,6 +7,7 @@ problem found is reported with its row and column so the office can fix the expo
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hallpass_consent.common import audit, require_school
 from hallpass_consent.consents import service as consents
+from hallpass_consent.events import ChangeCause
 from hallpass_consent.models import Guardian, GuardianLink, Pupil, SchoolClass
 from hallpass_consent.pupils import repository
 from hallpass_consent.pupils.schemas import ImportSummary
@@ -25,6 +27,7 @@ from hallpass_kit.db import Database, utcnow
 from hallpass_kit.errors import ProblemDetail, Unprocessable
 
 Progress = Callable[[str, int, int], None]
+Clock = Callable[[], dt.datetime]
 
 REQUIRED = ("mis_id", "given_name", "family_name", "year_group")
 OPTIONAL = ("preferred_name", "class")
@@ -244,6 +247,7 @@ def import_csv(
     dry_run: bool,
     max_rows: int = 10_000,
     progress: Progress = _quiet,
+    now: dt.datetime,
 ) -> ImportSummary:
     """Create or update every pupil in the file with their carers, in the caller's transaction."""
     require_school(session, school_id)
@@ -261,12 +265,11 @@ def import_csv(
         classes_created=0,
         dry_run=dry_run,
     )
-    now = utcnow()
     # Carers' parental responsibility decides whose refusal counts (C11): a re-import that changes
     # it can change a pupil's consent, and publishers must hear of it.
     purposes = consents.consent_purposes(session, school_id)
     known_pupils = [p.id for p in existing.values()]
-    before = {} if dry_run else consents.evaluate_now(session, school_id, purposes, known_pupils)
+    before = {} if dry_run else consents.evaluate(session, school_id, purposes, known_pupils, now)
     for done, row in enumerate(rows, start=1):
         class_id = None
         if row.class_name:
@@ -360,7 +363,13 @@ def import_csv(
         session.flush()
         bump_roster_version(session, school_id)
         consents.announce_changes(
-            session, school_id, purposes, known_pupils, before, cause="pupils_imported"
+            session,
+            school_id,
+            purposes,
+            known_pupils,
+            before,
+            cause=ChangeCause.pupils_imported,
+            now=now,
         )
     return summary
 
@@ -373,8 +382,10 @@ def import_csv_file(
     dry_run: bool,
     progress: Progress = _quiet,
     max_rows: int = 10_000,
+    clock: Clock = utcnow,
 ) -> ImportSummary:
-    """The CLI's way in: one transaction, audited like the HTTP import."""
+    """The CLI's way in: one transaction, audited like the HTTP import. The CLI is its own entry
+    point, so it holds the clock here, as the app's context does for a request."""
     with database.session() as session:
         summary = import_csv(
             session,
@@ -384,6 +395,7 @@ def import_csv_file(
             dry_run=dry_run,
             max_rows=max_rows,
             progress=progress,
+            now=clock(),
         )
         if not dry_run:
             audit.append(

@@ -140,15 +140,3 @@ def guardians_of_pupils(
         .order_by(GuardianLink.created_at)
     ).all()
     return [(link_, guardian) for link_, guardian in rows]
-
-
-def children_of_guardian(
-    session: Session, school_id: str, guardian_id: uuid.UUID
-) -> Sequence[tuple[GuardianLink, Pupil]]:
-    rows = session.execute(
-        select(GuardianLink, Pupil)
-        .join(Pupil, Pupil.id == GuardianLink.pupil_id)
-        .where(GuardianLink.school_id == school_id, GuardianLink.guardian_id == guardian_id)
-        .order_by(Pupil.given_name)
-    ).all()
-    return [(link_, pupil) for link_, pupil in rows]

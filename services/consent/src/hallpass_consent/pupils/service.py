@@ -1,19 +1,22 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import record_audit, require_school
 from hallpass_consent.consents import service as consents
+from hallpass_consent.events import ChangeCause
 from hallpass_consent.models import Guardian, GuardianLink, Pupil, Restriction, SchoolClass
-from hallpass_consent.pupils import repository
+from hallpass_consent.pupils import importer, repository
 from hallpass_consent.pupils.schemas import (
     ChildLink,
     ClassCreate,
     ClassView,
     GuardianCreate,
     GuardianView,
+    ImportSummary,
     PupilChange,
     PupilCreate,
     PupilView,
@@ -22,7 +25,6 @@ from hallpass_consent.pupils.schemas import (
 )
 from hallpass_consent.schools.repository import bump_roster_version
 from hallpass_kit.auth import Principal, Role
-from hallpass_kit.db import utcnow
 from hallpass_kit.errors import BadRequest, Conflict, NotFound, Unprocessable
 from hallpass_kit.pagination import Page, decode_cursor, encode_cursor
 
@@ -53,12 +55,14 @@ def _check_class(session: Session, school_id: str, class_id: uuid.UUID | None) -
         raise Unprocessable("No such class in this school.", code="unknown_class")
 
 
-def create_class(session: Session, principal: Principal, body: ClassCreate) -> ClassView:
+def create_class(
+    session: Session, principal: Principal, body: ClassCreate, *, now: dt.datetime
+) -> ClassView:
     require_school(session, principal.school)
     if repository.class_by_name(session, principal.school, body.name) is not None:
         raise Conflict(f"A class called '{body.name}' already exists.", code="duplicate_class")
     school_class = SchoolClass(
-        school_id=principal.school, name=body.name, year_group=body.year_group, created_at=utcnow()
+        school_id=principal.school, name=body.name, year_group=body.year_group, created_at=now
     )
     session.add(school_class)
     session.flush()
@@ -73,14 +77,15 @@ def list_classes(session: Session, principal: Principal) -> list[ClassView]:
     ]
 
 
-def create_pupil(session: Session, principal: Principal, body: PupilCreate) -> PupilView:
+def create_pupil(
+    session: Session, principal: Principal, body: PupilCreate, *, now: dt.datetime
+) -> PupilView:
     require_school(session, principal.school)
     _check_class(session, principal.school, body.class_id)
     if repository.pupils_by_mis_id(session, principal.school, [body.mis_id]):
         raise Conflict(
             f"A pupil with MIS id '{body.mis_id}' already exists.", code="duplicate_mis_id"
         )
-    now = utcnow()
     pupil = Pupil(
         school_id=principal.school,
         created_at=now,
@@ -141,7 +146,12 @@ def list_pupils(
 
 
 def change_pupil(
-    session: Session, principal: Principal, pupil_id: uuid.UUID, body: PupilChange
+    session: Session,
+    principal: Principal,
+    pupil_id: uuid.UUID,
+    body: PupilChange,
+    *,
+    now: dt.datetime,
 ) -> PupilView:
     pupil = find_pupil(session, principal.school, pupil_id)
     changes = body.model_dump(exclude_unset=True)
@@ -152,18 +162,20 @@ def change_pupil(
         _check_class(session, principal.school, changes["class_id"])
     for field, value in changes.items():
         setattr(pupil, field, value)
-    pupil.updated_at = utcnow()
+    pupil.updated_at = now
     session.flush()
     bump_roster_version(session, principal.school)
     record_audit(session, principal, "pupil.changed", str(pupil.id), {"fields": sorted(changes)})
     return get_pupil(session, principal, pupil.id)
 
 
-def archive_pupil(session: Session, principal: Principal, pupil_id: uuid.UUID) -> PupilView:
+def archive_pupil(
+    session: Session, principal: Principal, pupil_id: uuid.UUID, *, now: dt.datetime
+) -> PupilView:
     pupil = find_pupil(session, principal.school, pupil_id)
     if pupil.archived_at is not None:
         raise Conflict("This pupil has already left.", code="already_archived")
-    pupil.archived_at = utcnow()
+    pupil.archived_at = now
     pupil.updated_at = pupil.archived_at
     session.flush()
     bump_roster_version(session, principal.school)
@@ -189,7 +201,9 @@ def guardian_view(session: Session, guardian: Guardian) -> GuardianView:
     )
 
 
-def create_guardian(session: Session, principal: Principal, body: GuardianCreate) -> GuardianView:
+def create_guardian(
+    session: Session, principal: Principal, body: GuardianCreate, *, now: dt.datetime
+) -> GuardianView:
     require_school(session, principal.school)
     seen: set[uuid.UUID] = set()
     for child in body.children:
@@ -198,7 +212,6 @@ def create_guardian(session: Session, principal: Principal, body: GuardianCreate
         seen.add(child.pupil_id)
         if repository.get_pupil(session, principal.school, child.pupil_id) is None:
             raise Unprocessable(f"No pupil {child.pupil_id} in this school.", code="unknown_pupil")
-    now = utcnow()
     guardian = Guardian(
         school_id=principal.school,
         given_name=body.given_name,
@@ -240,7 +253,12 @@ def get_guardian(session: Session, principal: Principal, guardian_id: uuid.UUID)
 
 
 def link_child(
-    session: Session, principal: Principal, guardian_id: uuid.UUID, body: ChildLink
+    session: Session,
+    principal: Principal,
+    guardian_id: uuid.UUID,
+    body: ChildLink,
+    *,
+    now: dt.datetime,
 ) -> GuardianView:
     guardian = repository.get_guardian(session, principal.school, guardian_id)
     if guardian is None:
@@ -248,7 +266,7 @@ def link_child(
     if repository.get_pupil(session, principal.school, body.pupil_id) is None:
         raise Unprocessable(f"No pupil {body.pupil_id} in this school.", code="unknown_pupil")
     purposes = consents.consent_purposes(session, principal.school)
-    before = consents.evaluate_now(session, principal.school, purposes, [body.pupil_id])
+    before = consents.evaluate(session, principal.school, purposes, [body.pupil_id], now)
     existing = repository.link(session, body.pupil_id, guardian_id)
     if existing is None:
         session.add(
@@ -258,7 +276,7 @@ def link_child(
                 school_id=principal.school,
                 relationship=body.relationship,
                 parental_responsibility=body.parental_responsibility,
-                created_at=utcnow(),
+                created_at=now,
             )
         )
     else:
@@ -267,7 +285,13 @@ def link_child(
     session.flush()
     # Parental responsibility decides whose refusal counts (C11), so a change can change consent.
     consents.announce_changes(
-        session, principal.school, purposes, [body.pupil_id], before, cause="guardian_link"
+        session,
+        principal.school,
+        purposes,
+        [body.pupil_id],
+        before,
+        cause=ChangeCause.guardian_link,
+        now=now,
     )
     record_audit(
         session, principal, "guardian.linked", str(guardian_id), body.model_dump(mode="json")
@@ -286,13 +310,17 @@ def guardians_of_pupil(
 
 
 def set_restriction(
-    session: Session, principal: Principal, pupil_id: uuid.UUID, body: RestrictionSet
+    session: Session,
+    principal: Principal,
+    pupil_id: uuid.UUID,
+    body: RestrictionSet,
+    *,
+    now: dt.datetime,
 ) -> RestrictionView:
     pupil = find_pupil(session, principal.school, pupil_id)
     purposes = consents.consent_purposes(session, principal.school)
-    before = consents.evaluate_now(session, principal.school, purposes, [pupil.id])
+    before = consents.evaluate(session, principal.school, purposes, [pupil.id], now)
     current = repository.active_restriction(session, principal.school, pupil.id)
-    now = utcnow()
     if current is not None:
         current.lifted_at, current.lifted_by = now, principal.actor
     restriction = Restriction(
@@ -306,7 +334,13 @@ def set_restriction(
     session.add(restriction)
     session.flush()
     consents.announce_changes(
-        session, principal.school, purposes, [pupil.id], before, cause="restriction"
+        session,
+        principal.school,
+        purposes,
+        [pupil.id],
+        before,
+        cause=ChangeCause.restriction,
+        now=now,
     )
     # The reason stays out of the audit details: the chain is readable by the head too.
     record_audit(session, principal, "restriction.set", str(pupil.id), {"kind": body.kind.value})
@@ -339,13 +373,45 @@ def get_restriction(session: Session, principal: Principal, pupil_id: uuid.UUID)
     return _restriction_view(restriction)
 
 
-def lift_restriction(session: Session, principal: Principal, pupil_id: uuid.UUID) -> None:
+def lift_restriction(
+    session: Session, principal: Principal, pupil_id: uuid.UUID, *, now: dt.datetime
+) -> None:
     pupil, restriction = _active_restriction(session, principal, pupil_id)
     purposes = consents.consent_purposes(session, principal.school)
-    before = consents.evaluate_now(session, principal.school, purposes, [pupil.id])
-    restriction.lifted_at, restriction.lifted_by = utcnow(), principal.actor
+    before = consents.evaluate(session, principal.school, purposes, [pupil.id], now)
+    restriction.lifted_at, restriction.lifted_by = now, principal.actor
     session.flush()
     consents.announce_changes(
-        session, principal.school, purposes, [pupil.id], before, cause="restriction_lifted"
+        session,
+        principal.school,
+        purposes,
+        [pupil.id],
+        before,
+        cause=ChangeCause.restriction_lifted,
+        now=now,
     )
     record_audit(session, principal, "restriction.lifted", str(pupil.id))
+
+
+def import_pupils(
+    session: Session,
+    principal: Principal,
+    data: bytes,
+    *,
+    dry_run: bool,
+    max_rows: int,
+    now: dt.datetime,
+) -> ImportSummary:
+    """Import an MIS export in the request's transaction; a real import is audited."""
+    summary = importer.import_csv(
+        session,
+        principal.school,
+        data,
+        actor=principal.actor,
+        dry_run=dry_run,
+        max_rows=max_rows,
+        now=now,
+    )
+    if not dry_run:
+        record_audit(session, principal, "pupils.imported", None, summary.model_dump())
+    return summary

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from hallpass_consent.common import EVERYONE, SCHOOL_ADMINS
+from hallpass_consent.context import ConsentContextDep
 from hallpass_consent.schools import service
 from hallpass_consent.schools.schemas import (
     NewWording,
@@ -32,10 +33,13 @@ def get_school(session: SessionDep, principal: Principal = require_roles(*EVERYO
 
 @router.put("/school", responses=problem_responses(409))
 def put_school(
-    body: SchoolSettings, session: SessionDep, principal: Principal = require_roles(*SCHOOL_ADMINS)
+    body: SchoolSettings,
+    session: SessionDep,
+    context: ConsentContextDep,
+    principal: Principal = require_roles(*SCHOOL_ADMINS),
 ) -> SchoolView:
     """Set up the caller's school (seeding its purposes) or change its settings."""
-    return service.put_school(session, principal, body)
+    return service.put_school(session, principal, body, now=context.clock())
 
 
 @router.get("/purposes", tags=["purposes"])
@@ -64,10 +68,11 @@ def add_wording(
     code: PurposeCode,
     body: NewWording,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(*SCHOOL_ADMINS),
 ) -> PurposeHistory:
     """Publish new wording for a purpose as a new version."""
-    return service.add_wording(session, principal, code, body)
+    return service.add_wording(session, principal, code, body, now=context.clock())
 
 
 @router.patch("/purposes/{code}", tags=["purposes"])
@@ -75,7 +80,8 @@ def change_purpose(
     code: PurposeCode,
     body: PurposeChange,
     session: SessionDep,
+    context: ConsentContextDep,
     principal: Principal = require_roles(*SCHOOL_ADMINS),
 ) -> PurposeHistory:
     """Choose opt-in or objection-based for a purpose (the school's call, within C3/C4/C8)."""
-    return service.change_purpose(session, principal, code, body)
+    return service.change_purpose(session, principal, code, body, now=context.clock())

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import SCHOOL_ADMINS, record_audit, require_school
 from hallpass_consent.consents import service as consents
+from hallpass_consent.events import ChangeCause
 from hallpass_consent.models import Basis, Purpose, PurposeWording, School
 from hallpass_consent.schools import repository
 from hallpass_consent.schools.catalogue import CATALOGUE, EXPLICIT_ONLY
@@ -19,7 +21,6 @@ from hallpass_consent.schools.schemas import (
     WordingVersion,
 )
 from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
 from hallpass_kit.errors import NotFound, Unprocessable
 
 __all__ = ["SCHOOL_ADMINS"]
@@ -42,11 +43,12 @@ def get_school(session: Session, principal: Principal) -> SchoolView:
     return _view(school)
 
 
-def put_school(session: Session, principal: Principal, settings: SchoolSettings) -> SchoolView:
+def put_school(
+    session: Session, principal: Principal, settings: SchoolSettings, *, now: dt.datetime
+) -> SchoolView:
     month, day = (int(part) for part in settings.academic_year_ends.split("-"))
     if day > (29 if month == 2 else 30 if month in (4, 6, 9, 11) else 31):
         raise Unprocessable("academic_year_ends is not a day of the year.", code="invalid_date")
-    now = utcnow()
     school = repository.get_school(session, principal.school)
     created = school is None
     if school is None:
@@ -58,7 +60,7 @@ def put_school(session: Session, principal: Principal, settings: SchoolSettings)
     school.updated_at = now
     session.flush()
     if created:
-        seed_purposes(session, principal.school, actor=principal.actor)
+        seed_purposes(session, principal.school, actor=principal.actor, now=now)
     record_audit(
         session,
         principal,
@@ -69,8 +71,7 @@ def put_school(session: Session, principal: Principal, settings: SchoolSettings)
     return _view(school)
 
 
-def seed_purposes(session: Session, school_id: str, *, actor: str) -> None:
-    now = utcnow()
+def seed_purposes(session: Session, school_id: str, *, actor: str, now: dt.datetime) -> None:
     for position, seed in enumerate(CATALOGUE):
         purpose = Purpose(
             school_id=school_id,
@@ -147,7 +148,7 @@ def purpose_history(session: Session, principal: Principal, code: str) -> Purpos
 
 
 def add_wording(
-    session: Session, principal: Principal, code: str, body: NewWording
+    session: Session, principal: Principal, code: str, body: NewWording, *, now: dt.datetime
 ) -> PurposeHistory:
     require_school(session, principal.school)
     purpose = find_purpose(session, principal.school, code)
@@ -159,7 +160,7 @@ def add_wording(
             text=body.text,
             text_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
             created_by=principal.actor,
-            created_at=utcnow(),
+            created_at=now,
         )
     )
     session.flush()
@@ -170,7 +171,7 @@ def add_wording(
 
 
 def change_purpose(
-    session: Session, principal: Principal, code: str, change: PurposeChange
+    session: Session, principal: Principal, code: str, change: PurposeChange, *, now: dt.datetime
 ) -> PurposeHistory:
     purpose = find_purpose(session, principal.school, code)
     if not purpose.requires_consent:
@@ -188,12 +189,18 @@ def change_purpose(
     # Silence reads differently under the new basis: every pupil without a record flips, and
     # publishers must hear of each one that can no longer appear (C2, M7).
     on_roll = repository.on_roll_pupil_ids(session, principal.school)
-    states = consents.evaluate_now(session, principal.school, [purpose], on_roll)
+    states = consents.evaluate(session, principal.school, [purpose], on_roll, now)
     before = purpose.basis
     purpose.basis = change.basis
     session.flush()
     consents.announce_changes(
-        session, principal.school, [purpose], on_roll, states, cause="purpose_basis_changed"
+        session,
+        principal.school,
+        [purpose],
+        on_roll,
+        states,
+        cause=ChangeCause.purpose_basis_changed,
+        now=now,
     )
     record_audit(
         session,

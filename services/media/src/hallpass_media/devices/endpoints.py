@@ -11,6 +11,7 @@ from hallpass_kit.errors import problem_responses
 from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
 from hallpass_media.common import DEVICE_REGISTRARS, STAFF
+from hallpass_media.context import MediaContextDep
 from hallpass_media.devices import service
 from hallpass_media.devices.schemas import DeviceRegistration, DeviceView
 
@@ -21,10 +22,11 @@ router = APIRouter(prefix="/v1", tags=["devices"], responses=problem_responses(4
 def register_device(
     body: DeviceRegistration,
     session: SessionDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*DEVICE_REGISTRARS),
 ) -> DeviceView:
     """Register a school device; only media taken on a registered device can be uploaded (M4)."""
-    return service.register(session, principal, body)
+    return service.register(session, principal, body, media.clock())
 
 
 @router.get("/devices", responses=problem_responses(400))
@@ -42,7 +44,8 @@ def list_devices(
 def retire_device(
     device_id: uuid.UUID,
     session: SessionDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*DEVICE_REGISTRARS),
 ) -> DeviceView:
     """Retire a lost, sold or broken device: uploads naming it are refused from now on (M4)."""
-    return service.retire(session, principal, device_id)
+    return service.retire(session, principal, device_id, media.clock())

@@ -13,8 +13,8 @@ from hallpass_kit.auth import Principal
 from hallpass_kit.errors import ProblemDetail, Unprocessable, problem_responses
 from hallpass_kit.fields import STORABLE
 from hallpass_kit.pagination import Page
-from hallpass_media.common import STAFF, UPLOADERS, record_audit
-from hallpass_media.context import MediaDep
+from hallpass_media.common import STAFF, UPLOADERS
+from hallpass_media.context import MediaContextDep
 from hallpass_media.downloads import DOWNLOAD_RESPONSES, file_response
 from hallpass_media.media import service
 from hallpass_media.media.schemas import MediaView, ScanDetail, TaggedPupil
@@ -57,7 +57,7 @@ def _text(value: str | None) -> str | None:
 @router.post("/media", status_code=201, responses=problem_responses(400, 413, 415, 422, 503))
 def upload_media(
     session: SessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     file: Annotated[
         UploadFile, File(description="JPEG, PNG or WebP; the type is read from the bytes.")
     ],
@@ -113,7 +113,7 @@ def upload_media(
         source=_text(source),
         permission=_text(permission),
     )
-    return service.upload(session, media, principal, upload)
+    return service.upload(session, media, principal, upload, media.clock())
 
 
 @router.get("/media", responses=problem_responses(400))
@@ -143,8 +143,7 @@ def get_scan(
     media_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(*STAFF)
 ) -> ScanDetail:
     """What the scan read: metadata text, text in the picture, face boxes, GPS present."""
-    item = service.get_item(session, principal, media_id)
-    return ScanDetail(status=item.scan_status, result=item.scan_result)
+    return service.scan_detail(session, principal, media_id)
 
 
 @router.get(
@@ -155,13 +154,11 @@ def get_scan(
 def download_original(
     media_id: uuid.UUID,
     session: WriteSessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*STAFF),
 ) -> Response:
     """The original as uploaded (metadata included); every download is audited."""
-    item = service.get_item(session, principal, media_id)
-    record_audit(session, principal, "media.original_downloaded", str(item.id))
-    extension = item.storage_key.rsplit(".", 1)[-1]
+    original = service.download_original(session, principal, media_id)
     return file_response(
-        media.storage, item.storage_key, file_name=f"{item.id}.{extension}", mime=item.mime
+        media.storage, original.key, file_name=original.file_name, mime=original.mime
     )

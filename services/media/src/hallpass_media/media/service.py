@@ -7,11 +7,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
 from hallpass_kit.errors import (
     HallpassError,
     NotFound,
@@ -20,12 +18,14 @@ from hallpass_kit.errors import (
     Unprocessable,
     UnsupportedMediaType,
 )
-from hallpass_kit.pagination import Page, decode_position, encode_position, older_than
+from hallpass_kit.pagination import Page, decode_position, encode_position
 from hallpass_media.common import Refused, record_audit
 from hallpass_media.compensation import delete_on_rollback
 from hallpass_media.context import MediaContext
-from hallpass_media.media.schemas import FaceBox, MediaView, ScanView, TaggedPupil
-from hallpass_media.models import Device, MediaItem, MediaPupil, Owner, ScanStatus
+from hallpass_media.devices.service import active_device
+from hallpass_media.media import repository
+from hallpass_media.media.schemas import FaceBox, MediaView, ScanDetail, ScanView, TaggedPupil
+from hallpass_media.models import MediaItem, MediaPupil, Owner, ScanStatus
 from hallpass_media.scanning import CheckedImage, ImageRefused, check_header
 
 IMAGE_REFUSALS: dict[str, type[HallpassError]] = {
@@ -74,15 +74,6 @@ def checked_image(media: MediaContext, data: bytes) -> CheckedImage:
         return media.get_scanner().check(data)
     except ImageRefused as exc:
         raise refuse_image(exc) from exc
-
-
-def active_device(session: Session, school: str, device_id: uuid.UUID | None) -> Device | None:
-    if device_id is None:
-        return None
-    device = session.get(Device, device_id)
-    if device is None or device.school_id != school or device.retired_at is not None:
-        return None
-    return device
 
 
 def _check_device(session: Session, principal: Principal, upload: Upload) -> None:
@@ -149,7 +140,7 @@ def _check_pupils(
 
 
 def upload(
-    session: Session, media: MediaContext, principal: Principal, upload: Upload
+    session: Session, media: MediaContext, principal: Principal, upload: Upload, now: dt.datetime
 ) -> MediaView:
     """Validate fully, store the original, record it; any refusal leaves nothing behind."""
     _check_device(session, principal, upload)
@@ -160,12 +151,37 @@ def upload(
     key = f"originals/{principal.school}/{media_id}.{EXTENSIONS.get(checked.format, 'bin')}"
     media.storage.put(key, upload.data, checked.mime)
     delete_on_rollback(session, media.storage, key)
-    item = MediaItem(
+    item = _item(media_id, principal, upload, checked, key, now)
+    repository.add(session, item, _tags(media_id, upload.pupils))
+    record_audit(
+        session,
+        principal,
+        "media.uploaded",
+        str(media_id),
+        {
+            "device_id": str(upload.device_id) if upload.device_id else None,
+            "pupils": [str(p.pupil_id) for p in upload.pupils],
+            "owner": upload.owner.value,
+            "sha256": item.sha256,
+        },
+    )
+    return view(item, upload.pupils)
+
+
+def _item(
+    media_id: uuid.UUID,
+    principal: Principal,
+    upload: Upload,
+    checked: CheckedImage,
+    key: str,
+    now: dt.datetime,
+) -> MediaItem:
+    return MediaItem(
         id=media_id,
         school_id=principal.school,
         device_id=upload.device_id,
         uploaded_by=principal.actor,
-        uploaded_at=utcnow(),
+        uploaded_at=now,
         original_filename=upload.filename[:255],
         storage_key=key,
         mime=checked.mime,
@@ -190,44 +206,27 @@ def upload(
         face_count=None,
         has_location=None,
     )
-    session.add(item)
-    session.flush()
-    for pupil in upload.pupils:
-        face = pupil.face
-        session.add(
-            MediaPupil(
-                media_id=media_id,
-                pupil_id=pupil.pupil_id,
-                face_x=face.x if face else None,
-                face_y=face.y if face else None,
-                face_width=face.width if face else None,
-                face_height=face.height if face else None,
-            )
+
+
+def _tags(media_id: uuid.UUID, pupils: list[TaggedPupil]) -> list[MediaPupil]:
+    return [
+        MediaPupil(
+            media_id=media_id,
+            pupil_id=pupil.pupil_id,
+            face_x=pupil.face.x if pupil.face else None,
+            face_y=pupil.face.y if pupil.face else None,
+            face_width=pupil.face.width if pupil.face else None,
+            face_height=pupil.face.height if pupil.face else None,
         )
-    session.flush()
-    record_audit(
-        session,
-        principal,
-        "media.uploaded",
-        str(media_id),
-        {
-            "device_id": str(upload.device_id) if upload.device_id else None,
-            "pupils": [str(p.pupil_id) for p in upload.pupils],
-            "owner": upload.owner.value,
-            "sha256": item.sha256,
-        },
-    )
-    return view(item, upload.pupils)
+        for pupil in pupils
+    ]
 
 
 def tagged_pupils(
     session: Session, media_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[TaggedPupil]]:
     tagged: dict[uuid.UUID, list[TaggedPupil]] = {m: [] for m in media_ids}
-    rows = session.scalars(
-        select(MediaPupil).where(MediaPupil.media_id.in_(media_ids)).order_by(MediaPupil.pupil_id)
-    )
-    for row in rows:
+    for row in repository.tags(session, media_ids):
         face = (
             FaceBox(x=row.face_x, y=row.face_y, width=row.face_width, height=row.face_height)
             if row.face_x is not None
@@ -270,8 +269,8 @@ def view(item: MediaItem, pupils: list[TaggedPupil]) -> MediaView:
 
 
 def get_item(session: Session, principal: Principal, media_id: uuid.UUID) -> MediaItem:
-    item = session.get(MediaItem, media_id)
-    if item is None or item.school_id != principal.school:
+    item = repository.find(session, principal.school, media_id)
+    if item is None:
         raise NotFound("No such media in this school.", code="media_not_found")
     return item
 
@@ -290,16 +289,12 @@ def list_media(
     scan_status: ScanStatus | None,
 ) -> Page[MediaView]:
     """Newest first."""
-    query = select(MediaItem).where(MediaItem.school_id == principal.school)
-    if scan_status is not None:
-        query = query.where(MediaItem.scan_status == scan_status)
-    position = decode_position(cursor)
-    if position is not None:
-        query = query.where(older_than(MediaItem.uploaded_at, MediaItem.id, position))
-    rows = list(
-        session.scalars(
-            query.order_by(MediaItem.uploaded_at.desc(), MediaItem.id.desc()).limit(limit + 1)
-        )
+    rows = repository.page(
+        session,
+        principal.school,
+        before=decode_position(cursor),
+        limit=limit + 1,
+        scan_status=scan_status,
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -308,3 +303,23 @@ def list_media(
         items=[view(r, tags[r.id]) for r in rows],
         next_cursor=encode_position(rows[-1].uploaded_at, rows[-1].id) if more and rows else None,
     )
+
+
+def scan_detail(session: Session, principal: Principal, media_id: uuid.UUID) -> ScanDetail:
+    item = get_item(session, principal, media_id)
+    return ScanDetail(status=item.scan_status, result=item.scan_result)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    file_name: str
+    mime: str
+
+
+def download_original(session: Session, principal: Principal, media_id: uuid.UUID) -> StoredFile:
+    """The original as uploaded; every download is audited."""
+    item = get_item(session, principal, media_id)
+    record_audit(session, principal, "media.original_downloaded", str(item.id))
+    extension = item.storage_key.rsplit(".", 1)[-1]
+    return StoredFile(key=item.storage_key, file_name=f"{item.id}.{extension}", mime=item.mime)

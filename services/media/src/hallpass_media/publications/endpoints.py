@@ -13,7 +13,7 @@ from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 from hallpass_kit.pagination import Page
 from hallpass_media.common import CHECKERS, PUBLICATION_READERS, PUBLISHERS
-from hallpass_media.context import MediaDep
+from hallpass_media.context import MediaContextDep
 from hallpass_media.downloads import DOWNLOAD_RESPONSES, file_response
 from hallpass_media.models import Channel, PublicationStatus, kit_tables
 from hallpass_media.publications import service
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/v1", tags=["publications"], responses=problem_respon
 async def check_publication(
     body: CheckRequest,
     session: SessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*CHECKERS),
 ) -> CheckVerdict:
     """May these stored pictures and this text go out on this channel? A verdict per picture.
@@ -56,7 +56,7 @@ async def check_publication(
 @router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))
 def check_publication_file(
     session: SessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     channel: Annotated[Channel, Form()],
     file: Annotated[UploadFile, File(description="The picture exactly as it would be published.")],
     caption: Annotated[str | None, Form(max_length=5000), STORABLE] = None,
@@ -96,7 +96,7 @@ def check_publication_file(
 def publish(
     body: PublishRequest,
     session: SessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     idempotency: IdempotencyDep,
     principal: Principal = require_roles(*PUBLISHERS),
 ) -> Any:
@@ -110,7 +110,7 @@ def publish(
         kit_tables,
         principal,
         idempotency,
-        lambda: service.publish(session, media, principal, body),
+        lambda: service.publish(session, media, principal, body, media.clock()),
         status_code=201,
     )
 
@@ -134,7 +134,7 @@ def get_publication(
     principal: Principal = require_roles(*PUBLICATION_READERS),
 ) -> PublicationView:
     """One publication, its clean copies and whether it must come down."""
-    return service.view(session, service.get_publication(session, principal, publication_id))
+    return service.get_view(session, principal, publication_id)
 
 
 @router.post(
@@ -143,10 +143,11 @@ def get_publication(
 def confirm_takedown(
     publication_id: uuid.UUID,
     session: SessionDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*PUBLISHERS),
 ) -> PublicationView:
     """Confirm the copies are down everywhere they were published (M7)."""
-    return service.confirm_takedown(session, principal, publication_id)
+    return service.confirm_takedown(session, principal, publication_id, media.clock())
 
 
 @router.get(
@@ -158,7 +159,7 @@ def download_rendition(
     publication_id: uuid.UUID,
     media_id: uuid.UUID,
     session: WriteSessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*PUBLICATION_READERS),
 ) -> Response:
     """The clean copy to publish (live publications only); every download is audited."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hallpass_media.common import NAMING_CHANNELS
-from hallpass_media.consent_link import PupilDecision, Roster
+from hallpass_media.consent_facts import PupilDecision, Roster
 from hallpass_media.media.schemas import FaceBox, TaggedPupil
 from hallpass_media.models import Channel, Owner, ScanStatus
 from hallpass_media.names import NameHit, filename_words
@@ -183,52 +183,102 @@ def image_verdict(
     roster: Roster,
 ) -> tuple[ImageVerdict, list[Box]]:
     """Problems with one picture, and the boxes a clean copy must blur."""
-    problems: list[CheckProblem] = []
-    blur: list[Box] = []
+    tagged = tagged_pupils(facts, rules, decisions, roster)
+    scanned = scan_findings(facts, rules, tagged.consented_faces)
+    problems = [
+        *unknown_image(facts),
+        *unregistered_device(facts),
+        *copyright_permission(facts),
+        *tagged.problems,
+        *scanned.problems,
+        *name_problems(found, rules, decisions, roster),
+    ]
+    blur = [*tagged.blur, *scanned.blur]
+    verdict = ImageVerdict(
+        media_id=facts.media_id,
+        file_name=facts.file_name if facts.goes_out_as_is else None,
+        allowed=not any(p.blocking for p in problems),
+        faces=len(facts.scan.faces) if facts.scan is not None else None,
+        faces_to_blur=len(blur),
+        problems=problems,
+    )
+    return verdict, blur
 
-    if not facts.known and facts.scan is not None and facts.scan.faces:
-        problems.append(
-            CheckProblem(
-                code="unknown_image",
-                rule="M4",
-                where="file",
-                detail="This picture matches no media uploaded from a school device, and it shows "
-                "faces: nobody can say who they are or whether they may be published.",
-                blocking=True,
-            )
-        )
-    if not facts.device_registered:
-        problems.append(
-            CheckProblem(
-                code="unregistered_device",
-                rule="M4",
-                where="device_id",
-                detail="This device is not a registered school device; its media is held back.",
-                blocking=True,
-            )
-        )
-    if facts.owner is Owner.third_party and not facts.permission:
-        problems.append(
-            CheckProblem(
-                code="copyright_permission_missing",
-                rule="M9",
-                where="permission",
-                detail="The school does not own this picture and no permission is recorded.",
-                blocking=True,
-            )
-        )
 
-    consented_tags: list[FaceBox] = []
+@dataclass(frozen=True)
+class Findings:
+    """Problems one rule found with a picture, and the boxes it wants blurred."""
+
+    problems: list[CheckProblem] = field(default_factory=list)
+    blur: list[Box] = field(default_factory=list)
+    consented_faces: list[FaceBox] = field(default_factory=list)
+
+
+def unknown_image(facts: ImageFacts) -> list[CheckProblem]:
+    """M4: a file that matches no stored media and shows faces cannot be vouched for."""
+    if facts.known or facts.scan is None or not facts.scan.faces:
+        return []
+    return [
+        CheckProblem(
+            code="unknown_image",
+            rule="M4",
+            where="file",
+            detail="This picture matches no media uploaded from a school device, and it shows "
+            "faces: nobody can say who they are or whether they may be published.",
+            blocking=True,
+        )
+    ]
+
+
+def unregistered_device(facts: ImageFacts) -> list[CheckProblem]:
+    """M4: media from a device that is not a registered school device is held back."""
+    if facts.device_registered:
+        return []
+    return [
+        CheckProblem(
+            code="unregistered_device",
+            rule="M4",
+            where="device_id",
+            detail="This device is not a registered school device; its media is held back.",
+            blocking=True,
+        )
+    ]
+
+
+def copyright_permission(facts: ImageFacts) -> list[CheckProblem]:
+    """M9: someone else's picture goes out only with their recorded permission."""
+    if facts.owner is not Owner.third_party or facts.permission:
+        return []
+    return [
+        CheckProblem(
+            code="copyright_permission_missing",
+            rule="M9",
+            where="permission",
+            detail="The school does not own this picture and no permission is recorded.",
+            blocking=True,
+        )
+    ]
+
+
+def tagged_pupils(
+    facts: ImageFacts,
+    rules: Rules,
+    decisions: Mapping[uuid.UUID, PupilDecision],
+    roster: Roster,
+) -> Findings:
+    """M3, C12: each tagged pupil needs consent for the purpose; without it their tagged face
+    is blurred when the school blurs, and a restricted pupil is never published at all."""
+    findings = Findings()
     for pupil in facts.tagged:
         decision = decisions.get(pupil.pupil_id)
         if decision is not None and decision.allowed:
             if pupil.face is not None:
-                consented_tags.append(pupil.face)
+                findings.consented_faces.append(pupil.face)
             continue
         name = _pupil_name(roster, rules, pupil.pupil_id)
         if decision is not None and decision.reason == "restricted":
             # C12: never published, blurred or not; the reason is for the DSL only.
-            problems.append(
+            findings.problems.append(
                 CheckProblem(
                     code="restricted_pupil",
                     rule="C12",
@@ -243,8 +293,8 @@ def image_verdict(
         blurred = rules.blur_faces and pupil.face is not None
         if blurred and pupil.face is not None:
             face = pupil.face
-            blur.append(Box(x=face.x, y=face.y, width=face.width, height=face.height))
-        problems.append(
+            findings.blur.append(Box(x=face.x, y=face.y, width=face.width, height=face.height))
+        findings.problems.append(
             CheckProblem(
                 code="consent_missing",
                 rule="M3",
@@ -256,64 +306,79 @@ def image_verdict(
                 pupil_name=name,
             )
         )
+    return findings
 
-    faces = list(facts.scan.faces) if facts.scan is not None else []
+
+def scan_findings(facts: ImageFacts, rules: Rules, consented_faces: Sequence[FaceBox]) -> Findings:
+    """What the scan says: not done yet or failed (nothing can be vouched for), else GPS
+    (M5) and faces nobody tagged (M3)."""
     if facts.scan_status in (ScanStatus.pending, ScanStatus.scanning):
-        problems.append(
-            CheckProblem(
-                code="scan_pending",
-                rule=None,
-                where="scan",
-                detail="The picture has not been scanned yet; ask again in a moment.",
-                blocking=True,
-            )
-        )
-    elif facts.scan_status is ScanStatus.failed or facts.scan is None:
-        problems.append(
-            CheckProblem(
-                code="scan_failed",
-                rule=None,
-                where="scan",
-                detail="The picture could not be scanned, so it cannot be checked.",
-                blocking=True,
-            )
-        )
-    else:
-        if facts.scan.has_location:
-            problems.append(
+        return Findings(
+            problems=[
                 CheckProblem(
-                    code="location_metadata",
-                    rule="M5",
-                    where="metadata.GPS",
-                    detail="The original carries GPS data; every published copy is stripped of it.",
-                    blocking=facts.goes_out_as_is,
+                    code="scan_pending",
+                    rule=None,
+                    where="scan",
+                    detail="The picture has not been scanned yet; ask again in a moment.",
+                    blocking=True,
                 )
-            )
-        uncovered = [f for f in faces if not any(_covers(f, tag) for tag in consented_tags)]
-        if rules.blur_faces:
-            blur.extend(uncovered)
-        if len(faces) > len(facts.tagged):
-            problems.append(
+            ]
+        )
+    if facts.scan_status is ScanStatus.failed or facts.scan is None:
+        return Findings(
+            problems=[
                 CheckProblem(
-                    code="untagged_faces",
-                    rule="M3",
-                    where="faces",
-                    detail=f"{len(faces)} faces found but {len(facts.tagged)} pupils tagged"
-                    + (
-                        "; every face that is not a consented, tagged pupil's will be blurred."
-                        if rules.blur_faces
-                        else "; tag every pupil shown, or publish with blur_faces."
-                    ),
-                    blocking=not rules.blur_faces,
+                    code="scan_failed",
+                    rule=None,
+                    where="scan",
+                    detail="The picture could not be scanned, so it cannot be checked.",
+                    blocking=True,
                 )
-            )
-    problems.extend(name_problems(found, rules, decisions, roster))
-    verdict = ImageVerdict(
-        media_id=facts.media_id,
-        file_name=facts.file_name if facts.goes_out_as_is else None,
-        allowed=not any(p.blocking for p in problems),
-        faces=len(faces) if facts.scan is not None else None,
-        faces_to_blur=len(blur),
-        problems=problems,
+            ]
+        )
+    return Findings(
+        problems=[*location_metadata(facts, facts.scan), *untagged_faces(facts, facts.scan, rules)],
+        blur=faces_to_blur(facts.scan, rules, consented_faces),
     )
-    return verdict, blur
+
+
+def location_metadata(facts: ImageFacts, scan: ScanResult) -> list[CheckProblem]:
+    """M5: GPS locates the school or a home; only a file going out as it is keeps it."""
+    if not scan.has_location:
+        return []
+    return [
+        CheckProblem(
+            code="location_metadata",
+            rule="M5",
+            where="metadata.GPS",
+            detail="The original carries GPS data; every published copy is stripped of it.",
+            blocking=facts.goes_out_as_is,
+        )
+    ]
+
+
+def untagged_faces(facts: ImageFacts, scan: ScanResult, rules: Rules) -> list[CheckProblem]:
+    """M3: more faces than tagged pupils means someone unknown is shown, unless blurred."""
+    if len(scan.faces) <= len(facts.tagged):
+        return []
+    return [
+        CheckProblem(
+            code="untagged_faces",
+            rule="M3",
+            where="faces",
+            detail=f"{len(scan.faces)} faces found but {len(facts.tagged)} pupils tagged"
+            + (
+                "; every face that is not a consented, tagged pupil's will be blurred."
+                if rules.blur_faces
+                else "; tag every pupil shown, or publish with blur_faces."
+            ),
+            blocking=not rules.blur_faces,
+        )
+    ]
+
+
+def faces_to_blur(scan: ScanResult, rules: Rules, consented_faces: Sequence[FaceBox]) -> list[Box]:
+    """When the school blurs, every detected face that is not a consented, tagged pupil's."""
+    if not rules.blur_faces:
+        return []
+    return [f for f in scan.faces if not any(_covers(f, tag) for tag in consented_faces)]

@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import STAFF_ROLES, Principal
-from hallpass_kit.db import utcnow
 from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
-from hallpass_kit.pagination import Page, decode_position, encode_position, older_than
+from hallpass_kit.pagination import Page, decode_position, encode_position
 from hallpass_media.common import (
     NAMING_CHANNELS,
     PURPOSE_OF,
     UNPUBLISHABLE,
     Refused,
+    audit,
+    channels_for_purpose,
     emit_event,
     record_audit,
 )
 from hallpass_media.compensation import delete_on_rollback
-from hallpass_media.consent_link import PupilDecision, Roster
+from hallpass_media.consent_facts import PupilDecision, Roster
 from hallpass_media.context import MediaContext
+from hallpass_media.devices.service import active_device
+from hallpass_media.events import (
+    ConsentChangedNotice,
+    PublicationPublished,
+    PublicationTakedownRequired,
+    PublicationTakenDown,
+)
+from hallpass_media.media import repository as media_repository
 from hallpass_media.media.schemas import TaggedPupil
-from hallpass_media.media.service import EXTENSIONS, active_device, refuse_image, tagged_pupils
+from hallpass_media.media.service import EXTENSIONS, refuse_image, tagged_pupils
 from hallpass_media.models import (
     Channel,
     MediaItem,
@@ -39,7 +48,7 @@ from hallpass_media.models import (
     PublicationStatus,
     ScanStatus,
 )
-from hallpass_media.publications import policy
+from hallpass_media.publications import policy, repository
 from hallpass_media.publications.schemas import (
     CheckProblem,
     CheckVerdict,
@@ -59,6 +68,8 @@ from hallpass_media.scanning import (
 )
 from hallpass_media.school_settings.service import current as school_settings
 
+# Who flags publications for takedown in the audit trail: the service itself, not a person.
+TAKEDOWN_ACTOR = "service:media-takedown"
 SAME_PICTURE = 10  # perceptual-hash distance at or under which two files are the same picture
 
 
@@ -97,12 +108,7 @@ def _load_items(
     if len(set(media_ids)) != len(media_ids):
         raise Unprocessable("A media id is listed twice.", code="duplicate_media")
     found = {
-        item.id: item
-        for item in session.scalars(
-            select(MediaItem).where(
-                MediaItem.school_id == principal.school, MediaItem.id.in_(list(media_ids))
-            )
-        )
+        item.id: item for item in media_repository.find_many(session, principal.school, media_ids)
     }
     missing = [i for i, m in enumerate(media_ids) if m not in found]
     if missing:
@@ -121,17 +127,14 @@ def _load_items(
 
 def _match_stored(session: Session, school: str, phash: int) -> MediaItem | None:
     """The stored picture an uploaded copy (resized, recompressed) comes from, if any."""
-    rows = session.execute(
-        select(MediaItem.id, MediaItem.phash).where(
-            MediaItem.school_id == school, MediaItem.phash.is_not(None)
-        )
-    ).all()
     best: tuple[int, uuid.UUID] | None = None
-    for row in rows:
-        distance = phash_distance(phash, row.phash)
+    for media_id, stored in media_repository.hashed(session, school):
+        if stored is None:
+            continue
+        distance = phash_distance(phash, stored)
         if distance <= SAME_PICTURE and (best is None or distance < best[0]):
-            best = (distance, row.id)
-    return session.get(MediaItem, best[1]) if best else None
+            best = (distance, media_id)
+    return media_repository.find(session, school, best[1]) if best else None
 
 
 def _stored_facts(item: MediaItem, tagged: list[TaggedPupil]) -> policy.ImageFacts:
@@ -247,7 +250,7 @@ def _reading(media: MediaContext, session: Session | None) -> Iterator[Session]:
     if session is not None:
         yield session
         return
-    with media.service.database.session() as own:
+    with media.database.session() as own:
         yield own
 
 
@@ -400,66 +403,88 @@ def _problem_details(verdict: CheckVerdict) -> list[ProblemDetail]:
 
 
 def publish(
-    session: Session, media: MediaContext, principal: Principal, body: PublishRequest
+    session: Session,
+    media: MediaContext,
+    principal: Principal,
+    body: PublishRequest,
+    now: dt.datetime,
 ) -> PublicationView:
     """Check again, then store clean copies and record who approved them (M6)."""
-    if body.channel in UNPUBLISHABLE:
+    _refuse_unpublishable(body.channel)
+    outcome = check(session, media, principal, _publish_check(body), audit=False)
+    _refuse_unless_allowed(principal, body, outcome.verdict)
+    publication = _publication(uuid.uuid4(), principal, body, now)
+    renditions = _store_renditions(session, media, principal, publication.id, outcome)
+    repository.add(
+        session,
+        publication,
+        renditions,
+        (
+            PublicationPupil(publication_id=publication.id, pupil_id=pupil, named=named)
+            for pupil, named in outcome.pupils.items()
+        ),
+    )
+    record_audit(
+        session,
+        principal,
+        "publication.published",
+        str(publication.id),
+        {
+            "channel": body.channel.value,
+            "media_ids": [str(m) for m in body.media_ids],
+            "pupils": sorted(str(p) for p in outcome.pupils),
+            "blurred_faces": sum(r.blurred_faces for r in renditions),
+        },
+    )
+    emit_event(
+        session,
+        principal.school,
+        PublicationPublished(publication_id=publication.id, channel=body.channel),
+    )
+    return view(session, publication)
+
+
+def _refuse_unpublishable(channel: Channel) -> None:
+    if channel in UNPUBLISHABLE:
         raise Unprocessable(
             "Internal assessment media never leaves school and is never published.",
             code="channel_not_publishable",
             rule="C6",
         )
-    texts = {"caption": body.caption, "post_body": body.post_body, "alt_text": body.alt_text}
-    outcome = check(
-        session,
-        media,
-        principal,
-        CheckInput(
-            channel=body.channel,
-            media_ids=body.media_ids,
-            files=(),
-            texts=texts,
-            blur_faces=body.blur_faces,
-        ),
-        audit=False,
-    )
-    if not outcome.verdict.allowed:
-        problems = _problem_details(outcome.verdict)
-        raise Refused(
-            "This cannot be published as it is; nothing was published.",
-            principal=principal,
-            action="publication.publish",
-            target=",".join(str(m) for m in body.media_ids)[:200],
-            status=422,
-            code="publication_refused",
-            rule=problems[0].rule if problems else None,
-            problems=problems,
-        )
 
-    publication_id = uuid.uuid4()
-    now = utcnow()
-    renditions: list[PublicationRendition] = []
-    for position, item in enumerate(outcome.items):
-        original = media.storage.get(item.storage_key)
-        data, mime = clean_rendition(original, blur=outcome.blur.get(item.id, []))
-        extension = EXTENSIONS.get(mime.removeprefix("image/"), "bin")
-        name = f"{uuid.uuid4().hex}.{extension}"
-        key = f"renditions/{principal.school}/{name}"
-        media.storage.put(key, data, mime)
-        delete_on_rollback(session, media.storage, key)
-        renditions.append(
-            PublicationRendition(
-                publication_id=publication_id,
-                media_id=item.id,
-                position=position,
-                storage_key=key,
-                file_name=name,
-                mime=mime,
-                size_bytes=len(data),
-                blurred_faces=len(outcome.blur.get(item.id, [])),
-            )
-        )
-    publication = Publication(
+
+def _publish_check(body: PublishRequest) -> CheckInput:
+    return CheckInput(
+        channel=body.channel,
+        media_ids=body.media_ids,
+        files=(),
+        texts={"caption": body.caption, "post_body": body.post_body, "alt_text": body.alt_text},
+        blur_faces=body.blur_faces,
+    )
+
+
+def _refuse_unless_allowed(
+    principal: Principal, body: PublishRequest, verdict: CheckVerdict
+) -> None:
+    if verdict.allowed:
+        return
+    problems = _problem_details(verdict)
+    raise Refused(
+        "This cannot be published as it is; nothing was published.",
+        principal=principal,
+        action="publication.publish",
+        target=",".join(str(m) for m in body.media_ids)[:200],
+        status=422,
+        code="publication_refused",
+        rule=problems[0].rule if problems else None,
+        problems=problems,
+    )
+
+
+def _publication(
+    publication_id: uuid.UUID, principal: Principal, body: PublishRequest, now: dt.datetime
+) -> Publication:
+    return Publication(
         id=publication_id,
         school_id=principal.school,
         channel=body.channel,
@@ -478,46 +503,43 @@ def publish(
         taken_down_at=None,
         taken_down_by=None,
     )
-    session.add(publication)
-    session.flush()
-    session.add_all(renditions)
-    session.add_all(
-        PublicationPupil(publication_id=publication_id, pupil_id=pupil, named=named)
-        for pupil, named in outcome.pupils.items()
-    )
-    session.flush()
-    record_audit(
-        session,
-        principal,
-        "publication.published",
-        str(publication_id),
-        {
-            "channel": body.channel.value,
-            "media_ids": [str(m) for m in body.media_ids],
-            "pupils": sorted(str(p) for p in outcome.pupils),
-            "blurred_faces": sum(r.blurred_faces for r in renditions),
-        },
-    )
-    emit_event(
-        session,
-        principal.school,
-        "publication.published",
-        {"publication_id": str(publication_id), "channel": body.channel.value},
-    )
-    return view(session, publication)
+
+
+def _store_renditions(
+    session: Session,
+    media: MediaContext,
+    principal: Principal,
+    publication_id: uuid.UUID,
+    outcome: CheckOutcome,
+) -> list[PublicationRendition]:
+    """A clean copy of each picture (no metadata, a neutral name, faces blurred where asked),
+    stored before its row and removed again if the publication does not commit."""
+    renditions: list[PublicationRendition] = []
+    for position, item in enumerate(outcome.items):
+        blur = outcome.blur.get(item.id, [])
+        data, mime = clean_rendition(media.storage.get(item.storage_key), blur=blur)
+        name = f"{uuid.uuid4().hex}.{EXTENSIONS.get(mime.removeprefix('image/'), 'bin')}"
+        key = f"renditions/{principal.school}/{name}"
+        media.storage.put(key, data, mime)
+        delete_on_rollback(session, media.storage, key)
+        renditions.append(
+            PublicationRendition(
+                publication_id=publication_id,
+                media_id=item.id,
+                position=position,
+                storage_key=key,
+                file_name=name,
+                mime=mime,
+                size_bytes=len(data),
+                blurred_faces=len(blur),
+            )
+        )
+    return renditions
 
 
 def view(session: Session, publication: Publication) -> PublicationView:
-    renditions = session.scalars(
-        select(PublicationRendition)
-        .where(PublicationRendition.publication_id == publication.id)
-        .order_by(PublicationRendition.position)
-    ).all()
-    pupils = session.scalars(
-        select(PublicationPupil.pupil_id)
-        .where(PublicationPupil.publication_id == publication.id)
-        .order_by(PublicationPupil.pupil_id)
-    ).all()
+    renditions = repository.renditions(session, publication.id)
+    pupils = repository.pupil_ids(session, publication.id)
     takedown = (
         TakedownView(
             required_at=publication.takedown_required_at,
@@ -560,10 +582,14 @@ def view(session: Session, publication: Publication) -> PublicationView:
 def get_publication(
     session: Session, principal: Principal, publication_id: uuid.UUID
 ) -> Publication:
-    publication = session.get(Publication, publication_id)
-    if publication is None or publication.school_id != principal.school:
+    publication = repository.find(session, principal.school, publication_id)
+    if publication is None:
         raise NotFound("No such publication in this school.", code="publication_not_found")
     return publication
+
+
+def get_view(session: Session, principal: Principal, publication_id: uuid.UUID) -> PublicationView:
+    return view(session, get_publication(session, principal, publication_id))
 
 
 def list_publications(
@@ -575,16 +601,8 @@ def list_publications(
     limit: int,
 ) -> Page[PublicationView]:
     """Newest first."""
-    query = select(Publication).where(Publication.school_id == principal.school)
-    if status is not None:
-        query = query.where(Publication.status == status)
-    position = decode_position(cursor)
-    if position is not None:
-        query = query.where(older_than(Publication.published_at, Publication.id, position))
-    rows = list(
-        session.scalars(
-            query.order_by(Publication.published_at.desc(), Publication.id.desc()).limit(limit + 1)
-        )
+    rows = repository.page(
+        session, principal.school, status=status, before=decode_position(cursor), limit=limit + 1
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -595,31 +613,78 @@ def list_publications(
 
 
 def confirm_takedown(
-    session: Session, principal: Principal, publication_id: uuid.UUID
+    session: Session, principal: Principal, publication_id: uuid.UUID, now: dt.datetime
 ) -> PublicationView:
     """The publisher says the copies are down (M7)."""
     publication = get_publication(session, principal, publication_id)
     if publication.status is PublicationStatus.taken_down:
         raise Conflict("This publication is already taken down.", code="already_taken_down")
     publication.status = PublicationStatus.taken_down
-    publication.taken_down_at = utcnow()
+    publication.taken_down_at = now
     publication.taken_down_by = principal.actor
-    session.flush()
+    repository.save(session)
     record_audit(session, principal, "publication.taken_down", str(publication.id))
     emit_event(
         session,
         principal.school,
-        "publication.taken_down",
-        {"publication_id": str(publication.id), "channel": publication.channel.value},
+        PublicationTakenDown(publication_id=publication.id, channel=publication.channel),
     )
     return view(session, publication)
+
+
+def flag_for_takedown(
+    session: Session,
+    school: str,
+    notice: ConsentChangedNotice,
+    consent_event_id: uuid.UUID,
+    now: dt.datetime,
+) -> int:
+    """M7: flag every live publication showing the pupil on a channel of a purpose whose
+    consent ended; returns how many were flagged."""
+    channels = channels_for_purpose(notice.purpose)
+    if notice.allowed or not channels:
+        return 0
+    state = notice.state or None
+    publications = repository.live_showing(session, school, notice.pupil_id, channels)
+    for publication in publications:
+        publication.status = PublicationStatus.takedown_required
+        publication.takedown_required_at = now
+        publication.takedown_pupil_id = notice.pupil_id
+        publication.takedown_state = state
+        repository.save(session)
+        emit_event(
+            session,
+            school,
+            PublicationTakedownRequired(
+                publication_id=publication.id,
+                channel=publication.channel,
+                target_url=publication.target_url,
+                post_id=publication.post_id,
+                pupil_id=notice.pupil_id,
+                state=state,
+                consent_event_id=consent_event_id,
+            ),
+        )
+        audit.append(
+            session,
+            actor=TAKEDOWN_ACTOR,
+            school=school,
+            action="publication.takedown_required",
+            target=str(publication.id),
+            details={
+                "pupil_id": str(notice.pupil_id),
+                "state": state,
+                "consent_event_id": str(consent_event_id),
+            },
+        )
+    return len(publications)
 
 
 def rendition(
     session: Session, principal: Principal, publication_id: uuid.UUID, media_id: uuid.UUID
 ) -> PublicationRendition:
     publication = get_publication(session, principal, publication_id)
-    found = session.get(PublicationRendition, (publication_id, media_id))
+    found = repository.rendition(session, publication_id, media_id)
     if found is None:
         raise NotFound("No such picture in this publication.", code="rendition_not_found")
     if publication.status is not PublicationStatus.live:

@@ -6,6 +6,7 @@ from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 from hallpass_media.common import SETTINGS_ADMINS, STAFF
+from hallpass_media.context import MediaContextDep
 from hallpass_media.school_settings import service
 from hallpass_media.school_settings.service import MediaSchoolSettings
 
@@ -24,7 +25,8 @@ def get_settings(
 def put_settings(
     body: MediaSchoolSettings,
     session: SessionDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*SETTINGS_ADMINS),
 ) -> MediaSchoolSettings:
     """Change the school's media choices; audited."""
-    return service.change(session, principal, body)
+    return service.change(session, principal, body, media.clock())

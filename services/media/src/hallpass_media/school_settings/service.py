@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import Principal
-from hallpass_kit.db import utcnow
 from hallpass_media.common import record_audit
 from hallpass_media.models import SchoolMediaSettings
+from hallpass_media.school_settings import repository
 
 
 class MediaSchoolSettings(BaseModel):
@@ -29,7 +31,7 @@ DEFAULTS = MediaSchoolSettings()
 
 
 def current(session: Session, school: str) -> MediaSchoolSettings:
-    row = session.get(SchoolMediaSettings, school)
+    row = repository.find(session, school)
     if row is None:
         return DEFAULTS
     return MediaSchoolSettings(
@@ -38,16 +40,16 @@ def current(session: Session, school: str) -> MediaSchoolSettings:
 
 
 def change(
-    session: Session, principal: Principal, body: MediaSchoolSettings
+    session: Session, principal: Principal, body: MediaSchoolSettings, now: dt.datetime
 ) -> MediaSchoolSettings:
-    row = session.get(SchoolMediaSettings, principal.school)
+    row = repository.find(session, principal.school)
     if row is None:
         row = SchoolMediaSettings(school_id=principal.school)
-        session.add(row)
+        repository.add(session, row)
     row.forbid_first_names = body.forbid_first_names
     row.blur_untagged_faces = body.blur_untagged_faces
     row.updated_by = principal.actor
-    row.updated_at = utcnow()
-    session.flush()
+    row.updated_at = now
+    repository.save(session)
     record_audit(session, principal, "settings.changed", principal.school, body.model_dump())
     return body

@@ -2,59 +2,36 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict
 
 from hallpass_kit.app import WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import problem_responses
 from hallpass_media.common import SUBJECT_ACCESS_STAFF
-from hallpass_media.context import MediaDep
+from hallpass_media.context import MediaContextDep
 from hallpass_media.subject_access import service
+from hallpass_media.subject_access.schemas import PupilMediaList
 
 router = APIRouter(
     prefix="/v1", tags=["subject access"], responses=problem_responses(403, 404, 503)
 )
 
 
-class PupilMedia(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    media_id: uuid.UUID
-    uploaded_at: dt.datetime
-    taken_at: dt.datetime | None
-    event: str | None
-    caption: str | None
-    publications: list[uuid.UUID]
-
-
-class PupilMediaList(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pupil_id: uuid.UUID
-    items: list[PupilMedia]
-
-
 @router.get("/pupils/{pupil_id}/media")
 def pupil_media(
     pupil_id: uuid.UUID,
     session: WriteSessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*SUBJECT_ACCESS_STAFF, Role.parent),
 ) -> PupilMediaList:
     """Every stored picture a pupil is tagged in, and where each was published (M8).
 
     A carer sees only their own child; any other pupil answers 404 (and is audited).
     """
-    service.authorise(session, media, principal, pupil_id)
-    return PupilMediaList(
-        pupil_id=pupil_id,
-        items=[PupilMedia(**entry) for entry in service.pupil_media(session, principal, pupil_id)],
-    )
+    return service.pupil_media(session, media, principal, pupil_id)
 
 
 @router.get(
@@ -65,16 +42,13 @@ def pupil_media(
 def export_pupil_media(
     pupil_id: uuid.UUID,
     session: WriteSessionDep,
-    media: MediaDep,
+    media: MediaContextDep,
     principal: Principal = require_roles(*SUBJECT_ACCESS_STAFF, Role.parent),
 ) -> StreamingResponse:
     """A zip of every stored picture of the pupil, as clean copies (pixels only: no GPS or other
     metadata), streamed; audited (M8)."""
-    service.authorise(session, media, principal, pupil_id)
-    keys = service.export_keys(session, principal, pupil_id)
-    service.record_export(session, principal, pupil_id, len(keys))
     return StreamingResponse(
-        service.zip_stream(media.storage, keys),
+        service.export(session, media, principal, pupil_id),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="pupil-{pupil_id}-media.zip"',

@@ -5,18 +5,17 @@ from __future__ import annotations
 import uuid
 import zipfile
 from collections.abc import Iterator
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import NotFound
 from hallpass_media.common import Refused, record_audit
 from hallpass_media.context import MediaContext
-from hallpass_media.models import MediaItem, MediaPupil, PublicationRendition
 from hallpass_media.scanning import clean_rendition
 from hallpass_media.storage import Storage
+from hallpass_media.subject_access import repository
+from hallpass_media.subject_access.schemas import PupilMedia, PupilMediaList
 
 
 def authorise(
@@ -48,50 +47,42 @@ def authorise(
 
 
 def pupil_media(
-    session: Session, principal: Principal, pupil_id: uuid.UUID
-) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(MediaItem)
-        .join(MediaPupil, MediaPupil.media_id == MediaItem.id)
-        .where(MediaItem.school_id == principal.school, MediaPupil.pupil_id == pupil_id)
-        .order_by(MediaItem.uploaded_at, MediaItem.id)
-    ).all()
+    session: Session, media: MediaContext, principal: Principal, pupil_id: uuid.UUID
+) -> PupilMediaList:
+    """Every stored picture the pupil is tagged in and where each was published; audited."""
+    authorise(session, media, principal, pupil_id)
+    rows = repository.media_of_pupil(session, principal.school, pupil_id)
     published: dict[uuid.UUID, list[uuid.UUID]] = {r.id: [] for r in rows}
     if rows:
-        for rendition in session.scalars(
-            select(PublicationRendition)
-            .where(PublicationRendition.media_id.in_(list(published)))
-            .order_by(PublicationRendition.publication_id)
-        ):
+        for rendition in repository.renditions_of(session, list(published)):
             published[rendition.media_id].append(rendition.publication_id)
     record_audit(session, principal, "subject_access.listed", str(pupil_id), {"items": len(rows)})
-    return [
-        {
-            "media_id": r.id,
-            "uploaded_at": r.uploaded_at,
-            "taken_at": r.taken_at,
-            "event": r.event,
-            "caption": r.caption,
-            "publications": published[r.id],
-        }
-        for r in rows
-    ]
+    return PupilMediaList(
+        pupil_id=pupil_id,
+        items=[
+            PupilMedia(
+                media_id=r.id,
+                uploaded_at=r.uploaded_at,
+                taken_at=r.taken_at,
+                event=r.event,
+                caption=r.caption,
+                publications=published[r.id],
+            )
+            for r in rows
+        ],
+    )
 
 
-def record_export(session: Session, principal: Principal, pupil_id: uuid.UUID, count: int) -> None:
-    record_audit(session, principal, "subject_access.exported", str(pupil_id), {"items": count})
-
-
-def export_keys(
-    session: Session, principal: Principal, pupil_id: uuid.UUID
-) -> list[tuple[str, str]]:
-    rows = session.execute(
-        select(MediaItem.id, MediaItem.storage_key)
-        .join(MediaPupil, MediaPupil.media_id == MediaItem.id)
-        .where(MediaItem.school_id == principal.school, MediaPupil.pupil_id == pupil_id)
-        .order_by(MediaItem.uploaded_at, MediaItem.id)
-    ).all()
-    return [(str(r.id), r.storage_key) for r in rows]
+def export(
+    session: Session, media: MediaContext, principal: Principal, pupil_id: uuid.UUID
+) -> Iterator[bytes]:
+    """The zip of every stored picture of the pupil as clean copies; the export is audited
+    now, the pictures are read as the zip is streamed."""
+    authorise(session, media, principal, pupil_id)
+    rows = repository.stored_keys_of_pupil(session, principal.school, pupil_id)
+    keys = [(str(media_id), key) for media_id, key in rows]
+    record_audit(session, principal, "subject_access.exported", str(pupil_id), {"items": len(keys)})
+    return zip_stream(media.storage, keys)
 
 
 class _Sink:
