@@ -77,7 +77,6 @@ def build_context(
         scanner=scanner,
     )
 
-
     # The scan runs in the dispatcher's thread, between deliveries. One scan queue for the
     # service's life, so /metrics reports its depth and oldest upload.
     scans = scan_jobs(database)
