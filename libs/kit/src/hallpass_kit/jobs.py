@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -100,6 +100,9 @@ class Settled(Enum):
     lost = "lost"  # the lease lapsed and another claim took the row; nothing was written
 
 
+OutcomeKind = Literal["done", "retry", "fail", "release"]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a handler reports for one job; the engine turns it into a row update.
@@ -107,7 +110,7 @@ class Outcome:
     Build one with ``done``, ``retry``, ``defer``, ``fail`` or ``release``.
     """
 
-    kind: str
+    kind: OutcomeKind
     error: str | None = None
     values: Mapping[str, Any] = field(default_factory=dict)
     at: dt.datetime | None = None
@@ -330,24 +333,24 @@ class JobQueue:
     def record(self, job: Job, outcome: Outcome) -> Settlement:
         """Record one job's outcome in a transaction of its own (if the claim still holds it)."""
         with self.database.session() as session:
-            query = select(self._attempts).where(self._key == job.key, self._by == job.claim)
-            query = query.where(self._live())
-            if self._skip_locked:
-                query = query.with_for_update()
-            attempts = session.execute(query).scalar_one_or_none()
-            now = self.clock()
-            if attempts is None:
-                settlement = Settlement(Settled.lost, now, job.attempts, outcome.error)
-                logger.warning(
-                    "%s job %s: lease lost before recording %s",
-                    self.queue.kind,
-                    job.key,
-                    outcome.kind,
-                )
-            else:
-                settlement = self._settle(session, job, outcome, attempts, now)
-            if self.queue.on_settled is not None:
-                self.queue.on_settled(session, job, outcome, settlement)
+            return self._record(session, job, outcome)
+
+    def _record(self, session: Session, job: Job, outcome: Outcome) -> Settlement:
+        query = select(self._attempts).where(self._key == job.key, self._by == job.claim)
+        query = query.where(self._live())
+        if self._skip_locked:
+            query = query.with_for_update()
+        attempts = session.execute(query).scalar_one_or_none()
+        now = self.clock()
+        if attempts is None:
+            settlement = Settlement(Settled.lost, now, job.attempts, outcome.error)
+            logger.warning(
+                "%s job %s: lease lost before recording %s", self.queue.kind, job.key, outcome.kind
+            )
+        else:
+            settlement = self._settle(session, job, outcome, attempts, now)
+        if self.queue.on_settled is not None:
+            self.queue.on_settled(session, job, outcome, settlement)
         return settlement
 
     def _settle(
@@ -424,8 +427,11 @@ class JobQueue:
 
     def release(self, jobs: Sequence[Job], *, at: dt.datetime | None = None) -> None:
         """Give back claimed jobs that were not tried: the attempt counted at claim is undone."""
-        for job in jobs:
-            self.record(job, Outcome.release(at=at))
+        if not jobs:
+            return
+        with self.database.session() as session:
+            for job in jobs:
+                self._record(session, job, Outcome.release(at=at))
 
     def keep_lease(self, jobs: Sequence[Job]) -> list[Job]:
         """Extend the lease on jobs still in hand once half of it has passed; the jobs as held."""
@@ -545,11 +551,11 @@ class JobQueue:
                 ).select_from(self.queue.table)
             ).one()
         oldest = row[2]
-        if oldest is not None and oldest.tzinfo is None:
-            # min() over a SQLite column comes back as text or naive time, not through the type.
-            oldest = oldest.replace(tzinfo=dt.UTC)
         if isinstance(oldest, str):
-            oldest = dt.datetime.fromisoformat(oldest).replace(tzinfo=dt.UTC)
+            # min() over a SQLite column may come back as text or naive time, not through the type.
+            oldest = dt.datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
         age = max(now - oldest, dt.timedelta(0)) if oldest is not None else dt.timedelta(0)
         return QueueStats(int(row[0]), int(row[1]), age)
 
