@@ -51,11 +51,17 @@ class Listener:
 
 
 def emit(
-    session: Session, tables: KitTables, *, type: str, school: str, payload: Mapping[str, Any]
+    session: Session,
+    tables: KitTables,
+    *,
+    type: str,
+    school: str,
+    payload: Mapping[str, Any],
+    now: dt.datetime | None = None,
 ) -> uuid.UUID:
-    """Store an event in the caller's transaction."""
+    """Store an event in the caller's transaction (occurring ``now``, by the service's clock)."""
     event_id = uuid.uuid4()
-    now = utcnow()
+    now = now or utcnow()
     session.execute(
         insert(tables.outbox_event).values(
             id=event_id,
