@@ -205,6 +205,26 @@ def test_m7_withdrawal_for_another_purpose_leaves_the_publication_live(
     assert flag_for_takedown(media_db, event, utcnow()) == 0
 
 
+def test_m7_consent_event_media_cannot_read_is_consumed_and_flags_nothing(
+    world: MediaWorld, media_db: Database
+) -> None:
+    pupil, _ = world.consented_pupil()
+    media_id = _scanned_upload(world, images.jpeg(images.photo(500, 400)), pupil)
+    publication = world.publish("website", [media_id])
+    event = Event(
+        id=uuid.uuid4(),
+        type="consent.changed",
+        school="oakfield",
+        # pupil_id renamed: read through ConsentChangedNotice, this is no pupil at all.
+        payload={"child": pupil, "purpose": "website_photo", "allowed": False, "state": "refused"},
+        occurred_at=utcnow(),
+    )
+
+    assert flag_for_takedown(media_db, event, utcnow()) == 0
+    still = world.client.get(f"/v1/publications/{publication['id']}", headers=world.head)
+    assert still.json()["status"] == "live"
+
+
 def test_m7_confirmed_takedown_stops_handing_out_the_copy(world: MediaWorld) -> None:
     pupil, _ = world.consented_pupil()
     media_id = _scanned_upload(world, images.jpeg(images.photo(500, 400)), pupil)
