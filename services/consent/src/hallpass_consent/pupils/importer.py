@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
@@ -48,6 +49,14 @@ KNOWN = {
 YES = {"yes", "y", "true", "1"}
 NO = {"no", "n", "false", "0"}
 MAX_REPORTED = 200
+# Longest value each named column may hold (the columns' sizes in the database).
+MAX_LENGTH = {
+    "mis_id": 64,
+    "given_name": 100,
+    "family_name": 100,
+    "preferred_name": 100,
+    "class": 100,
+}
 
 _email = TypeAdapter(EmailStr)
 
@@ -78,53 +87,63 @@ def _quiet(_stage: str, _done: int, _total: int) -> None:
     return None
 
 
-def parse(data: bytes, *, max_rows: int, progress: Progress = _quiet) -> list[PupilRow]:
-    """Check every row; raise one problem listing all that is wrong, or return the rows."""
+# --- checking the file --------------------------------------------------------------------------
+
+
+@dataclass
+class RowCheck:
+    """The problems found on one line of the file, each placed by row and column."""
+
+    line: int
+    problems: list[ProblemDetail] = field(default_factory=list)
+
+    def bad(self, column: str, code: str, detail: str) -> None:
+        self.problems.append(
+            ProblemDetail(code=code, where=f"row {self.line}, column {column}", detail=detail)
+        )
+
+
+def _decode(data: bytes) -> str:
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise Unprocessable(
             "The file is not UTF-8 text; export it as CSV UTF-8.", code="invalid_csv"
         ) from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+
+
+def _header_problem(column: str, code: str, detail: str) -> ProblemDetail:
+    return ProblemDetail(code=code, where=f"header.{column}", detail=detail)
+
+
+def _check_header(header: list[str]) -> None:
     if not header:
         raise Unprocessable("The file is empty.", code="invalid_csv")
-    reader.fieldnames = header
-    problems: list[ProblemDetail] = []
-    missing = [c for c in REQUIRED if c not in header]
-    unknown = [c for c in header if c not in KNOWN]
-    duplicated = sorted({c for c in header if header.count(c) > 1})
-    for column in missing:
-        problems.append(
-            ProblemDetail(
-                code="missing_column",
-                where=f"header.{column}",
-                detail=f"The column '{column}' is required.",
-            )
-        )
-    for column in unknown:
-        problems.append(
-            ProblemDetail(
-                code="unknown_column",
-                where=f"header.{column}",
-                detail=f"'{column}' is not a documented column.",
-            )
-        )
-    for column in duplicated:
-        problems.append(
-            ProblemDetail(
-                code="duplicate_column",
-                where=f"header.{column}",
-                detail=f"'{column}' appears more than once.",
-            )
-        )
+    problems = [
+        *(
+            _header_problem(c, "missing_column", f"The column '{c}' is required.")
+            for c in REQUIRED
+            if c not in header
+        ),
+        *(
+            _header_problem(c, "unknown_column", f"'{c}' is not a documented column.")
+            for c in header
+            if c not in KNOWN
+        ),
+        *(
+            _header_problem(c, "duplicate_column", f"'{c}' appears more than once.")
+            for c in sorted({c for c in header if header.count(c) > 1})
+        ),
+    ]
     if problems:
         raise Unprocessable(
             "The header row is not right; nothing was imported.",
             code="invalid_csv",
             problems=problems,
         )
+
+
+def _read_rows(reader: csv.DictReader[str], max_rows: int) -> list[dict[str | None, str]]:
     try:
         raw_rows = list(reader)
     except csv.Error as exc:
@@ -133,109 +152,293 @@ def parse(data: bytes, *, max_rows: int, progress: Progress = _quiet) -> list[Pu
         raise Unprocessable("The file has a header but no pupils.", code="invalid_csv")
     if len(raw_rows) > max_rows:
         raise Unprocessable(f"At most {max_rows} rows per file.", code="too_many_rows")
+    return raw_rows
 
+
+def _check_required(check: RowCheck, values: dict[str, str]) -> None:
+    for column in REQUIRED:
+        if not values.get(column):
+            check.bad(column, "required", f"'{column}' is empty.")
+
+
+def _check_lengths(check: RowCheck, values: dict[str, str]) -> None:
+    for column, longest in MAX_LENGTH.items():
+        if len(values.get(column, "")) > longest:
+            check.bad(column, "too_long", f"'{column}' is too long.")
+
+
+def _whole_number(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _year_group(check: RowCheck, values: dict[str, str]) -> int:
+    year = values.get("year_group", "")
+    if not year:
+        return 0  # already reported as required
+    number = _whole_number(year)
+    if number is not None and -1 <= number <= 14:
+        return number
+    check.bad(
+        "year_group",
+        "invalid_year_group",
+        "year_group must be a whole number from -1 (nursery) to 14.",
+    )
+    return 0
+
+
+def _check_mis_id(check: RowCheck, mis_id: str, first_line_of: dict[str, int]) -> None:
+    if not mis_id:
+        return  # already reported as required
+    if mis_id in first_line_of:
+        check.bad(
+            "mis_id",
+            "duplicate_mis_id",
+            f"MIS id '{mis_id}' is also on row {first_line_of[mis_id]}.",
+        )
+    else:
+        first_line_of[mis_id] = check.line
+
+
+def _carer_email(check: RowCheck, n: int, given: str) -> str | None:
+    if not given:
+        return None
+    try:
+        return str(_email.validate_python(given))
+    except ValidationError:
+        check.bad(f"carer{n}_email", "invalid_email", f"'{given}' is not an email address.")
+        return given
+
+
+def _carer(check: RowCheck, n: int, values: dict[str, str]) -> CarerRow | None:
+    fields = {f: values.get(f"carer{n}_{f}", "") for f in CARER_FIELDS}
+    if not any(fields.values()):
+        return None
+    for f in ("given_name", "family_name"):
+        if not fields[f]:
+            check.bad(f"carer{n}_{f}", "required", f"carer{n} needs a {f}.")
+    email = _carer_email(check, n, fields["email"])
+    responsibility = fields["parental_responsibility"].lower() or "yes"
+    if responsibility not in YES | NO:
+        check.bad(f"carer{n}_parental_responsibility", "invalid_flag", "Use yes or no.")
+    return CarerRow(
+        fields["given_name"],
+        fields["family_name"],
+        email,
+        fields["phone"] or None,
+        fields["relationship"] or "parent",
+        responsibility in YES,
+    )
+
+
+def _check_row(
+    raw: dict[str | None, str], line: int, first_line_of: dict[str, int]
+) -> tuple[PupilRow | None, list[ProblemDetail]]:
+    """One line of the file as a pupil with carers, or every problem on it."""
+    check = RowCheck(line)
+    if None in raw:
+        check.bad("-", "too_many_fields", "This row has more fields than the header.")
+    values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+    _check_required(check, values)
+    _check_lengths(check, values)
+    year_group = _year_group(check, values)
+    mis_id = values.get("mis_id", "")
+    _check_mis_id(check, mis_id, first_line_of)
+    carers = [
+        carer for n in range(1, MAX_CARERS + 1) if (carer := _carer(check, n, values)) is not None
+    ]
+    if check.problems:
+        return None, check.problems
+    row = PupilRow(
+        line,
+        mis_id,
+        values["given_name"],
+        values["family_name"],
+        values.get("preferred_name") or None,
+        year_group,
+        values.get("class") or None,
+        carers,
+    )
+    return row, []
+
+
+def _refuse(problems: list[ProblemDetail]) -> Unprocessable:
+    shown = problems[:MAX_REPORTED]
+    more = len(problems) - len(shown)
+    return Unprocessable(
+        f"{len(problems)} problem(s) in the file; nothing was imported."
+        + (f" The first {MAX_REPORTED} are listed." if more else ""),
+        code="invalid_csv",
+        problems=shown,
+    )
+
+
+def parse(data: bytes, *, max_rows: int, progress: Progress = _quiet) -> list[PupilRow]:
+    """Check every row; raise one problem listing all that is wrong, or return the rows."""
+    reader = csv.DictReader(io.StringIO(_decode(data), newline=""))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    _check_header(header)
+    reader.fieldnames = header
+    raw_rows = _read_rows(reader, max_rows)
     rows: list[PupilRow] = []
+    problems: list[ProblemDetail] = []
     first_line_of: dict[str, int] = {}
     for index, raw in enumerate(raw_rows):
-        line = index + 2  # the header is line 1
-        row_problems: list[ProblemDetail] = []
-
-        def bad(
-            column: str,
-            code: str,
-            detail: str,
-            line: int = line,
-            out: list[ProblemDetail] = row_problems,
-        ) -> None:
-            out.append(
-                ProblemDetail(code=code, where=f"row {line}, column {column}", detail=detail)
-            )
-
-        if None in raw:
-            bad("-", "too_many_fields", "This row has more fields than the header.")
-        values = {k: (v or "").strip() for k, v in raw.items() if k is not None}
-        for column in REQUIRED:
-            if not values.get(column):
-                bad(column, "required", f"'{column}' is empty.")
-        for column in ("mis_id", "given_name", "family_name", "preferred_name", "class"):
-            if len(values.get(column, "")) > (64 if column == "mis_id" else 100):
-                bad(column, "too_long", f"'{column}' is too long.")
-        year = values.get("year_group", "")
-        year_group = 0
-        if year:
-            try:
-                year_group = int(year)
-                if not -1 <= year_group <= 14:
-                    raise ValueError(year)
-            except ValueError:
-                bad(
-                    "year_group",
-                    "invalid_year_group",
-                    "year_group must be a whole number from -1 (nursery) to 14.",
-                )
-        mis_id = values.get("mis_id", "")
-        if mis_id:
-            if mis_id in first_line_of:
-                bad(
-                    "mis_id",
-                    "duplicate_mis_id",
-                    f"MIS id '{mis_id}' is also on row {first_line_of[mis_id]}.",
-                )
-            else:
-                first_line_of[mis_id] = line
-        carers: list[CarerRow] = []
-        for n in range(1, MAX_CARERS + 1):
-            fields = {f: values.get(f"carer{n}_{f}", "") for f in CARER_FIELDS}
-            if not any(fields.values()):
-                continue
-            for f in ("given_name", "family_name"):
-                if not fields[f]:
-                    bad(f"carer{n}_{f}", "required", f"carer{n} needs a {f}.")
-            email: str | None = fields["email"] or None
-            if email is not None:
-                try:
-                    email = str(_email.validate_python(email))
-                except ValidationError:
-                    bad(f"carer{n}_email", "invalid_email", f"'{email}' is not an email address.")
-            pr = fields["parental_responsibility"].lower() or "yes"
-            if pr not in YES | NO:
-                bad(f"carer{n}_parental_responsibility", "invalid_flag", "Use yes or no.")
-            carers.append(
-                CarerRow(
-                    fields["given_name"],
-                    fields["family_name"],
-                    email,
-                    fields["phone"] or None,
-                    fields["relationship"] or "parent",
-                    pr in YES,
-                )
-            )
-        if row_problems:
-            problems.extend(row_problems)
-        else:
-            rows.append(
-                PupilRow(
-                    line,
-                    mis_id,
-                    values["given_name"],
-                    values["family_name"],
-                    values.get("preferred_name") or None,
-                    year_group,
-                    values.get("class") or None,
-                    carers,
-                )
-            )
+        row, row_problems = _check_row(raw, index + 2, first_line_of)  # the header is line 1
+        problems.extend(row_problems)
+        if row is not None:
+            rows.append(row)
         progress("checking", index + 1, len(raw_rows))
     if problems:
-        shown = problems[:MAX_REPORTED]
-        more = len(problems) - len(shown)
-        raise Unprocessable(
-            f"{len(problems)} problem(s) in the file; nothing was imported."
-            + (f" The first {MAX_REPORTED} are listed." if more else ""),
-            code="invalid_csv",
-            problems=shown,
-        )
+        raise _refuse(problems)
     return rows
+
+
+# --- writing what the file says -----------------------------------------------------------------
+
+
+@dataclass
+class Import:
+    """One import under way: what is already known of the school, and what has been done.
+
+    In a dry run nothing is written; new classes, pupils and carers are still made (unsaved, so
+    without ids) to be counted as a real run would count them.
+    """
+
+    session: Session
+    school_id: str
+    dry_run: bool
+    now: dt.datetime
+    summary: ImportSummary
+    pupils: dict[str, Pupil]
+    guardians: dict[str, Guardian]
+    classes: dict[str, SchoolClass]
+
+
+def _class_id(run: Import, row: PupilRow) -> uuid.UUID | None:
+    if not row.class_name:
+        return None
+    school_class = run.classes.get(row.class_name)
+    if school_class is None:
+        school_class = SchoolClass(
+            school_id=run.school_id,
+            name=row.class_name,
+            year_group=row.year_group,
+            created_at=run.now,
+        )
+        run.classes[row.class_name] = school_class
+        run.summary.classes_created += 1
+        if not run.dry_run:
+            repository.add(run.session, school_class)
+    return school_class.id
+
+
+def _pupil(run: Import, row: PupilRow, class_id: uuid.UUID | None) -> Pupil:
+    pupil = run.pupils.get(row.mis_id)
+    if pupil is None:
+        run.summary.created += 1
+        pupil = Pupil(
+            school_id=run.school_id, mis_id=row.mis_id, created_at=run.now, archived_at=None
+        )
+        run.pupils[row.mis_id] = pupil
+        new = True
+    else:
+        run.summary.updated += 1
+        new = False
+    if run.dry_run:
+        return pupil
+    pupil.given_name, pupil.family_name = row.given_name, row.family_name
+    pupil.preferred_name, pupil.year_group = row.preferred_name, row.year_group
+    pupil.class_id, pupil.updated_at = class_id, run.now
+    if new:
+        repository.add(run.session, pupil)
+    else:
+        repository.save(run.session)
+    return pupil
+
+
+def _known_carer(run: Import, pupil: Pupil, carer: CarerRow) -> Guardian | None:
+    if carer.email:
+        return run.guardians.get(carer.email.lower())
+    if pupil.id is None:
+        return None
+    # Without an email, the same names already linked to this pupil are this carer.
+    return next(
+        (
+            known
+            for _link, known in repository.guardians_of_pupils(
+                run.session, run.school_id, [pupil.id]
+            )
+            if known.given_name.casefold() == carer.given_name.casefold()
+            and known.family_name.casefold() == carer.family_name.casefold()
+        ),
+        None,
+    )
+
+
+def _guardian(run: Import, pupil: Pupil, carer: CarerRow) -> Guardian:
+    guardian = _known_carer(run, pupil, carer)
+    if guardian is not None:
+        if not run.dry_run:
+            guardian.given_name, guardian.family_name = carer.given_name, carer.family_name
+            guardian.phone = carer.phone or guardian.phone
+            guardian.updated_at = run.now
+        return guardian
+    guardian = Guardian(
+        school_id=run.school_id,
+        given_name=carer.given_name,
+        family_name=carer.family_name,
+        email=carer.email,
+        phone=carer.phone,
+        created_at=run.now,
+        updated_at=run.now,
+    )
+    run.summary.guardians_created += 1
+    if carer.email:
+        run.guardians[carer.email.lower()] = guardian
+    if not run.dry_run:
+        repository.add(run.session, guardian)
+    return guardian
+
+
+def _count_link(run: Import, pupil: Pupil, guardian: Guardian) -> None:
+    # Nothing new is saved in a dry run, so a new pupil or carer has no id yet: its link is new.
+    new = pupil.id is None or guardian.id is None
+    if new or repository.link(run.session, pupil.id, guardian.id) is None:
+        run.summary.links_created += 1
+
+
+def _link(run: Import, pupil: Pupil, guardian: Guardian, carer: CarerRow) -> None:
+    if run.dry_run:
+        _count_link(run, pupil, guardian)
+        return
+    link = repository.link(run.session, pupil.id, guardian.id)
+    if link is None:
+        # Saved with the next statement: links need no id, and many are written together.
+        repository.add(
+            run.session,
+            flush=False,
+            row=GuardianLink(
+                pupil_id=pupil.id,
+                guardian_id=guardian.id,
+                school_id=run.school_id,
+                relationship=carer.relationship,
+                parental_responsibility=carer.parental_responsibility,
+                created_at=run.now,
+            ),
+        )
+        run.summary.links_created += 1
+    else:
+        link.relationship = carer.relationship
+        link.parental_responsibility = carer.parental_responsibility
+
+
+def _import_row(run: Import, row: PupilRow) -> None:
+    pupil = _pupil(run, row, _class_id(run, row))
+    for carer in row.carers:
+        _link(run, pupil, _guardian(run, pupil, carer), carer)
 
 
 def import_csv(
@@ -252,115 +455,36 @@ def import_csv(
     """Create or update every pupil in the file with their carers, in the caller's transaction."""
     require_school(session, school_id)
     rows = parse(data, max_rows=max_rows, progress=progress)
-    existing = repository.pupils_by_mis_id(session, school_id, [r.mis_id for r in rows])
-    emails = {c.email for r in rows for c in r.carers if c.email}
-    guardians = repository.guardians_by_email(session, school_id, emails)
-    classes = {c.name: c for c in repository.classes(session, school_id)}
-    summary = ImportSummary(
-        rows=len(rows),
-        created=0,
-        updated=0,
-        guardians_created=0,
-        links_created=0,
-        classes_created=0,
+    run = Import(
+        session=session,
+        school_id=school_id,
         dry_run=dry_run,
+        now=now,
+        summary=ImportSummary(
+            rows=len(rows),
+            created=0,
+            updated=0,
+            guardians_created=0,
+            links_created=0,
+            classes_created=0,
+            dry_run=dry_run,
+        ),
+        pupils=repository.pupils_by_mis_id(session, school_id, [r.mis_id for r in rows]),
+        guardians=repository.guardians_by_email(
+            session, school_id, {c.email for r in rows for c in r.carers if c.email}
+        ),
+        classes={c.name: c for c in repository.classes(session, school_id)},
     )
     # Carers' parental responsibility decides whose refusal counts (C11): a re-import that changes
     # it can change a pupil's consent, and publishers must hear of it.
     purposes = consents.consent_purposes(session, school_id)
-    known_pupils = [p.id for p in existing.values()]
+    known_pupils = [p.id for p in run.pupils.values()]
     before = {} if dry_run else consents.evaluate(session, school_id, purposes, known_pupils, now)
     for done, row in enumerate(rows, start=1):
-        class_id = None
-        if row.class_name:
-            school_class = classes.get(row.class_name)
-            if school_class is None:
-                school_class = SchoolClass(
-                    school_id=school_id,
-                    name=row.class_name,
-                    year_group=row.year_group,
-                    created_at=now,
-                )
-                classes[row.class_name] = school_class
-                summary.classes_created += 1
-                if not dry_run:
-                    session.add(school_class)
-                    session.flush()
-            class_id = school_class.id
-        pupil = existing.get(row.mis_id)
-        if pupil is None:
-            summary.created += 1
-            pupil = Pupil(school_id=school_id, mis_id=row.mis_id, created_at=now, archived_at=None)
-            existing[row.mis_id] = pupil
-            if not dry_run:
-                session.add(pupil)
-        else:
-            summary.updated += 1
-        if not dry_run:
-            pupil.given_name, pupil.family_name = row.given_name, row.family_name
-            pupil.preferred_name, pupil.year_group = row.preferred_name, row.year_group
-            pupil.class_id, pupil.updated_at = class_id, now
-            session.flush()
-        for carer in row.carers:
-            guardian = guardians.get(carer.email.lower()) if carer.email else None
-            if guardian is None and carer.email is None and pupil.id is not None:
-                # Without an email, the same names already linked to this pupil are this carer.
-                guardian = next(
-                    (
-                        known
-                        for _link, known in repository.guardians_of_pupils(
-                            session, school_id, [pupil.id]
-                        )
-                        if known.given_name.casefold() == carer.given_name.casefold()
-                        and known.family_name.casefold() == carer.family_name.casefold()
-                    ),
-                    None,
-                )
-            if guardian is not None and not dry_run:
-                guardian.given_name, guardian.family_name = carer.given_name, carer.family_name
-                guardian.phone = carer.phone or guardian.phone
-                guardian.updated_at = now
-            if guardian is None:
-                guardian = Guardian(
-                    school_id=school_id,
-                    given_name=carer.given_name,
-                    family_name=carer.family_name,
-                    email=carer.email,
-                    phone=carer.phone,
-                    created_at=now,
-                    updated_at=now,
-                )
-                summary.guardians_created += 1
-                if carer.email:
-                    guardians[carer.email.lower()] = guardian
-                if not dry_run:
-                    session.add(guardian)
-                    session.flush()
-            if dry_run:
-                # Nothing new is flushed, so a new pupil or carer has no id yet: its link is new.
-                new_link = pupil.id is None or guardian.id is None
-                if new_link or repository.link(session, pupil.id, guardian.id) is None:
-                    summary.links_created += 1
-                continue
-            link = repository.link(session, pupil.id, guardian.id)
-            if link is None:
-                session.add(
-                    GuardianLink(
-                        pupil_id=pupil.id,
-                        guardian_id=guardian.id,
-                        school_id=school_id,
-                        relationship=carer.relationship,
-                        parental_responsibility=carer.parental_responsibility,
-                        created_at=now,
-                    )
-                )
-                summary.links_created += 1
-            else:
-                link.relationship = carer.relationship
-                link.parental_responsibility = carer.parental_responsibility
+        _import_row(run, row)
         progress("importing", done, len(rows))
     if not dry_run:
-        session.flush()
+        repository.save(session)
         bump_roster_version(session, school_id)
         consents.announce_changes(
             session,
@@ -371,7 +495,7 @@ def import_csv(
             cause=ChangeCause.pupils_imported,
             now=now,
         )
-    return summary
+    return run.summary
 
 
 def import_csv_file(

@@ -140,3 +140,20 @@ def guardians_of_pupils(
         .order_by(GuardianLink.created_at)
     ).all()
     return [(link_, guardian) for link_, guardian in rows]
+
+
+def add(
+    session: Session,
+    row: SchoolClass | Pupil | Guardian | GuardianLink | Restriction,
+    *,
+    flush: bool = True,
+) -> None:
+    """Insert a new row; flushed by default, so it has its id and later statements see it."""
+    session.add(row)
+    if flush:
+        session.flush()
+
+
+def save(session: Session) -> None:
+    """Write the changes made to rows already loaded (an UPDATE for each changed row)."""
+    session.flush()

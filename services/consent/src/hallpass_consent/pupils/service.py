@@ -64,8 +64,7 @@ def create_class(
     school_class = SchoolClass(
         school_id=principal.school, name=body.name, year_group=body.year_group, created_at=now
     )
-    session.add(school_class)
-    session.flush()
+    repository.add(session, school_class)
     record_audit(session, principal, "class.created", str(school_class.id), {"name": body.name})
     return ClassView(id=school_class.id, name=school_class.name, year_group=school_class.year_group)
 
@@ -93,8 +92,7 @@ def create_pupil(
         archived_at=None,
         **body.model_dump(),
     )
-    session.add(pupil)
-    session.flush()
+    repository.add(session, pupil)
     bump_roster_version(session, principal.school)
     record_audit(session, principal, "pupil.created", str(pupil.id), {"mis_id": pupil.mis_id})
     return pupil_view(pupil, restricted=False)
@@ -163,7 +161,7 @@ def change_pupil(
     for field, value in changes.items():
         setattr(pupil, field, value)
     pupil.updated_at = now
-    session.flush()
+    repository.save(session)
     bump_roster_version(session, principal.school)
     record_audit(session, principal, "pupil.changed", str(pupil.id), {"fields": sorted(changes)})
     return get_pupil(session, principal, pupil.id)
@@ -177,7 +175,7 @@ def archive_pupil(
         raise Conflict("This pupil has already left.", code="already_archived")
     pupil.archived_at = now
     pupil.updated_at = pupil.archived_at
-    session.flush()
+    repository.save(session)
     bump_roster_version(session, principal.school)
     record_audit(session, principal, "pupil.archived", str(pupil.id))
     return get_pupil(session, principal, pupil.id)
@@ -221,10 +219,10 @@ def create_guardian(
         created_at=now,
         updated_at=now,
     )
-    session.add(guardian)
-    session.flush()
+    repository.add(session, guardian)
     for child in body.children:
-        session.add(
+        repository.add(
+            session,
             GuardianLink(
                 pupil_id=child.pupil_id,
                 guardian_id=guardian.id,
@@ -232,9 +230,8 @@ def create_guardian(
                 relationship=child.relationship,
                 parental_responsibility=child.parental_responsibility,
                 created_at=now,
-            )
+            ),
         )
-    session.flush()
     record_audit(
         session,
         principal,
@@ -269,7 +266,8 @@ def link_child(
     before = consents.evaluate(session, principal.school, purposes, [body.pupil_id], now)
     existing = repository.link(session, body.pupil_id, guardian_id)
     if existing is None:
-        session.add(
+        repository.add(
+            session,
             GuardianLink(
                 pupil_id=body.pupil_id,
                 guardian_id=guardian_id,
@@ -277,12 +275,12 @@ def link_child(
                 relationship=body.relationship,
                 parental_responsibility=body.parental_responsibility,
                 created_at=now,
-            )
+            ),
         )
     else:
         existing.relationship = body.relationship
         existing.parental_responsibility = body.parental_responsibility
-    session.flush()
+    repository.save(session)
     # Parental responsibility decides whose refusal counts (C11), so a change can change consent.
     consents.announce_changes(
         session,
@@ -331,8 +329,7 @@ def set_restriction(
         set_by=principal.actor,
         set_at=now,
     )
-    session.add(restriction)
-    session.flush()
+    repository.add(session, restriction)
     consents.announce_changes(
         session,
         principal.school,
@@ -380,7 +377,7 @@ def lift_restriction(
     purposes = consents.consent_purposes(session, principal.school)
     before = consents.evaluate(session, principal.school, purposes, [pupil.id], now)
     restriction.lifted_at, restriction.lifted_by = now, principal.actor
-    session.flush()
+    repository.save(session)
     consents.announce_changes(
         session,
         principal.school,

@@ -67,3 +67,14 @@ def on_roll_pupil_ids(session: Session, school_id: str) -> list[uuid.UUID]:
             select(Pupil.id).where(Pupil.school_id == school_id, Pupil.archived_at.is_(None))
         ).scalars()
     )
+
+
+def add(session: Session, row: School | Purpose | PurposeWording) -> None:
+    """Insert a new row, flushed so it has its id and later statements see it."""
+    session.add(row)
+    session.flush()
+
+
+def save(session: Session) -> None:
+    """Write the changes made to rows already loaded (an UPDATE for each changed row)."""
+    session.flush()

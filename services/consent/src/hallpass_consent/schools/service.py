@@ -53,12 +53,14 @@ def put_school(
     created = school is None
     if school is None:
         school = School(id=principal.school, created_at=now, roster_version=1)
-        session.add(school)
     school.name = settings.name
     school.consent_expiry = settings.consent_expiry
     school.academic_year_end_month, school.academic_year_end_day = month, day
     school.updated_at = now
-    session.flush()
+    if created:
+        repository.add(session, school)
+    else:
+        repository.save(session)
     if created:
         seed_purposes(session, principal.school, actor=principal.actor, now=now)
     record_audit(
@@ -85,9 +87,9 @@ def seed_purposes(session: Session, school_id: str, *, actor: str, now: dt.datet
             current_version=1,
             position=position,
         )
-        session.add(purpose)
-        session.flush()
-        session.add(
+        repository.add(session, purpose)
+        repository.add(
+            session,
             PurposeWording(
                 purpose_id=purpose.id,
                 version=1,
@@ -95,9 +97,8 @@ def seed_purposes(session: Session, school_id: str, *, actor: str, now: dt.datet
                 text_sha256=hashlib.sha256(seed.wording.encode()).hexdigest(),
                 created_by=actor,
                 created_at=now,
-            )
+            ),
         )
-    session.flush()
 
 
 def _purpose_view(purpose: Purpose, wording: PurposeWording) -> PurposeView:
@@ -153,7 +154,8 @@ def add_wording(
     require_school(session, principal.school)
     purpose = find_purpose(session, principal.school, code)
     purpose.current_version += 1
-    session.add(
+    repository.add(
+        session,
         PurposeWording(
             purpose_id=purpose.id,
             version=purpose.current_version,
@@ -161,9 +163,9 @@ def add_wording(
             text_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
             created_by=principal.actor,
             created_at=now,
-        )
+        ),
     )
-    session.flush()
+    repository.save(session)
     record_audit(
         session, principal, "purpose.wording_added", code, {"version": purpose.current_version}
     )
@@ -192,7 +194,7 @@ def change_purpose(
     states = consents.evaluate(session, principal.school, [purpose], on_roll, now)
     before = purpose.basis
     purpose.basis = change.basis
-    session.flush()
+    repository.save(session)
     consents.announce_changes(
         session,
         principal.school,
