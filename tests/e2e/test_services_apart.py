@@ -1,6 +1,6 @@
 """The README tour with every service in its own process, as a deployment runs them.
 
-Two consent replicas, media, comms, a worker process per service (two for mail), the gateway in
+Two consent replicas, media, comms, two worker processes per service, the gateway in
 proxy mode; PostgreSQL (when the run has it) or SQLite, SeaweedFS for S3, aiosmtpd for SMTP, a
 loopback identity provider for people's tokens, the deployment's service key between services,
 webhooks between processes and to a CMS. Nothing here runs in the test's own process but the
@@ -276,26 +276,21 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         )
         comms = _serve(root, "comms", "comms", base, HALLPASS_CONSENT_URL=consent_urls)
         processes.extend([media, comms])
-        processes.append(_start(root, "consent-worker", ["worker", "consent"], consent_env, None))
-        processes.append(
-            _start(
-                root,
-                "media-worker",
-                ["worker", "media"],
-                {**base, "HALLPASS_CONSENT_URL": consent_urls},
-                None,
-            )
-        )
+        # Two workers of each service share its queues: no job done twice, none lost.
         for n in (1, 2):
             processes.append(
-                _start(
-                    root,
-                    f"comms-worker-{n}",
-                    ["worker", "comms"],
-                    {**base, "HALLPASS_CONSENT_URL": consent_urls},
-                    None,
-                )
+                _start(root, f"consent-worker-{n}", ["worker", "consent"], consent_env, None)
             )
+            for service in ("media", "comms"):
+                processes.append(
+                    _start(
+                        root,
+                        f"{service}-worker-{n}",
+                        ["worker", service],
+                        {**base, "HALLPASS_CONSENT_URL": consent_urls},
+                        None,
+                    )
+                )
         gateway = _serve(
             root,
             "gateway",
@@ -489,6 +484,8 @@ def test_the_tour_runs_across_processes(deployment: Deployment) -> None:
         assert [p["id"] for p in flagged()] == [published["id"]]
         # media's worker → signed webhook → the school website's CMS.
         _wait_until("the CMS webhook", lambda: bool(d.cms.received), timeout=60)
+        time.sleep(1.0)  # a second delivery by the other media worker would arrive now
+        assert len(d.cms.received) == 1, d.cms.received
         notice = d.cms.received[0]
         assert notice["type"] == "publication.takedown_required"
         assert notice["school"] == SCHOOL
