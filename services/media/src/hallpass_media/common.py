@@ -1,4 +1,4 @@
-"""What every media feature shares: role groups, channels, the audit chain and events."""
+"""What every media feature shares: role groups, the audit chain and events."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hallpass_kit.auth import STAFF_ROLES, AccessRefused, Principal, Role
 from hallpass_kit.errors import ProblemDetail
 from hallpass_kit.outbox import emit
 from hallpass_media.events import EVENTS
-from hallpass_media.models import Channel, kit_tables
+from hallpass_media.models import kit_tables
 
 audit = AuditChain(kit_tables.audit_entry)
 
@@ -29,24 +29,6 @@ SETTINGS_ADMINS = (Role.head, Role.admin)
 # Subject access (M8) is handled by the school office and leadership, or asked by a carer.
 SUBJECT_ACCESS_STAFF = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl)
 AUDITORS = (Role.head, Role.dsl)
-
-# Each channel is published under one consent purpose (C1); internal use never leaves school (C6).
-PURPOSE_OF: dict[Channel, str] = {
-    Channel.website: "website_photo",
-    Channel.social_media: "social_media_photo",
-    Channel.print: "print_publication",
-    Channel.newspaper: "newspaper_named",
-    Channel.livestream: "livestream",
-    Channel.internal: "internal_assessment",
-}
-# Channels whose purpose consents to the pupil being named (C4).
-NAMING_CHANNELS = frozenset({Channel.newspaper})
-UNPUBLISHABLE = frozenset({Channel.internal})
-
-
-def channels_for_purpose(purpose: str) -> list[Channel]:
-    return [channel for channel, code in PURPOSE_OF.items() if code == purpose]
-
 
 record_audit = audit.record
 

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hallpass_media.common import NAMING_CHANNELS
+from hallpass_media.channels import NAMING_CHANNELS
 from hallpass_media.consent_facts import PupilDecision, Roster
 from hallpass_media.media.schemas import FaceBox, TaggedPupil
 from hallpass_media.models import Channel, Owner, ScanStatus

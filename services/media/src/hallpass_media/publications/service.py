@@ -15,16 +15,13 @@ from sqlalchemy.orm import Session
 from hallpass_kit.auth import STAFF_ROLES, Principal
 from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 from hallpass_kit.pagination import Page, decode_position, encode_position
-from hallpass_media.common import (
+from hallpass_media.channels import (
     NAMING_CHANNELS,
     PURPOSE_OF,
     UNPUBLISHABLE,
-    Refused,
-    audit,
     channels_for_purpose,
-    emit_event,
-    record_audit,
 )
+from hallpass_media.common import Refused, audit, emit_event, record_audit
 from hallpass_media.compensation import delete_on_rollback
 from hallpass_media.consent_facts import PupilDecision, Roster
 from hallpass_media.context import MediaContext
