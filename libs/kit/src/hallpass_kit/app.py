@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hallpass_kit.audit import AuditChain
@@ -38,7 +39,15 @@ from hallpass_kit.limits import (
     process_admission,
     route_body_limits,
 )
+from hallpass_kit.logs import RequestLogMiddleware
+from hallpass_kit.metrics import metrics_endpoint
 from hallpass_kit.outbox import Dispatcher, Listener
+from hallpass_kit.readiness import (
+    ReadinessCheck,
+    check_readiness,
+    database_ready,
+    refuse_unless_ready,
+)
 from hallpass_kit.settings import CommonSettings
 from hallpass_kit.tables import KitTables
 
@@ -59,6 +68,8 @@ class ServiceContext:
     # The one clock of the service: services and policies are handed the time, never read it.
     clock: Callable[[], dt.datetime] = utcnow
     extras: dict[str, Any] = field(default_factory=dict)
+    # What /readyz checks besides the database, by name (the media store, the mail relay).
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     # Handlers for other services' events, wired up by whoever hosts both (the gateway).
     listens: list[Listener] = field(default_factory=list)
 
@@ -264,6 +275,17 @@ def _health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "checked_at": utcnow().isoformat()}
 
+    @health.get("/readyz", include_in_schema=False)
+    async def readyz(context: ContextDep) -> dict[str, Any]:
+        # Checks run on threads of their own and are bounded in time: never a hung probe.
+        outcomes = await check_readiness(
+            {"database": database_ready(context.database), **context.readiness}
+        )
+        refuse_unless_ready(outcomes)
+        return {"status": "ready", "checks": outcomes}
+
+    # Public like the probes (docs/operations.md, "Metrics"): counts and timings, no personal data.
+    health.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return health
 
 
@@ -347,20 +369,60 @@ def create_service_app(
         app,
         settings,
         route_body_limits(app, settings.max_request_bytes, body_limits or {}),
+        service=context.name,
     )
     return app
 
 
-def protect(app: FastAPI, settings: CommonSettings, body_limits: BodyLimits | None) -> None:
-    """The middleware every app runs, outermost first: request id, last-resort 500, load
-    shedding, body limits."""
+def protect(
+    app: FastAPI,
+    settings: CommonSettings,
+    body_limits: BodyLimits | None,
+    *,
+    service: str = "gateway",
+) -> None:
+    """The middleware every app runs, outermost first: request id, one log line and metrics per
+    request, CORS, last-resort 500, load shedding, body limits."""
     if body_limits is not None:
         app.add_middleware(BodyLimitMiddleware, limits=body_limits)
     app.add_middleware(
         AdmissionMiddleware, admission=process_admission(settings.max_concurrent_requests)
     )
     app.add_middleware(UnhandledErrorMiddleware)
+    if settings.cors_allow_origins:
+        app.add_middleware(AllowedOriginsMiddleware, origins=settings.cors_allow_origins)
+    app.add_middleware(RequestLogMiddleware, service=service)
     app.add_middleware(RequestIdMiddleware)
+
+
+_CORS_ANSWERED = "hallpass.cors_answered"
+
+
+class AllowedOriginsMiddleware(CORSMiddleware):
+    """CORS for the browser origins in HALLPASS_CORS_ALLOW_ORIGINS (a school website's scripts).
+
+    Credentials (the browser's cookies) are never allowed with "*": any site could then act as
+    the signed-in person. Answered once per request, by the outermost app that has it (the
+    all-in-one gateway, then not again by the service mounted in it).
+    """
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=list(origins),
+            allow_credentials="*" not in origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+            expose_headers=["X-Request-Id", "Retry-After", "Location", "Content-Disposition"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get(_CORS_ANSWERED):
+            await self.app(scope, receive, send)
+            return
+        scope[_CORS_ANSWERED] = True
+        await super().__call__(scope, receive, send)
 
 
 def _document_problem_responses(app: FastAPI) -> None:

@@ -84,9 +84,14 @@ async def send_problem(
     await response(scope, receive, send)
 
 
+# Probes and scrapes are answered even when requests are shed: a balancer must see "ready" or
+# not, and the metrics of an overload are most wanted during one.
+_ALWAYS_ANSWERED = ("/healthz", "/readyz", "/metrics")
+
+
 def _is_health(scope: Scope) -> bool:
     path: str = scope.get("path", "")
-    return path.endswith("/healthz")
+    return path.endswith(_ALWAYS_ANSWERED)
 
 
 # Set while an admitted request is served: a call one service makes to another in the same

@@ -13,6 +13,7 @@ from hallpass_comms.common import AUDITORS, audit
 from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
+from hallpass_comms.delivery.transports import SmtpTransport
 from hallpass_comms.history.endpoints import router as history_router
 from hallpass_comms.mail_settings.endpoints import router as settings_router
 from hallpass_comms.messages.endpoints import router as messages_router
@@ -29,6 +30,7 @@ from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
 from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.readiness import ReadinessCheck
 from hallpass_kit.settings import CommonSettings
 
 logger = logging.getLogger("hallpass.comms")
@@ -116,8 +118,8 @@ def create_app(
         migrations.upgrade(context.database)
     worker = DeliveryWorker(
         context.database,
-        transport or transport_from_settings(settings, common),
-        public_base_url=settings.public_base_url,
+        _ready_to_send(context.readiness, transport or transport_from_settings(settings, common)),
+        public_base_url=settings.resolved_public_base_url(common),
         clock=clock,
     )
     context.delivery_worker = worker
@@ -137,3 +139,10 @@ def create_app(
         ],
         workers=[worker],
     )
+
+
+def _ready_to_send(readiness: dict[str, ReadinessCheck], transport: MailTransport) -> MailTransport:
+    """``/readyz`` checks the mail relay when mail goes over SMTP (the .eml folder needs none)."""
+    if isinstance(transport, SmtpTransport):
+        readiness["smtp"] = transport.ready
+    return transport

@@ -19,11 +19,15 @@ class CommsSettings(BaseSettings):
     smtp_starttls: bool = True
     smtp_ssl_tls: bool = False
     smtp_timeout_seconds: int = Field(default=30, ge=1, le=300)
-    # Where carers open sensitive messages (E5): the gateway's public base URL.
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Where carers open sensitive messages (E5): the gateway's public base URL. Unset: the
+    # deployment's HALLPASS_PUBLIC_BASE_URL, else the embedded gateway's own address.
+    public_base_url: str | None = None
     # Consent renewal reminders: how far ahead to look (0 = never), and how often the job runs.
     reminder_within_days: int = Field(default=30, ge=0, le=366)
     reminder_interval_minutes: int = Field(default=24 * 60, ge=1)
+
+    def resolved_public_base_url(self, common: CommonSettings) -> str:
+        return self.public_base_url or common.public_base_url or "http://127.0.0.1:8000"
 
     def resolved_database_url(self, common: CommonSettings) -> str:
         return self.database_url or sqlite_url(common.data_dir, "comms")

@@ -77,6 +77,8 @@ def build_context(
         scanner=scanner,
     )
 
+    context.readiness["storage"] = storage.ready
+
     # The scan runs in the dispatcher's thread, between deliveries. One scan queue for the
     # service's life, so /metrics reports its depth and oldest upload.
     scans = scan_jobs(database)

@@ -18,6 +18,9 @@ class MediaSettings(BaseSettings):
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    # The store's address as people and the CMS reach it, for the download links they are given;
+    # unset: links carry s3_endpoint_url (right only when that address is public too).
+    s3_public_endpoint_url: str | None = None
     s3_region: str = "eu-west-2"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None

@@ -43,6 +43,10 @@ class Storage(Protocol):
         """A link the client fetches itself (S3), or None when the service streams the bytes."""
         ...
 
+    def ready(self) -> None:
+        """Raise StorageUnavailable unless the store answers now (``/readyz``), within seconds."""
+        ...
+
 
 class LocalStorage:
     """Files under a folder: the embedded default."""
@@ -88,6 +92,13 @@ class LocalStorage:
     def download_url(self, key: str, *, file_name: str, content_type: str) -> str | None:
         return None
 
+    def ready(self) -> None:
+        # A volume that is unmounted or read-only takes no upload.
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailable(
+                "The media folder is missing or not writable.", code="storage_unavailable"
+            )
+
 
 class S3Storage:
     """Any S3 API (AWS S3, MinIO, SeaweedFS) through boto3."""
@@ -101,21 +112,49 @@ class S3Storage:
         access_key_id: str | None,
         secret_access_key: str | None,
         presign_seconds: int = 300,
+        public_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.presign_seconds = presign_seconds
-        self.client: S3Client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            config=Config(
+
+        def client(endpoint: str | None, config: Config) -> S3Client:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
+
+        self.client = client(
+            endpoint_url,
+            Config(
                 signature_version="s3v4",
                 s3={"addressing_style": "path"},
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=30,
+            ),
+        )
+        # Links are handed to people and the CMS, who reach the store at its public address,
+        # never at the internal one the service uses (``minio:9000``). The signature covers the
+        # host, so the link must be signed for the public one; presigning makes no request.
+        self.presigner = (
+            client(public_endpoint_url, self.client.meta.config)
+            if public_endpoint_url
+            else self.client
+        )
+        # One quick attempt: a readiness probe must answer within seconds, and the main client's
+        # retries and 30 s reads would outlast it.
+        self.probe = client(
+            endpoint_url,
+            Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=2,
+                read_timeout=2,
             ),
         )
 
@@ -163,7 +202,7 @@ class S3Storage:
         yield from body.iter_chunks(CHUNK)
 
     def download_url(self, key: str, *, file_name: str, content_type: str) -> str | None:
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -173,6 +212,12 @@ class S3Storage:
             },
             ExpiresIn=self.presign_seconds,
         )
+
+    def ready(self) -> None:
+        try:
+            self.probe.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, "reach the bucket") from exc
 
     def ensure_bucket(self) -> None:
         """Create the bucket when it is missing (first start against a fresh store)."""
@@ -201,5 +246,6 @@ def build_storage(common: CommonSettings, settings: MediaSettings) -> Storage:
             access_key_id=settings.s3_access_key_id,
             secret_access_key=secret.get_secret_value() if secret else None,
             presign_seconds=settings.s3_presign_seconds,
+            public_endpoint_url=settings.s3_public_endpoint_url,
         )
     return LocalStorage(common.data_dir / "media")

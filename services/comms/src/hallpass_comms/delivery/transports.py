@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import os
 import re
+import smtplib
 import tempfile
 import threading
 import time
@@ -104,6 +105,7 @@ class SmtpTransport:
             SUPPRESS_SEND=0,
         )
         self.address = f"{settings.smtp_host}:{settings.smtp_port}"
+        self._server = (settings.smtp_host, settings.smtp_port, settings.smtp_ssl_tls)
         self._local = threading.local()
         self._sessions: list[_SmtpSession] = []
         self._sessions_lock = threading.Lock()
@@ -116,6 +118,28 @@ class SmtpTransport:
             with self._sessions_lock:
                 self._sessions.append(session)
         session.send(message)
+
+    # A readiness probe must be answered within seconds (hallpass_kit.readiness).
+    READY_TIMEOUT_SECONDS = 2.0
+
+    def ready(self) -> None:
+        """Raise ServerUnavailable unless the relay answers EHLO and NOOP now (``/readyz``).
+
+        A connection of its own, not a sending thread's: a probe never waits behind a send. No
+        login: the relay answering is what readiness means; a refused login shows in deliveries.
+        """
+        host, port, ssl_tls = self._server
+        connect = smtplib.SMTP_SSL if ssl_tls else smtplib.SMTP
+        try:
+            with connect(host, port, timeout=self.READY_TIMEOUT_SECONDS) as smtp:
+                code, answer = smtp.ehlo()
+                if code != 250:
+                    raise ServerUnavailable(f"{self.address} answered EHLO with {code} {answer!r}")
+                code, answer = smtp.noop()
+                if code != 250:
+                    raise ServerUnavailable(f"{self.address} answered NOOP with {code} {answer!r}")
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ServerUnavailable(f"cannot reach {self.address}: {exc}") from exc
 
     def close(self) -> None:
         """Say QUIT on every thread's connection and release their event loops.

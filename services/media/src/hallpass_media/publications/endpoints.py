@@ -11,6 +11,7 @@ from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
+from hallpass_kit.metrics import count_publication_check
 from hallpass_kit.pagination import Page
 from hallpass_media.common import CHECKERS, PUBLICATION_READERS, PUBLISHERS
 from hallpass_media.context import MediaContextDep
@@ -39,7 +40,7 @@ async def check_publication(
     Answers 200 with ``allowed: false`` and the problems when not (each with code, rule, where and
     span); 503 when the consent service cannot answer: a check never says yes without it.
     """
-    return await service.check_async(
+    verdict = await service.check_async(
         session,
         media,
         principal,
@@ -51,6 +52,8 @@ async def check_publication(
             blur_faces=body.blur_faces,
         ),
     )
+    count_publication_check(allowed=verdict.allowed)
+    return verdict
 
 
 @router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))
@@ -77,7 +80,7 @@ def check_publication_file(
         file_name=file.filename or "upload",
         data=file.file.read(media.settings.max_upload_bytes + 1),
     )
-    return service.check(
+    checked = service.check(
         session,
         media,
         principal,
@@ -89,7 +92,9 @@ def check_publication_file(
             blur_faces=False,
             device_id=device_id,
         ),
-    ).verdict
+    )
+    count_publication_check(allowed=checked.verdict.allowed)
+    return checked.verdict
 
 
 @router.post("/publications", status_code=201, responses=problem_responses(400, 409, 422, 503))
