@@ -482,6 +482,7 @@ def _demo_mail_settings(school: str) -> bool:
 
 
 def _remind_renewals(args: argparse.Namespace) -> int:
+    from hallpass_comms.context import CommsContext
     from hallpass_comms.delivery import DeliveryWorker
     from hallpass_comms.reminders.service import remind_renewals
     from hallpass_gateway.app import create_gateway
@@ -493,18 +494,19 @@ def _remind_renewals(args: argparse.Namespace) -> int:
         return 2
     gateway = create_gateway(CommonSettings(), run_background=False)
     context = gateway.services["/comms"].state.hallpass
+    assert isinstance(context, CommsContext)
     try:
         written = remind_renewals(
             context.database,
-            context.extras["consent"],
+            context.consent,
             school,
             within_days=within_days,
-            now=context.extras["clock"](),
+            now=context.clock(),
         )
         # Sent from here too, so the command works without a server running; held mail (E8)
         # waits for its morning and the server's worker.
-        worker: DeliveryWorker = context.extras["delivery_worker"]
-        delivered = worker.run_until_idle()
+        worker: DeliveryWorker | None = context.delivery_worker
+        delivered = worker.run_until_idle() if worker is not None else 0
     except HallpassError as exc:
         print(f"hallpass: {exc.detail}", file=sys.stderr)
         return 1
