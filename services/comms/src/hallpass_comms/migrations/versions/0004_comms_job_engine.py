@@ -18,7 +18,6 @@ from alembic import op
 
 import hallpass_kit.db
 
-
 revision: str = '0004'
 down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
