@@ -9,12 +9,15 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.testclient import TestClient
 from joserfc import jwt
 from pydantic import SecretStr
 
+from hallpass_kit.app import CurrentPrincipal
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role, TokenVerifier
 from hallpass_kit.clients import (
     SCHOOL_HEADER,
@@ -26,7 +29,7 @@ from hallpass_kit.clients import (
     load_service_key,
     service_tokens,
 )
-from hallpass_kit.errors import ServiceUnavailable, Unauthenticated
+from hallpass_kit.errors import ServiceUnavailable, Unauthenticated, install_error_handlers
 from hallpass_kit.settings import CommonSettings, Environment
 from tests.servers import serving
 
@@ -402,3 +405,51 @@ def test_refused_client_credentials_fail_closed() -> None:
         tokens.close()
 
     assert refused.value.code == "service_token_unavailable"
+
+
+def _principal_echo(verifier: TokenVerifier) -> FastAPI:
+    app = FastAPI()
+    # authenticated() reads only the verifier off the service context.
+    app.state.hallpass = SimpleNamespace(verifier=verifier)
+    install_error_handlers(app)
+
+    @app.get("/whoami")
+    def whoami(principal: CurrentPrincipal) -> dict[str, str]:
+        return {"sub": principal.sub, "school": principal.school}
+
+    return app
+
+
+def _service_account_token(idp: DevIssuer) -> str:
+    now = int(time.time())
+    claims = {"iss": idp.issuer, "aud": "hallpass", "sub": "svc", "exp": now + 60}
+    return jwt.encode({"alg": "RS256", "kid": idp.kid}, {**claims, "roles": ["service"]}, idp.key)
+
+
+def test_a_service_token_without_a_school_acts_for_the_school_the_call_names() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    app = _principal_echo(_idp_verifier(idp))
+    token = _service_account_token(idp)
+
+    with TestClient(app) as http:
+        named = http.get(
+            "/whoami", headers={"Authorization": f"Bearer {token}", SCHOOL_HEADER: "oakfield"}
+        )
+        unnamed = http.get("/whoami", headers={"Authorization": f"Bearer {token}"})
+
+    assert named.json() == {"sub": "svc", "school": "oakfield"}
+    assert unnamed.status_code == 401
+    assert SCHOOL_HEADER in unnamed.json()["detail"]
+
+
+def test_a_persons_token_keeps_its_own_school_whatever_the_header_says() -> None:
+    idp = DevIssuer.generate("https://login.example.org", "hallpass")
+    app = _principal_echo(_idp_verifier(idp))
+    token = idp.issue(sub="head@oakfield", school="oakfield", roles=["head"])
+
+    with TestClient(app) as http:
+        answer = http.get(
+            "/whoami", headers={"Authorization": f"Bearer {token}", SCHOOL_HEADER: "elmwood"}
+        )
+
+    assert answer.json()["school"] == "oakfield"

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hallpass_kit.audit import AuditChain
 from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
+from hallpass_kit.clients import SCHOOL_HEADER
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.errors import (
     PROBLEM_RESPONSES,
@@ -146,8 +147,26 @@ async def authenticated(
     principal = verifier.cached(token)
     if principal is None:
         principal = await run_in_threadpool(verifier.verify, token)
+    if principal.needs_school:
+        principal = principal.for_school(_named_school(request))
     request.state.principal = principal
     return principal
+
+
+_SCHOOL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+def _named_school(request: Request) -> str:
+    # A service holding a token from client credentials names, per call, the school it acts for;
+    # people's tokens carry their school and never get here.
+    school = request.headers.get(SCHOOL_HEADER)
+    if school is None or not _SCHOOL_ID.match(school):
+        raise Unauthenticated(
+            f"A service token without a school must name one in {SCHOOL_HEADER}.",
+            code="invalid_token",
+            rule="A1",
+        )
+    return school
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticated)]
