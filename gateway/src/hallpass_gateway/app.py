@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits
 from hallpass_gateway.settings import GatewaySettings
-from hallpass_kit.app import RequestIdMiddleware, ServiceContext
+from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import NotFound, install_error_handlers, problem_responses
 from hallpass_kit.limits import AdmissionMiddleware, UnhandledErrorMiddleware, process_admission
+from hallpass_kit.logs import RequestLogMiddleware
+from hallpass_kit.metrics import metrics_endpoint
 from hallpass_kit.settings import CommonSettings
 
 
@@ -277,6 +279,7 @@ def create_gateway(
     gateway.dev_issuer = dev_issuer
     install_error_handlers(gateway)
     gateway.include_router(public_router(dev_issuer))
+    gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for prefix, service_app in services.items():
         gateway.mount(prefix, service_app, name=service_name(prefix))
     # Requests are counted (and shed) here, before routing, so a refusal costs as little as it
@@ -289,6 +292,10 @@ def create_gateway(
     if gateway_settings.rate_limits_on(proxy_mode=False):
         # Outside admission: a caller past its rate takes no place from the others.
         gateway.add_middleware(RateLimitMiddleware, limits=RateLimits(gateway_settings, verifier))
+    if common.cors_allow_origins:
+        gateway.add_middleware(AllowedOriginsMiddleware, origins=common.cors_allow_origins)
+    # The one line per request is written here; the mounted service names the route it reached.
+    gateway.add_middleware(RequestLogMiddleware, service="gateway")
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
 
