@@ -12,6 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,4 +61,6 @@ def count_publication_check(*, allowed: bool, service: str = "media") -> None:
 
 async def metrics_endpoint(_request: Request) -> Response:
     """Everything on the default registry, in the Prometheus text format."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    # Off the event loop: some collectors ask the database at scrape time (job queue depths).
+    text = await run_in_threadpool(generate_latest, REGISTRY)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
