@@ -310,6 +310,7 @@ def running_server(
     In proxy mode the process is bench/proxy_stack.py: each service and the gateway in front as
     processes of their own, children of that one, so the server's CPU is the whole tree's.
     """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "proxy":
         command = [sys.executable, str(ROOT / "bench" / "proxy_stack.py"), "--port", str(port)]
         command += ["--workers", str(workers), "--log-dir", str(log_path.parent)]
@@ -860,6 +861,7 @@ def machine_description() -> dict[str, str]:
         "fastapi": version("fastapi"),
         "sqlalchemy": version("sqlalchemy"),
         "psycopg": version("psycopg"),
+        "httpx": version("httpx"),
     }
 
 
@@ -931,6 +933,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quiet-wait", type=float, default=120.0, help="... for at most this many seconds"
     )
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--proxy-docs-only",
+        action="store_true",
+        help="write only the proxy-mode section of docs/benchmarks.md",
+    )
+    parser.add_argument(
+        "--no-background",
+        action="store_true",
+        help="servers run no background work (HALLPASS_RUN_BACKGROUND=false), as API replicas "
+        "beside `hallpass worker` processes do; needs a database whose outbox is dispatched "
+        "(--reuse-db after a run with background work)",
+    )
     parser.add_argument(
         "--no-proxy",
         action="store_true",
@@ -1233,6 +1247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sub="bench-cms", school=SCHOOL, roles=[Role.cms], ttl_seconds=4 * 3600
             )
             env = server_env(data_dir, database_url)
+            if args.no_background:
+                env["HALLPASS_RUN_BACKGROUND"] = "false"
             for workers in args.workers:
                 runs.append(
                     measure_server(
@@ -1314,22 +1330,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(proxy_table)
     if not args.no_docs:
-        write_docs(section)
+        if not args.proxy_docs_only:
+            write_docs(section)
         if proxy_runs:
             replace_docs_section(
                 PROXY_SECTION,
                 "\n".join(
                     [
-                        f"Run {started_at:%Y-%m-%d %H:%M} UTC, in the same run and on the same "
-                        "database as the consent decisions table above (same configuration, "
-                        "same client). All-in-one: `hallpass serve --workers N`, every service "
-                        "in one process. Proxy: `bench/proxy_stack.py`, each service as its own "
-                        "`hallpass serve <service> --workers N` process and `hallpass serve "
-                        "gateway --workers N` in proxy mode in front (pooled keep-alive "
-                        "connections, rate limits on with limits no client reaches, so their "
-                        "cost is in the numbers). Server CPU is the whole process tree's.",
+                        f"Run {started_at:%Y-%m-%d %H:%M} UTC on {machine['nproc']} CPUs "
+                        f"({machine['cpu']}), Python {machine['python']}, uvicorn "
+                        f"{machine['uvicorn']}, httpx {machine['httpx']}.",
+                        "",
+                        f"Configuration: {configuration}",
+                        "",
+                        "Each mode in turn on the same database with the same client, as many "
+                        "workers per process in both. All-in-one: `hallpass serve --workers N`, "
+                        "every service in one process. Proxy: `bench/proxy_stack.py`, each "
+                        "service as its own `hallpass serve <service> --workers N` process and "
+                        "`hallpass serve gateway --workers N` in proxy mode in front (pooled "
+                        "keep-alive connections, rate limits on with limits no client reaches, so "
+                        "their cost is in the numbers). Server CPU is the whole process tree's."
+                        + (
+                            " Background work off in both modes (`HALLPASS_RUN_BACKGROUND="
+                            "false`): the API processes alone, as beside `hallpass worker`."
+                            if args.no_background
+                            else ""
+                        ),
                         "",
                         proxy_table,
+                        "",
+                        "Other processes' share of the CPU just before each run: "
+                        + ", ".join(
+                            f"{result.background_cpu_percent:.0f} %"
+                            for pair in (*runs, *proxy_runs)
+                            for result in pair[:1]
+                        )
+                        + " (all-in-one runs first, then proxy); a busy machine slows both "
+                        "modes, the one with more processes to schedule the more.",
                     ]
                 ),
             )

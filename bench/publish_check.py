@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import io
 import json
 import os
@@ -212,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres-url", help="PostgreSQL server for both services' databases")
     parser.add_argument("--no-docs", action="store_true")
     parser.add_argument("--no-proxy", action="store_true", help="skip the proxy-mode run")
+    parser.add_argument(
+        "--proxy-docs-only", action="store_true", help="write only the proxy-mode section"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="hallpass-bench-") as tmp:
@@ -250,7 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The same data dir and databases, each service now a process of its own behind the
             # gateway in proxy mode: only the processes differ.
             port = kit.free_port()
-            (data_dir / "proxy").mkdir()
             print("proxy mode: services as processes behind the gateway…", flush=True)
             with kit.running_server(
                 port=port,
@@ -294,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     )
     print(table)
-    if not args.no_docs:
+    if not args.no_docs and not args.proxy_docs_only:
         write_docs(table)
     if proxy_results:
         proxy_table = render_proxy_table(results, proxy_results)
@@ -305,8 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 PROXY_SECTION,
                 "\n".join(
                     [
-                        f"Same run, same data and client as the publish check table above ("
-                        f"{backend}). All-in-one: `hallpass serve`, every service in one process. "
+                        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. "
+                        + table.splitlines()[0],
+                        "",
+                        "Both modes in one run on the same data with the same client. "
+                        "All-in-one: `hallpass serve`, every service in one process. "
                         "Proxy: `bench/proxy_stack.py`, consent, media and comms each as its own "
                         "`hallpass serve <service>` process and `hallpass serve gateway` in proxy "
                         "mode in front (rate limits on, with limits no client reaches); a check "
