@@ -217,3 +217,24 @@ def test_e10_a_report_names_exactly_one_source(
     )
 
     assert_problem(response, 422, "report_needs_source")
+
+
+def test_e10_e6_a_reported_chain_message_reaches_the_dsl_in_the_reporters_words(
+    comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any]
+) -> None:
+    # The notice is the school's own mail quoting what was received: E6 refuses chain messages
+    # staff write, never a report of one.
+    quoted = "It said: forward this to 10 other parents or bad luck will follow."
+
+    response = comms.post(
+        "/v1/reports",
+        json={"received_from": "chain@example.net", "description": quoted},
+        headers=auth("staff"),
+    )
+
+    assert response.status_code == 201, response.text
+    entries = comms.get("/v1/audit", headers=auth("head")).json()["items"]
+    filed = next(e for e in entries if e["action"] == "report.filed")
+    notice = comms.get(f"/v1/messages/{filed['details']['notice']}", headers=auth("dsl")).json()
+    assert quoted in notice["body_text"]
+    assert notice["cc"] == []
