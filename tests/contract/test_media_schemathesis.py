@@ -66,6 +66,16 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "GET /v1/publications": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
+    # The kit's webhook endpoints: an event the service does not announce, a URL it will not
+    # call, a name already taken, a cursor it never issued.
+    "POST /v1/webhook-subscriptions": frozenset(
+        {
+            (422, "invalid_subscription"),
+            (409, "webhook_subscription_exists"),
+            (409, "too_many_webhook_subscriptions"),
+        }
+    ),
+    "GET /v1/webhook-dead-letters": frozenset({(400, "invalid_cursor")}),
     "POST /v1/devices": frozenset({(409, "device_exists")}),
     "POST /v1/media": frozenset(
         IMAGE_REFUSALS
