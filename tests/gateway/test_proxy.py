@@ -41,12 +41,13 @@ FLOW_PATIENCE_SECONDS = 30
 
 @contextmanager
 def served(
-    app: Any, *, lifespan: Literal["on", "off"] = "on", port: int | None = None
+    app: Any, *, lifespan: Literal["on", "off"] = "on", sock: socket.socket | None = None
 ) -> Iterator[str]:
-    """``app`` under uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port or 0))
+    """``app`` under uvicorn on 127.0.0.1 in a thread (on ``sock`` if given, bound but not
+    listening); yields its base URL."""
+    if sock is None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(
         # No proxy headers read by uvicorn itself: the gateway decides whom to trust
@@ -70,12 +71,24 @@ def served(
         sock.close()
 
 
-def closed_port() -> int:
-    """A loopback port nobody listens on: connecting to it is refused."""
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port nobody listens on: connecting to it is refused.
+
+    The port stays bound (never listening) while the block runs, so no server the test starts
+    meanwhile can be handed it.
+    """
+    with reserved_socket() as sock:
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+@contextmanager
+def reserved_socket() -> Iterator[socket.socket]:
+    """A loopback socket bound to a port of its own and not listening (connections refused)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+        yield sock
 
 
 @dataclass
@@ -419,9 +432,12 @@ def test_a_service_too_slow_to_answer_is_a_504_problem(tmp_path: Path, upstream_
 def test_a_service_that_refuses_connections_is_a_503_problem_with_retry_after(
     tmp_path: Path, upstream_url: str
 ) -> None:
-    down = f"http://127.0.0.1:{closed_port()}"
     with (
-        proxy_in_front(tmp_path, consent=upstream_url, media=down) as (url, _),
+        closed_port() as port,
+        proxy_in_front(tmp_path, consent=upstream_url, media=f"http://127.0.0.1:{port}") as (
+            url,
+            _,
+        ),
         httpx.Client(base_url=url) as client,
     ):
         refused = client.post("/media/v1/upload", content=b"photo bytes")
@@ -481,10 +497,13 @@ def test_a_service_that_hangs_up_without_answering_is_a_503_not_a_500(
 def test_readiness_names_the_service_that_does_not_answer(
     tmp_path: Path, upstream_url: str
 ) -> None:
-    down = f"http://127.0.0.1:{closed_port()}"
     with (
+        closed_port() as port,
         proxy_in_front(tmp_path, consent=upstream_url) as (all_up, _),
-        proxy_in_front(tmp_path, consent=upstream_url, comms=down) as (one_down, _),
+        proxy_in_front(tmp_path, consent=upstream_url, comms=f"http://127.0.0.1:{port}") as (
+            one_down,
+            _,
+        ),
         httpx.Client() as client,
     ):
         ready = client.get(all_up + "/readyz")
@@ -572,14 +591,14 @@ def test_merged_openapi_from_the_services_is_the_committed_gateway_spec(
 def test_merged_openapi_answers_with_what_is_known_and_fetches_the_rest_later(
     tmp_path: Path, real_services: dict[str, str]
 ) -> None:
-    comms_port = closed_port()
     settings = gateway_settings(openapi_retry_seconds=0.001)
     with (
+        reserved_socket() as comms_socket,
         proxy_in_front(
             tmp_path,
             consent=real_services["consent"],
             media=real_services["media"],
-            comms=f"http://127.0.0.1:{comms_port}",
+            comms=f"http://127.0.0.1:{comms_socket.getsockname()[1]}",
             settings=settings,
         ) as (url, _),
         httpx.Client(base_url=url) as client,
@@ -590,7 +609,7 @@ def test_merged_openapi_answers_with_what_is_known_and_fetches_the_rest_later(
             ConsentSettings(database_url=None),
             run_background=False,
         )
-        with served(all_in_one.services["/comms"], lifespan="off", port=comms_port):
+        with served(all_in_one.services["/comms"], lifespan="off", sock=comms_socket):
             whole = client.get("/openapi.json").json()
 
     assert any(path.startswith("/consent/") for path in partial["paths"])
