@@ -58,7 +58,7 @@ from hallpass_consent.pupils.importer import CARER_FIELDS, import_csv_file
 from hallpass_consent.schools import service as schools
 from hallpass_consent.schools.schemas import SchoolSettings
 from hallpass_kit.auth import DevIssuer, Principal, Role
-from hallpass_kit.db import Database
+from hallpass_kit.db import Database, utcnow
 from hallpass_kit.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +199,9 @@ def seed_consent(database_url: str, data_dir: Path, families: int) -> None:
         upgrade_consent(database)
         head = Principal(sub="bench-seed", school=SCHOOL, roles=frozenset({Role.head}))
         with database.session() as session:
-            schools.put_school(session, head, SchoolSettings(name="Hallpass Bulk Send Primary"))
+            schools.put_school(
+                session, head, SchoolSettings(name="Hallpass Bulk Send Primary"), now=utcnow()
+            )
         export, _addresses = families_csv(families)
         path = data_dir / "mis-export.csv"
         path.write_bytes(export)

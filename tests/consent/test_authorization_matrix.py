@@ -52,6 +52,7 @@ AUDITORS = frozenset({R.head, R.dsl})
 PUPIL_READERS = STAFF | {R.service}
 GUARDIAN_READERS = frozenset({R.office, R.admin, R.head, R.deputy, R.dsl, R.service})
 DECIDERS = STAFF | {R.cms, R.service}
+WEBHOOK_MANAGERS = frozenset({R.admin, R.head})
 RECORD_READERS = REGISTRARS | {R.dsl}
 DSL_ONLY = frozenset({R.dsl})  # C12: only the DSL sees or changes a safeguarding restriction
 CARERS = frozenset({R.parent})  # A2: carers act only through /v1/me
@@ -154,6 +155,19 @@ MATRIX: dict[Endpoint, Row] = {
     ("GET", "/v1/audit:checkpoint"): Row(AUDITORS),
     ("GET", "/v1/audit/checkpoints"): Row(AUDITORS),
     ("GET", "/v1/audit:checkpoint-keys"): Row(AUDITORS),
+    # The school's own webhook subscribers (a CMS hearing consent.changed), and their dead letters.
+    ("POST", "/v1/webhook-subscriptions"): Row(
+        WEBHOOK_MANAGERS,
+        json={
+            "name": "parent-app",
+            "url": "https://app.oakfield.example/hooks",
+            "events": ["consent.changed"],
+        },
+    ),
+    ("GET", "/v1/webhook-subscriptions"): Row(WEBHOOK_MANAGERS),
+    ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): Row(WEBHOOK_MANAGERS),
+    ("GET", "/v1/webhook-dead-letters"): Row(WEBHOOK_MANAGERS),
+    ("POST", "/v1/webhook-dead-letters/{delivery_id}:replay"): Row(WEBHOOK_MANAGERS),
     ("GET", "/v1/me/children"): Row(CARERS),
     ("GET", "/v1/me/children/{pupil_id}"): Row(CARERS),
     ("GET", "/v1/me/children/{pupil_id}/consents"): Row(CARERS),
@@ -207,6 +221,9 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
         class_id=world.class_id,
         code="website_photo",
         purpose="website_photo",
+        # Nobody's: an allowed role gets 404, the others 403 before the lookup.
+        subscription_id=uuid.uuid4(),
+        delivery_id=uuid.uuid4(),
     )
     body = row.json(world) if callable(row.json) else row.json
     if row.csv is not None:

@@ -276,7 +276,7 @@ def test_services_reach_consent_with_their_own_identity_beside_an_outside_provid
     )
     gateway = create_gateway(common, run_background=False)
     media = media_context(gateway.services["/media"].state.hallpass)
-    comms_consent: ServiceClient = gateway.services["/comms"].state.hallpass.extras["consent"]
+    comms_consent: ServiceClient = gateway.services["/comms"].state.hallpass.consent.client
 
     with TestClient(gateway):
         roster = media.consent.client.request_sync("GET", "/v1/roster", school="oakfield")

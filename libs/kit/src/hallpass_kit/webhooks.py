@@ -552,7 +552,7 @@ def _document_event(app: FastAPI, event_type: str, payload: type[BaseModel]) -> 
 class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(pattern=SUBSCRIBER_NAME), STORABLE]
+    name: Annotated[str, Field(max_length=64, pattern=SUBSCRIBER_NAME), STORABLE]
     url: Annotated[str, Field(min_length=1, max_length=2000), STORABLE]
     events: list[Annotated[str, Field(min_length=1, max_length=100), STORABLE]] = Field(
         min_length=1, max_length=20
@@ -868,7 +868,7 @@ def receiver_router(
     )
     async def receive_webhook(
         request: Request,
-        source: Annotated[str, Path(max_length=64, pattern=SUBSCRIBER_NAME)],
+        source: Annotated[str, Path(max_length=64, pattern=SUBSCRIBER_NAME), STORABLE],
     ) -> Response:
         """Events from another service of the deployment, signed as Standard Webhooks.
 
