@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
@@ -138,6 +138,11 @@ class Database:
                 },
             )
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # Commit hooks wake background workers to new work; a transaction that only looked (a
+        # worker finding its queue empty) must not wake the others, or idle workers keep
+        # waking each other for ever.
+        event.listen(self.sessionmaker, "after_flush", _mark_written)
+        event.listen(self.sessionmaker, "do_orm_execute", _mark_written_unless_select)
         # Same pool and events; its transactions only read, so on SQLite they never queue for
         # the write lock (WAL readers see the last commit while a writer works).
         self.read_sessionmaker = sessionmaker(
@@ -161,18 +166,33 @@ class Database:
         session = (self.read_sessionmaker if read_only else self.sessionmaker)()
         try:
             yield session
+            wrote = bool(session.info.get(_WROTE))
             session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
-        if not read_only:
+        if wrote and not read_only:
             for hook in self._after_commit:
                 hook()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_WROTE = "hallpass.wrote"
+
+
+def _mark_written(session: Session, _flush_context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+def _mark_written_unless_select(state: ORMExecuteState) -> None:
+    # Core inserts, updates and deletes and raw SQL all count; only a SELECT (locking or not)
+    # leaves the database as it was.
+    if not state.is_select:
+        state.session.info[_WROTE] = True
 
 
 def _serialise_sqlite_writers(engine: Engine, lock_timeout: float) -> None:
