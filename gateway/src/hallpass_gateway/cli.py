@@ -179,6 +179,8 @@ def _serve(args: argparse.Namespace) -> int:
             http="httptools",
             log_config=None,
             access_log=False,
+            # The gateway alone reads X-Forwarded-* (HALLPASS_GATEWAY_TRUSTED_PROXIES).
+            proxy_headers=False,
         )
         return 0
 
@@ -201,6 +203,9 @@ def _serve(args: argparse.Namespace) -> int:
         # The kit's logging (HALLPASS_LOG_FORMAT) writes one line per request instead.
         log_config=None,
         access_log=False,
+        # The gateway reads X-Forwarded-* itself, only from HALLPASS_GATEWAY_TRUSTED_PROXIES;
+        # uvicorn would otherwise trust any local caller's.
+        proxy_headers=False,
     )
     return 0
 
