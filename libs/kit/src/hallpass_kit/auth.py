@@ -284,6 +284,13 @@ _INTERNAL_CLAIM_NAMES = _claim_names(school="school", roles="roles", guardian="g
 
 
 def _parse_claims(claims: Mapping[str, Any], names: Mapping[str, str]) -> _Claims:
+    if names["school"] in claims and claims[names["school"]] is None:
+        # Absent is a service's token from client credentials; null is a school of no type.
+        raise Unauthenticated(
+            f"The token's `{names['school']}` claim {_WHAT_A_CLAIM_MUST_BE['school']}.",
+            code="invalid_token",
+            rule="A1",
+        )
     try:
         return _Claims.model_validate(
             {field: claims[name] for field, name in names.items() if name in claims}
