@@ -38,7 +38,7 @@ from hallpass_kit.settings import CommonSettings, Environment
 from tests.comms.conftest import settings_body
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
-from tests.contract.support import is_listed, is_uuid, rejected_problem
+from tests.contract.support import config, is_listed, is_uuid, rejected_problem
 
 Case: TypeAlias = schemathesis.Case[Any]
 
@@ -106,7 +106,7 @@ def _schema_app() -> FastAPI:
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
     _schema_app(),
-    config=schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}}),
+    config=config(),
 )
 
 

@@ -33,7 +33,7 @@ from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings, Environment
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
-from tests.contract.support import is_listed, rejected_problem
+from tests.contract.support import WEBHOOK_REJECTIONS, config, is_listed, rejected_problem
 
 Case: TypeAlias = schemathesis.Case[Any]
 
@@ -55,6 +55,7 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "GET /v1/pupils": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
+    **WEBHOOK_REJECTIONS,
     "POST /v1/pupils": frozenset({(422, "unknown_class")}),
     # PupilChange documents null as "leave unchanged" for optional names; required ones refuse it.
     "PATCH /v1/pupils/{pupil_id}": frozenset({(422, "unknown_class"), (422, "required_field")}),
@@ -118,7 +119,7 @@ schema = schemathesis.openapi.from_asgi(
     # The test sends a real token with every request (and ignored_auth probes without it), so
     # generating random Authorization headers would only produce requests that never reach the
     # operation, and "negative" cases whose only flaw is the header the test replaces anyway.
-    config=schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}}),
+    config=config(),
 )
 
 

@@ -40,7 +40,7 @@ from hallpass_media.scanning import Scanner
 from hallpass_media.settings import MediaSettings
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder
-from tests.contract.support import is_listed, is_uuid, rejected_problem
+from tests.contract.support import WEBHOOK_REJECTIONS, config, is_listed, is_uuid, rejected_problem
 from tests.media import images
 
 Case: TypeAlias = schemathesis.Case[Any]
@@ -66,16 +66,7 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "GET /v1/publications": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit": frozenset({(400, "invalid_cursor")}),
     "GET /v1/audit/checkpoints": frozenset({(400, "invalid_cursor")}),
-    # The kit's webhook endpoints: an event the service does not announce, a URL it will not
-    # call, a name already taken, a cursor it never issued.
-    "POST /v1/webhook-subscriptions": frozenset(
-        {
-            (422, "invalid_subscription"),
-            (409, "webhook_subscription_exists"),
-            (409, "too_many_webhook_subscriptions"),
-        }
-    ),
-    "GET /v1/webhook-dead-letters": frozenset({(400, "invalid_cursor")}),
+    **WEBHOOK_REJECTIONS,
     "POST /v1/devices": frozenset({(409, "device_exists")}),
     "POST /v1/media": frozenset(
         IMAGE_REFUSALS
@@ -128,7 +119,7 @@ def _schema_app() -> FastAPI:
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json",
     _schema_app(),
-    config=schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}}),
+    config=config(),
 )
 
 
