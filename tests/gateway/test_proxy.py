@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -617,3 +618,27 @@ def test_merged_openapi_answers_with_what_is_known_and_fetches_the_rest_later(
     assert "comms" in partial["info"]["description"]
     assert any(path.startswith("/comms/") for path in whole["paths"])
     assert "Not shown" not in whole["info"]["description"]
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+def test_the_proxy_logs_each_request_once_and_counts_it_under_the_service_prefix(
+    gateway_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="hallpass.requests"),
+        httpx.Client(base_url=gateway_url) as client,
+    ):
+        answered = client.get("/consent/v1/echo/once", headers={"X-Request-Id": "proxy-log-1"})
+        metrics = client.get("/metrics")
+
+    assert answered.status_code == 200
+    lines = [r for r in caplog.records if getattr(r, "request_id", None) == "proxy-log-1"]
+    assert len(lines) == 1
+    assert getattr(lines[0], "route", None) == "/consent"
+    assert getattr(lines[0], "status", None) == 200
+    assert metrics.status_code == 200
+    assert 'hallpass_http_requests_total{method="GET",route="/consent",service="gateway"' in (
+        metrics.text
+    )

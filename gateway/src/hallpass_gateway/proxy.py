@@ -40,10 +40,12 @@ from hallpass_gateway.app import (
 )
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits, peer_is_trusted
 from hallpass_gateway.settings import GatewaySettings
-from hallpass_kit.app import RequestIdMiddleware
+from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.errors import ProblemDetail, install_error_handlers, problem_response
 from hallpass_kit.limits import UnhandledErrorMiddleware, send_problem
+from hallpass_kit.logs import RequestLogMiddleware, note_route
+from hallpass_kit.metrics import metrics_endpoint
 from hallpass_kit.settings import CommonSettings
 
 logger = logging.getLogger("hallpass.gateway")
@@ -184,6 +186,7 @@ class UpstreamProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        note_route(scope, "gateway", self.upstream.prefix)
         client = self.upstream.connected()
         trusted = peer_is_trusted(scope, self.trusted_proxies)
         path = _upstream_path(scope, self.upstream.prefix)
@@ -481,6 +484,7 @@ def create_proxy_gateway(
     install_error_handlers(gateway)
     gateway.include_router(public_router(dev_issuer))
     _add_operations_routes(gateway, settings)
+    gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for prefix, upstream in upstreams.items():
         gateway.mount(prefix, UpstreamProxy(upstream, settings), name=upstream.name)
     # No admission limit here, unlike all-in-one: a forwarded request holds no thread and no
@@ -489,6 +493,11 @@ def create_proxy_gateway(
     gateway.add_middleware(UnhandledErrorMiddleware)
     if settings.rate_limits_on(proxy_mode=True):
         gateway.add_middleware(RateLimitMiddleware, limits=RateLimits(settings, verifier))
+    if common.cors_allow_origins:
+        gateway.add_middleware(AllowedOriginsMiddleware, origins=common.cors_allow_origins)
+    # One line per request here too (the service it went to, as its prefix); each service
+    # writes its own with the route it reached.
+    gateway.add_middleware(RequestLogMiddleware, service="gateway")
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
 

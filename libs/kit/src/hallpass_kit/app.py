@@ -68,7 +68,6 @@ class ServiceContext:
     run_background: bool = True
     # The one clock of the service: services and policies are handed the time, never read it.
     clock: Callable[[], dt.datetime] = utcnow
-    extras: dict[str, Any] = field(default_factory=dict)
     # What /readyz checks besides the database, by name (the media store, the mail relay).
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     # Handlers for other services' events, wired up by whoever hosts both (the gateway).

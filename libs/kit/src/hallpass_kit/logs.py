@@ -137,6 +137,15 @@ class _RequestRecord:
                 self.service = service
 
 
+def note_route(scope: Scope, service: str, route: str) -> None:
+    """Say which route a request reached, for an app below the request log that is no FastAPI
+    route (the proxy's forwarding, mounted per service prefix)."""
+    record: _RequestRecord | None = scope.get(_RECORD_KEY)
+    if record is not None and record.route is None:
+        record.route = route
+        record.service = service
+
+
 class RequestLogMiddleware:
     """One log line and one metrics observation per request.
 
