@@ -27,7 +27,7 @@ UV_BOOTSTRAP :=
 endif
 
 # Evaluated when a recipe uses it, i.e. after `install` has synced the environment.
-XDIST = $(shell $(RUN) python -c "import xdist" >/dev/null 2>&1 && echo "-n auto")
+XDIST = $(shell $(RUN) python -c "import xdist" >/dev/null 2>&1 && echo "-n auto --dist loadgroup")
 
 .PHONY: help install run test check fmt openapi openapi-check bench fuzz fuzz-files clean
 
