@@ -562,6 +562,12 @@ def real_services(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Each real service app on a port of its own (spec and routes only; no background work)."""
     common = CommonSettings(data_dir=tmp_path / "services", auth_issuer=DEV_ISSUER)
     all_in_one = create_gateway(common, ConsentSettings(database_url=None), run_background=False)
+    for service in all_in_one.services.values():
+        # Built here, one at a time: FastAPI silences a pydantic warning while it builds a spec
+        # with warnings.catch_warnings(), which is not thread-safe before Python 3.14. Three
+        # servers building theirs at once can let the warning through, and the test run turns
+        # every warning into an error.
+        service.openapi()
     with (
         served(all_in_one.services["/consent"], lifespan="off") as consent,
         served(all_in_one.services["/media"], lifespan="off") as media,
@@ -610,6 +616,7 @@ def test_merged_openapi_answers_with_what_is_known_and_fetches_the_rest_later(
             ConsentSettings(database_url=None),
             run_background=False,
         )
+        all_in_one.services["/comms"].openapi()  # as in real_services: one spec at a time
         with served(all_in_one.services["/comms"], lifespan="off", sock=comms_socket):
             whole = client.get("/openapi.json").json()
 
