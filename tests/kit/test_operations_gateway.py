@@ -100,6 +100,30 @@ def test_each_service_is_ready_behind_the_gateway(client: TestClient) -> None:
         assert response.json()["checks"]["database"] == "ok"
 
 
+def test_the_gateway_is_ready_when_every_service_it_runs_is(client: TestClient) -> None:
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.text
+    checks = response.json()["checks"]
+    assert {"consent.database", "media.database", "media.storage", "comms.database"} <= set(checks)
+    assert set(checks.values()) == {"ok"}
+
+
+def test_the_gateway_is_not_ready_when_one_service_is_not(
+    gateway: Gateway, client: TestClient
+) -> None:
+    media = gateway.services["/media"].state.hallpass
+
+    def store_gone() -> None:
+        raise OSError("the media store is not mounted")
+
+    media.readiness["storage"] = store_gone
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert "media.storage" in response.json()["detail"]
+
+
 def test_preflight_through_the_gateway_is_answered_once_for_a_listed_origin(
     client: TestClient,
 ) -> None:

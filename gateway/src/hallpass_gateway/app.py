@@ -7,7 +7,7 @@ the whole system: health, the dev identity's JWKS, request ids and one merged Op
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +28,12 @@ from hallpass_kit.errors import NotFound, install_error_handlers, problem_respon
 from hallpass_kit.limits import AdmissionMiddleware, UnhandledErrorMiddleware, process_admission
 from hallpass_kit.logs import RequestLogMiddleware
 from hallpass_kit.metrics import metrics_endpoint
+from hallpass_kit.readiness import (
+    ReadinessCheck,
+    check_readiness,
+    database_ready,
+    refuse_unless_ready,
+)
 from hallpass_kit.settings import CommonSettings
 
 
@@ -280,6 +286,9 @@ def create_gateway(
     install_error_handlers(gateway)
     gateway.include_router(public_router(dev_issuer))
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    gateway.add_api_route(
+        "/readyz", _readiness_of(services), methods=["GET"], include_in_schema=False
+    )
     for prefix, service_app in services.items():
         gateway.mount(prefix, service_app, name=service_name(prefix))
     # Requests are counted (and shed) here, before routing, so a refusal costs as little as it
@@ -298,6 +307,26 @@ def create_gateway(
     gateway.add_middleware(RequestLogMiddleware, service="gateway")
     gateway.add_middleware(RequestIdMiddleware)
     return gateway
+
+
+def _readiness_of(services: Mapping[str, FastAPI]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``/readyz`` of the whole process: every mounted service's checks, named by service."""
+
+    def checks() -> dict[str, ReadinessCheck]:
+        named: dict[str, ReadinessCheck] = {}
+        for prefix, service_app in services.items():
+            context: ServiceContext = service_app.state.hallpass
+            name = service_name(prefix)
+            named[f"{name}.database"] = database_ready(context.database)
+            named.update({f"{name}.{check}": probe for check, probe in context.readiness.items()})
+        return named
+
+    async def readyz() -> dict[str, Any]:
+        outcomes = await check_readiness(checks())
+        refuse_unless_ready(outcomes)
+        return {"status": "ready", "checks": outcomes}
+
+    return readyz
 
 
 def _wire_listeners(services: Mapping[str, FastAPI]) -> None:
