@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from hallpass_kit.clients import (
     caller_token,
     generate_service_key,
     load_service_key,
+    service_key,
     service_tokens,
 )
 from hallpass_kit.errors import ServiceUnavailable, Unauthenticated, install_error_handlers
@@ -453,3 +455,23 @@ def test_a_persons_token_keeps_its_own_school_whatever_the_header_says() -> None
         )
 
     assert answer.json()["school"] == "oakfield"
+
+
+def test_outside_production_services_apart_share_one_key_made_under_the_data_dir(
+    tmp_path: Path,
+) -> None:
+    common = CommonSettings(env=Environment.development, data_dir=tmp_path)
+
+    first, second = service_key(common), service_key(common)
+
+    assert first is not None
+    assert second is not None
+    assert first.kid == second.kid
+    assert stat.S_IMODE((tmp_path / "service-key.json").stat().st_mode) == 0o600
+
+
+def test_production_without_a_configured_service_key_has_none(tmp_path: Path) -> None:
+    common = CommonSettings.model_construct(env=Environment.production, data_dir=tmp_path)
+
+    assert service_key(common) is None
+    assert not (tmp_path / "service-key.json").exists()

@@ -120,6 +120,16 @@ class AccessRefused(HallpassError):
         self.target = target
 
 
+def _read_key(path: Path) -> RSAKey:
+    # The process that made the file may still be writing it; give it a moment.
+    for _ in range(50):
+        try:
+            return RSAKey.import_key(json.loads(path.read_text()))
+        except ValueError:
+            time.sleep(0.05)
+    raise ValueError(f"{path} does not hold a signing key")
+
+
 class DevIssuer:
     """The built-in issuer for embedded mode: an RSA key under the data dir, served as JWKS."""
 
@@ -130,18 +140,21 @@ class DevIssuer:
 
     @classmethod
     def load_or_create(cls, path: Path, issuer: str, audience: str) -> DevIssuer:
-        if path.exists():
-            key = RSAKey.import_key(json.loads(path.read_text()))
-        else:
+        """The key in ``path``, made there (owner-only) by the first process to ask for it."""
+        if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             key = RSAKey.generate_key(
                 2048, parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "RS256"}
             )
-            # Written once with owner-only permissions; a racing writer loses harmlessly.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(key.as_dict(private=True)))
-        return cls(key, issuer, audience)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process made it first: its key is the one everyone uses
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(json.dumps(key.as_dict(private=True)))
+                return cls(key, issuer, audience)
+        return cls(_read_key(path), issuer, audience)
 
     @classmethod
     def generate(cls, issuer: str, audience: str) -> DevIssuer:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 import weakref
@@ -172,24 +171,9 @@ def service_key(common: CommonSettings) -> DevIssuer | None:
     configured = load_service_key(common)
     if configured is not None or common.env is Environment.production:
         return configured
-    path = common.data_dir / "service-key.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Owner-only, written once; a process racing to make it loses harmlessly.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(generate_service_key()))
-    for _ in range(50):
-        try:
-            key = RSAKey.import_key(json.loads(path.read_text()))
-            return DevIssuer(key, INTERNAL_ISSUER, common.auth_audience)
-        except ValueError:
-            time.sleep(0.05)  # read while its maker was still writing it
-    raise ValueError(f"{path} is not a service key")
+    return DevIssuer.load_or_create(
+        common.data_dir / "service-key.json", INTERNAL_ISSUER, common.auth_audience
+    )
 
 
 def service_tokens(common: CommonSettings, caller: str) -> ServiceTokens | None:
