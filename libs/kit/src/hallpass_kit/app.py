@@ -23,11 +23,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hallpass_kit.audit import AuditChain
-from hallpass_kit.auth import AccessRefused, Principal, Role, TokenVerifier
+from hallpass_kit.auth import AccessRefused, CarerDirectory, Principal, Role, TokenVerifier
 from hallpass_kit.clients import SCHOOL_HEADER
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.errors import (
     PROBLEM_RESPONSES,
+    BadRequest,
+    Forbidden,
     Unauthenticated,
     Unprocessable,
     install_error_handlers,
@@ -72,6 +74,9 @@ class ServiceContext:
     readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
     # Handlers for other services' events, wired up by whoever hosts both (the gateway).
     listens: list[Listener] = field(default_factory=list)
+    # Where a carer who signed in with their own account finds their records (consent's own
+    # table in consent, a call to consent elsewhere); None: carers' tokens name their record.
+    carers: CarerDirectory | None = None
 
     def audit_refusal(self, exc: AccessRefused) -> None:
         # The request's own transaction is rolled back, so the refusal is kept in a fresh one.
@@ -133,10 +138,13 @@ bearer_scheme = HTTPBearer(
 )
 
 
-async def authenticated(
+async def identified(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
+    """The caller as their token says, before a school is chosen or a carer's records are
+    looked up: for the few routes a person reaches before that (a carer redeeming an
+    invitation code, a person asking which schools they may act for)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("A bearer token is required.", rule="A1")
     verifier = context_of(request).verifier
@@ -146,8 +154,47 @@ async def authenticated(
     principal = verifier.cached(token)
     if principal is None:
         principal = await run_in_threadpool(verifier.verify, token)
+    if principal.needs_carer_links:
+        carers = context_of(request).carers
+        if carers is not None:
+            links = await run_in_threadpool(carers.links, principal, token)
+            principal = principal.with_carers(links)
+    request.state.principal = principal
+    return principal
+
+
+IdentifiedPrincipal = Annotated[Principal, Depends(identified)]
+
+
+async def authenticated(request: Request, principal: IdentifiedPrincipal) -> Principal:
+    """The caller acting for one school: the token's only school, or the one named in
+    ``X-Hallpass-School`` among those the token grants (a service names any)."""
+    named = request.headers.get(SCHOOL_HEADER)
     if principal.needs_school:
-        principal = principal.for_school(_named_school(request))
+        principal = principal.for_school(_named_school(named))
+    elif named is not None and named != principal.school:
+        if named not in principal.schools:
+            raise Forbidden(
+                f"You may not act for the school named in {SCHOOL_HEADER}.",
+                code="school_not_allowed",
+                rule="A1",
+            )
+        principal = principal.acting_for(named)
+    elif not principal.school:
+        if principal.needs_carer_links or (Role.parent in principal.roles and not principal.grants):
+            raise Forbidden(
+                "Your account is not linked to a carer's record yet: sign in with the email "
+                "address the school holds for you, or redeem the invitation code the school "
+                "sent (POST /consent/v1/me/invitations:redeem).",
+                code="carer_not_linked",
+                rule="A2",
+            )
+        raise BadRequest(
+            f"You may act for more than one school: name one in {SCHOOL_HEADER} "
+            f"({', '.join(sorted(principal.schools))}).",
+            code="school_not_chosen",
+            rule="A1",
+        )
     request.state.principal = principal
     return principal
 
@@ -155,10 +202,9 @@ async def authenticated(
 _SCHOOL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
 
-def _named_school(request: Request) -> str:
+def _named_school(school: str | None) -> str:
     # A service holding a token from client credentials names, per call, the school it acts for;
     # people's tokens carry their school and never get here.
-    school = request.headers.get(SCHOOL_HEADER)
     if school is None or not _SCHOOL_ID.match(school):
         raise Unauthenticated(
             f"A service token without a school must name one in {SCHOOL_HEADER}.",

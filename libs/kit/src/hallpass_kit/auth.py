@@ -16,11 +16,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 from joserfc import jws, jwt
@@ -37,7 +37,8 @@ from pydantic import (
 )
 
 from hallpass_kit.errors import HallpassError, ServiceUnavailable, Unauthenticated
-from hallpass_kit.settings import CommonSettings
+from hallpass_kit.identity import IdentityFile, Issuer, map_claims, single_issuer
+from hallpass_kit.settings import DEV_ISSUER, CommonSettings
 
 logger = logging.getLogger("hallpass.auth")
 
@@ -59,6 +60,10 @@ class Role(StrEnum):
     # Designated, trained staff who read the pastoral inbox (E7); usually held beside ``staff``.
     pastoral = "pastoral"
     service = "service"
+    # Trust roles act in every school of the holder's trust, one school per request, each
+    # action recorded against that school.
+    trust_admin = "trust_admin"
+    trust_dpo = "trust_dpo"
 
 
 # People who work at the school; machine clients (cms, service) and carers are not among them.
@@ -66,11 +71,41 @@ STAFF_ROLES = frozenset(
     {Role.staff, Role.head, Role.deputy, Role.dsl, Role.office, Role.social_media, Role.admin}
 )
 LEADERSHIP_ROLES = frozenset({Role.head, Role.deputy})
+TRUST_ROLES = frozenset({Role.trust_admin, Role.trust_dpo})
+# What a trust role also is inside each school of its trust: a trust's administrator
+# administers each school; its data protection officer keeps their own role (audit, subject access).
+TRUST_ROLE_GRANTS: Mapping[Role, frozenset[Role]] = {
+    Role.trust_admin: frozenset({Role.admin}),
+    Role.trust_dpo: frozenset(),
+}
+
+
+def school_roles(roles: Iterable[Role]) -> frozenset[Role]:
+    """``roles`` with what their trust roles grant inside a school."""
+    held = frozenset(roles)
+    granted: set[Role] = set(held)
+    for role in held & TRUST_ROLES:
+        granted |= TRUST_ROLE_GRANTS[role]
+    return frozenset(granted)
+
+
+@dataclass(frozen=True)
+class CarerLink:
+    """A signed-in carer's record in one school: the account is that guardian there."""
+
+    school: str
+    guardian_id: uuid.UUID
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: one person or machine client, always inside one school."""
+    """Who is calling: one person or machine client, acting inside one school per request.
+
+    ``grants`` lists every school the person may act for and their roles there (a head of one
+    school, a trust's officer across its schools, a carer with children in two schools);
+    ``school`` and ``roles`` are the one chosen for this request. A token valid for one school
+    only arrives with it chosen.
+    """
 
     sub: str
     school: str
@@ -78,24 +113,70 @@ class Principal:
     guardian_id: uuid.UUID | None = None
     email: str | None = None
     expires_at: float = field(default=0.0, compare=False)
+    # The issuer's name in the identity file (or the dev issuer's): with ``sub``, the account.
+    issuer: str = ""
+    email_verified: bool = False
+    trust: str | None = None
+    grants: tuple[tuple[str, frozenset[Role]], ...] = ()
+    # A carer's records, one per school; looked up after the token is verified (never in it).
+    carers: tuple[CarerLink, ...] = ()
 
     def has_any(self, roles: Iterable[Role]) -> bool:
         return not self.roles.isdisjoint(roles)
 
     @property
+    def schools(self) -> frozenset[str]:
+        """Every school this caller may act for."""
+        return frozenset(school for school, _ in self.grants)
+
+    @property
     def needs_school(self) -> bool:
         """A service token from client credentials: the call names the school it is for."""
-        return not self.school
+        return not self.school and self.roles == frozenset({Role.service})
+
+    @property
+    def needs_carer_links(self) -> bool:
+        """A carer signed in with their own account: their records are yet to be looked up."""
+        return Role.parent in self.roles and self.guardian_id is None and not self.carers
 
     def for_school(self, school: str) -> Principal:
         """This service principal acting for ``school`` (named by the calling service)."""
-        if not self.needs_school or self.roles != frozenset({Role.service}):
+        if not self.needs_school:
             raise ValueError("only a service token without a school may be given one")
         return replace(self, school=school)
+
+    def with_carers(self, links: Iterable[CarerLink]) -> Principal:
+        """This carer with their records; acting for their school when they have one only."""
+        carers = tuple(sorted(set(links), key=lambda link: (link.school, str(link.guardian_id))))
+        schools = sorted({link.school for link in carers})
+        linked = replace(
+            self,
+            carers=carers,
+            grants=tuple((school, frozenset({Role.parent})) for school in schools),
+        )
+        return linked.acting_for(schools[0]) if len(schools) == 1 else linked
+
+    def acting_for(self, school: str) -> Principal:
+        """This person acting for ``school``, one they hold a grant in (``ValueError`` else)."""
+        for granted, roles in self.grants:
+            if granted == school:
+                guardian = next(
+                    (link.guardian_id for link in self.carers if link.school == school),
+                    self.guardian_id if school == self.school else None,
+                )
+                return replace(self, school=school, roles=roles, guardian_id=guardian)
+        raise ValueError(f"{school!r} is not one of this caller's schools")
 
     @property
     def actor(self) -> str:
         return self.sub
+
+
+class CarerDirectory(Protocol):
+    """Finds the records of a carer who signed in with their own account (consent owns them;
+    other services ask consent, forwarding the carer's own token)."""
+
+    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]: ...
 
 
 class AccessRefused(HallpassError):
@@ -258,6 +339,7 @@ class _Claims(BaseModel):
     # The optional claims may also be null: some providers' mappers send an unset attribute so.
     guardian: _GuardianId | None = None
     email: _Email | None = None
+    trust: _School | None = None
     exp: _NumericDate
     nbf: _NumericDate | None = None
     iat: _NumericDate | None = None
@@ -272,28 +354,18 @@ _WHAT_A_CLAIM_MUST_BE = {
     "roles": "must be a list of strings",
     "guardian": "must be a guardian id (a UUID)",
     "email": f"must be a string of at most {_MAX_EMAIL} characters, without control characters",
+    "trust": "must name one trust of the identity file",
     "exp": _NUMERIC_DATE,
     "nbf": _NUMERIC_DATE,
     "iat": _NUMERIC_DATE,
 }
 
 
-def _claim_names(*, school: str, roles: str, guardian: str) -> dict[str, str]:
-    """Each field of ``_Claims`` → the name the issuer gives that claim."""
-    return {
-        "sub": "sub",
-        "school": school,
-        "roles": roles,
-        "guardian": guardian,
-        "email": "email",
-        "exp": "exp",
-        "nbf": "nbf",
-        "iat": "iat",
-    }
-
-
-# The internal issuer (``DevIssuer.issue``) always writes these names, whatever the provider's.
-_INTERNAL_CLAIM_NAMES = _claim_names(school="school", roles="roles", guardian="guardian")
+# The dev and internal issuers (``DevIssuer.issue``) write Hallpass's own claim names.
+_INTERNAL_CLAIM_NAMES = {
+    name: name
+    for name in ("sub", "school", "roles", "guardian", "email", "trust", "exp", "nbf", "iat")
+}
 
 
 def _parse_claims(claims: Mapping[str, Any], names: Mapping[str, str]) -> _Claims:
@@ -348,12 +420,13 @@ class IdentityProviderKeys:
 
     def __init__(
         self,
-        url: str,
+        url: str | Callable[[], str],
         *,
         refresh_seconds: float,
         timeout_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # A URL, or how to find it (OpenID Connect discovery), asked when keys are fetched.
         self._url = url
         self._refresh_seconds = refresh_seconds
         self._timeout_seconds = timeout_seconds
@@ -411,37 +484,73 @@ class IdentityProviderKeys:
 
     def _fetch(self) -> None:
         self._attempted_at = self._clock()
+        url = self._url if isinstance(self._url, str) else "(discovery)"
         try:
-            key_set = _key_set_from(self._download())
+            url = self._url if isinstance(self._url, str) else self._url()
+            key_set = _key_set_from(download_json(url, self._timeout_seconds))
         except (httpx.HTTPError, _UnusableJwks, ValueError, RecursionError) as exc:
             self._failing = True
-            logger.warning("the identity provider's JWKS at %s is unusable: %r", self._url, exc)
+            logger.warning("the identity provider's JWKS at %s is unusable: %r", url, exc)
             return
         self._key_set = key_set
         self._fetched_at = self._attempted_at
         self._failing = False
-        logger.info("fetched %s signing keys from %s", len(key_set.keys), self._url)
+        logger.info("fetched %s signing keys from %s", len(key_set.keys), url)
 
-    def _download(self) -> bytes:
-        # httpx's timeout bounds each step (connect, each read); the deadline bounds the whole,
-        # so a provider trickling bytes cannot hold a request either.
-        deadline = time.monotonic() + self._timeout_seconds
-        body = bytearray()
-        with httpx.stream(
-            "GET",
-            self._url,
-            timeout=self._timeout_seconds,
-            headers={"Accept": "application/json"},
-        ) as response:
-            if not response.is_success:
-                raise _UnusableJwks(f"HTTP {response.status_code}")
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > _JWKS_MAX_BYTES:
-                    raise _UnusableJwks(f"more than {_JWKS_MAX_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise _UnusableJwks(f"not complete within {self._timeout_seconds} s")
-        return bytes(body)
+
+def download_json(url: str, timeout_seconds: float) -> bytes:
+    """A small JSON document from the identity provider, bounded in size and in time.
+
+    httpx's timeout bounds each step (connect, each read); the deadline bounds the whole, so a
+    provider trickling bytes cannot hold a request either.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    body = bytearray()
+    with httpx.stream(
+        "GET", url, timeout=timeout_seconds, headers={"Accept": "application/json"}
+    ) as response:
+        if not response.is_success:
+            raise _UnusableJwks(f"HTTP {response.status_code}")
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > _JWKS_MAX_BYTES:
+                raise _UnusableJwks(f"more than {_JWKS_MAX_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise _UnusableJwks(f"not complete within {timeout_seconds} s")
+    return bytes(body)
+
+
+class Discovery:
+    """An issuer's OpenID Connect discovery document, fetched once it is first needed and kept
+    (the keys it points to are refreshed by ``IdentityProviderKeys``)."""
+
+    def __init__(self, url: str, issuer: str, *, timeout_seconds: float) -> None:
+        self.url = url
+        self._issuer = issuer
+        self._timeout_seconds = timeout_seconds
+        self._document: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def document(self) -> dict[str, Any]:
+        with self._lock:
+            if self._document is None:
+                document = json.loads(download_json(self.url, self._timeout_seconds))
+                if not isinstance(document, dict):
+                    raise _UnusableJwks("the discovery document is not a JSON object")
+                # OpenID Connect Discovery 1.0, 4.3: the document must name the issuer it was
+                # asked for, or an attacker's metadata could stand in for the provider's.
+                if document.get("issuer") != self._issuer:
+                    raise _UnusableJwks(
+                        f"the discovery document names issuer {document.get('issuer')!r}, "
+                        f"not {self._issuer!r}"
+                    )
+                if not isinstance(document.get("jwks_uri"), str):
+                    raise _UnusableJwks("the discovery document has no jwks_uri")
+                self._document = document
+            return self._document
+
+    def jwks_uri(self) -> str:
+        return str(self.document()["jwks_uri"])
 
 
 def _key_set_from(body: bytes) -> KeySet:
@@ -499,12 +608,142 @@ def _decode_with(token: str, kid: str | None, keys: KeySet) -> jwt.Token | None:
 # --- the verifier --------------------------------------------------------------------------------
 
 
+class _Times(BaseModel):
+    """The registered time claims every token carries, strictly typed."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    exp: _NumericDate
+    nbf: _NumericDate | None = None
+    iat: _NumericDate | None = None
+
+
+class _Person(BaseModel):
+    """A mapped person's free-text parts, bounded and without control characters."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    sub: _Subject
+    email: _Email | None = None
+
+
+_PERSON_WORDING = {"sub": "subject", "email": "email address"}
+
+
+class _TrustedIssuer:
+    """One issuer of the identity file: its keys (found by discovery), audiences and mapping."""
+
+    def __init__(
+        self,
+        issuer: Issuer,
+        identity: IdentityFile,
+        settings: CommonSettings,
+        clock: Callable[[], float],
+    ) -> None:
+        self.issuer = issuer
+        self.identity = identity
+        url: str | Callable[[], str]
+        if issuer.jwks_uri is not None:
+            url = issuer.jwks_uri
+        else:
+            self.discovery = Discovery(
+                issuer.discovery_url,
+                issuer.issuer,
+                timeout_seconds=settings.auth_jwks_timeout_seconds,
+            )
+            url = self.discovery.jwks_uri
+        self.keys = IdentityProviderKeys(
+            url,
+            refresh_seconds=settings.auth_jwks_refresh_seconds,
+            timeout_seconds=settings.auth_jwks_timeout_seconds,
+            clock=clock,
+        )
+        self.claims = jwt.JWTClaimsRegistry(
+            leeway=settings.auth_leeway_seconds,
+            iss={"essential": True, "value": issuer.issuer},
+            aud={"essential": True, "values": list(issuer.audiences)},
+            exp={"essential": True},
+        )
+
+    def decode(self, token: str, kid: str | None) -> jwt.Token:
+        decoded = _decode_with(token, kid, self.keys.current())
+        if decoded is None:
+            # The provider may have rotated its keys: ask it again (paced), then retry once.
+            decoded = _decode_with(token, kid, self.keys.refreshed())
+        if decoded is None:
+            raise _invalid_token()
+        return decoded
+
+    def principal(self, claims: dict[str, Any]) -> Principal:
+        times = _parse_times(claims)
+        person = map_claims(self.identity, self.issuer, claims)
+        try:
+            _Person(sub=person.subject, email=person.email)
+        except ValidationError as exc:
+            field_name = str(exc.errors()[0]["loc"][0])
+            raise Unauthenticated(
+                f"The token's {_PERSON_WORDING[field_name]} {_WHAT_A_CLAIM_MUST_BE[field_name]}.",
+                code="invalid_token",
+            ) from None
+        _validate_values(claims, self.claims)
+        roles = frozenset(Role(role) for role in person.roles)
+        grants = tuple(
+            (school, school_roles(Role(role) for role in held)) for school, held in person.grants
+        )
+        principal = Principal(
+            sub=person.subject,
+            school="",
+            roles=roles,
+            email=person.email,
+            expires_at=times.exp,
+            issuer=self.issuer.name,
+            email_verified=person.email_verified,
+            trust=person.trust,
+            grants=grants,
+        )
+        return principal.acting_for(grants[0][0]) if len(grants) == 1 else principal
+
+
+def _parse_times(claims: Mapping[str, Any]) -> _Times:
+    try:
+        return _Times.model_validate(claims)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        if error["type"] == "missing":
+            detail = f"The token has no `{name}` claim."
+        else:
+            detail = f"The token's `{name}` claim {_NUMERIC_DATE}."
+        raise Unauthenticated(detail, code="invalid_token") from None
+
+
+def _validate_values(claims: dict[str, Any], registry: jwt.JWTClaimsRegistry) -> None:
+    try:
+        registry.validate(claims)
+    except JoseError as exc:
+        raise Unauthenticated(
+            f"The bearer token is not acceptable: {exc.description}", code="invalid_token"
+        ) from exc
+
+
+def _unverified_issuer(token: str) -> str | None:
+    """The ``iss`` of a compact JWS, read before verifying to know whose keys verify it."""
+    try:
+        payload = json.loads(jws.extract_compact(token.encode()).payload)
+    except (JoseError, ValueError, RecursionError) as exc:
+        raise _invalid_token() from exc
+    issuer = payload.get("iss") if isinstance(payload, dict) else None
+    return issuer if isinstance(issuer, str) else None
+
+
 class TokenVerifier:
     """Verifies bearer tokens; caches verified tokens until they expire (a JWT is immutable).
 
-    With ``key_set`` the tokens are checked against those fixed keys (the dev issuer's); without
-    it, against the identity provider's JWKS at ``auth_jwks_url``. ``clock`` (monotonic seconds)
-    paces the JWKS fetches.
+    With ``key_set`` the dev issuer's tokens (Hallpass's own claims) are checked against those
+    fixed keys. The identity file's issuers are each found by their ``iss``, verified against
+    their own keys (found by discovery) and mapped by their own table; the one-issuer settings
+    (``HALLPASS_AUTH_JWKS_URL``) add one more issuer of Hallpass-shaped tokens. ``clock``
+    (monotonic seconds) paces the key fetches.
     """
 
     def __init__(
@@ -512,28 +751,37 @@ class TokenVerifier:
         settings: CommonSettings,
         *,
         key_set: KeySet | None = None,
+        identity: IdentityFile | None = None,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._key_set = key_set
-        self._provider: IdentityProviderKeys | None = None
-        if key_set is None and settings.auth_jwks_url is not None:
-            self._provider = IdentityProviderKeys(
-                settings.auth_jwks_url,
-                refresh_seconds=settings.auth_jwks_refresh_seconds,
-                timeout_seconds=settings.auth_jwks_timeout_seconds,
-                clock=clock,
+        self.identity = identity if identity is not None else settings.identity()
+        issuers = list(self.identity.issuers)
+        if (
+            settings.auth_jwks_url is not None
+            and settings.auth_issuer != DEV_ISSUER
+            and self.identity.by_issuer(settings.auth_issuer) is None
+        ):
+            issuers.append(
+                single_issuer(
+                    name="default",
+                    issuer=settings.auth_issuer,
+                    audience=settings.auth_audience,
+                    jwks_uri=settings.auth_jwks_url,
+                    school_claim=settings.auth_school_claim,
+                    roles_claim=settings.auth_roles_claim,
+                )
             )
+        self._issuers = {
+            issuer.issuer: _TrustedIssuer(issuer, self.identity, settings, clock)
+            for issuer in issuers
+        }
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
-        self._claim_names = _claim_names(
-            school=settings.auth_school_claim,
-            roles=settings.auth_roles_claim,
-            guardian=settings.auth_guardian_claim,
-        )
-        self._claims = jwt.JWTClaimsRegistry(
+        self._dev_claims = jwt.JWTClaimsRegistry(
             leeway=settings.auth_leeway_seconds,
             iss={"essential": True, "value": settings.auth_issuer},
             aud={"essential": True, "value": settings.auth_audience},
@@ -550,14 +798,21 @@ class TokenVerifier:
         )
 
     def trust_internal(self, issuer: DevIssuer) -> None:
-        """Also accept ``service`` tokens signed by this process's internal issuer.
+        """Also accept ``service`` tokens signed by this deployment's internal issuer.
 
         Services call each other with their own identity whatever the people's identity provider
-        is; the key lives only in memory, so no token of it is valid outside this process.
+        is; the key is the deployment's service key (or one in this process's memory only).
         """
         if issuer.issuer != INTERNAL_ISSUER:
             raise ValueError(f"the internal issuer must be named {INTERNAL_ISSUER!r}")
         self._internal = (issuer.kid, issuer.key_set())
+
+    def discovery(self, issuer_name: str) -> Discovery | None:
+        """The discovery document of the identity file's issuer so named (browser sign-in)."""
+        for trusted in self._issuers.values():
+            if trusted.issuer.name == issuer_name:
+                return getattr(trusted, "discovery", None)
+        return None
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified before and not yet expired; no I/O, no crypto."""
@@ -581,48 +836,47 @@ class TokenVerifier:
         kid = _kid_of(token)
         if self._internal is not None and kid == self._internal[0]:
             return self._verify_internal(token, kid, self._internal[1])
-        decoded = self._decode(token, kid)
-        return self._principal(decoded.claims, self._claim_names, self._claims)
-
-    def _decode(self, token: str, kid: str | None) -> jwt.Token:
-        if self._provider is None:
-            if self._key_set is None:
+        iss = _unverified_issuer(token)
+        trusted = self._issuers.get(iss) if iss is not None else None
+        if trusted is not None:
+            decoded = trusted.decode(token, kid)
+            return trusted.principal(decoded.claims)
+        if self._key_set is None:
+            if not self._issuers:
                 raise Unauthenticated("No signing key is configured.", code="invalid_token")
-            decoded = _decode_with(token, kid, self._key_set)
-        else:
-            decoded = _decode_with(token, kid, self._provider.current())
-            if decoded is None:
-                # The provider may have rotated its keys: ask it again (paced), then retry once.
-                decoded = _decode_with(token, kid, self._provider.refreshed())
-        if decoded is None:
+            raise Unauthenticated(
+                f"The token's issuer `{iss}` is not one Hallpass is set up to trust."
+                if iss is not None and len(iss) <= 200
+                else "The token names no issuer Hallpass is set up to trust.",
+                code="invalid_token",
+                rule="A1",
+            )
+        dev = _decode_with(token, kid, self._key_set)
+        if dev is None:
             raise _invalid_token()
-        return decoded
+        return self._hallpass_principal(dev.claims, self._dev_claims, issuer=DEV_ISSUER)
 
     def _verify_internal(self, token: str, kid: str, key_set: KeySet) -> Principal:
         decoded = _decode_with(token, kid, key_set)
         if decoded is None:
             raise _invalid_token()
-        principal = self._principal(decoded.claims, _INTERNAL_CLAIM_NAMES, self._internal_claims)
+        principal = self._hallpass_principal(
+            decoded.claims, self._internal_claims, issuer=INTERNAL_ISSUER
+        )
         # The internal key speaks only for services: a person's role from it is a forgery.
         if principal.roles != frozenset({Role.service}):
             raise _invalid_token()
         return principal
 
-    def _principal(
-        self,
-        claims: dict[str, Any],
-        names: Mapping[str, str],
-        registry: jwt.JWTClaimsRegistry,
+    def _hallpass_principal(
+        self, claims: dict[str, Any], registry: jwt.JWTClaimsRegistry, *, issuer: str
     ) -> Principal:
+        """A token in Hallpass's own shape (the dev and internal issuers): ``school``,
+        ``roles``, ``guardian`` for a carer, ``trust`` for a trust role."""
         # Shapes first, so a claim of the wrong type is named in one wording; then the values
         # (issuer, audience, expiry), which joserfc checks.
-        parsed = _parse_claims(claims, names)
-        try:
-            registry.validate(claims)
-        except JoseError as exc:
-            raise Unauthenticated(
-                f"The bearer token is not acceptable: {exc.description}", code="invalid_token"
-            ) from exc
+        parsed = _parse_claims(claims, _INTERNAL_CLAIM_NAMES)
+        _validate_values(claims, registry)
         # Role names Hallpass does not know are the provider's business, not a reason to refuse.
         roles = frozenset(Role(r) for r in parsed.roles if r in Role.__members__)
         if not roles:
@@ -631,17 +885,46 @@ class TokenVerifier:
             )
         if parsed.school is None and roles != frozenset({Role.service}):
             raise Unauthenticated(
-                f"The token has no `{names['school']}` claim.", code="invalid_token", rule="A1"
+                "The token has no `school` claim.", code="invalid_token", rule="A1"
             )
         if Role.parent in roles and parsed.guardian is None:
             raise Unauthenticated(
                 "A carer's token must name the guardian.", code="invalid_token", rule="A2"
             )
-        return Principal(
+        grants: dict[str, frozenset[Role]] = {}
+        if parsed.school is not None:
+            grants[parsed.school] = school_roles(roles)
+        if roles & TRUST_ROLES:
+            trust = self.identity.trusts.get(parsed.trust or "")
+            if trust is None:
+                raise Unauthenticated(
+                    "A trust role's token must name a trust of the identity file (`trust`).",
+                    code="invalid_token",
+                    rule="A1",
+                )
+            for school in trust.schools:
+                grants[school] = grants.get(school, frozenset()) | school_roles(roles & TRUST_ROLES)
+        carers = (
+            (CarerLink(parsed.school, parsed.guardian),)
+            if parsed.guardian is not None and parsed.school is not None and Role.parent in roles
+            else ()
+        )
+        principal = Principal(
             sub=parsed.sub,
-            school=parsed.school or "",
+            school="",
             roles=roles,
             guardian_id=parsed.guardian,
             email=parsed.email,
             expires_at=parsed.exp,
+            issuer=issuer,
+            # The dev issuer is Hallpass itself: what it says, it says verified.
+            email_verified=parsed.email is not None,
+            trust=parsed.trust if roles & TRUST_ROLES else None,
+            grants=tuple(sorted(grants.items())),
+            carers=carers,
         )
+        if not grants:
+            return principal  # a service's token: the call names the school
+        if parsed.school is not None:
+            return principal.acting_for(parsed.school)
+        return principal.acting_for(sorted(grants)[0]) if len(grants) == 1 else principal

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hallpass_kit.db import DatabaseOptions
+
+if TYPE_CHECKING:
+    from hallpass_kit.identity import IdentityFile
 
 # Values that have been shipped as examples somewhere; a production deployment using one of them
 # is a deployment whose secret is public.
@@ -40,13 +43,19 @@ class CommonSettings(BaseSettings):
     env: Environment = Environment.development
     data_dir: Path = Path(".hallpass")
 
-    # Identity. Without a JWKS URL the built-in dev issuer's local key signs and verifies tokens.
+    # Identity (docs/identity.md). The identity file names the trusts and their schools and every
+    # trusted issuer with its claim mapping; without one that names issuers, and without a JWKS
+    # URL, the built-in dev issuer's local key signs and verifies tokens.
+    identity_file: Path | None = None
+    # The identity file once read: settings are not changed after start-up.
+    _identity: Any = PrivateAttr(default=None)
+    # One issuer that puts Hallpass's own claims (``school``, ``roles``) in its tokens, without a
+    # file; the identity file is the way for a real provider's tokens.
     auth_issuer: str = DEV_ISSUER
     auth_audience: str = "hallpass"
     auth_jwks_url: str | None = None
     auth_school_claim: str = "school"
     auth_roles_claim: str = "roles"
-    auth_guardian_claim: str = "guardian"
     auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
     # A token naming a key the cached JWKS lacks makes the verifier ask the provider again, at
     # most once per this many seconds, so forged key ids cannot flood the provider.
@@ -127,7 +136,19 @@ class CommonSettings(BaseSettings):
 
     @property
     def uses_dev_issuer(self) -> bool:
+        if self.identity().issuers:
+            return False
         return self.auth_jwks_url is None or self.auth_issuer == DEV_ISSUER
+
+    def identity(self) -> IdentityFile:
+        """The identity file, read and checked once (an empty one when none is set)."""
+        from hallpass_kit.identity import IdentityFile, load_identity_file
+
+        if self._identity is None:
+            path = self.identity_file
+            self._identity = IdentityFile() if path is None else load_identity_file(path)
+        assert isinstance(self._identity, IdentityFile)
+        return self._identity
 
     @property
     def dev_signing_key_path(self) -> Path:
@@ -139,8 +160,9 @@ class CommonSettings(BaseSettings):
             return self
         if self.uses_dev_issuer:
             raise InsecureSettingsError(
-                "production mode refuses the dev signing key: set HALLPASS_AUTH_JWKS_URL and "
-                "HALLPASS_AUTH_ISSUER to the school's identity provider"
+                "production mode refuses the dev signing key: set HALLPASS_IDENTITY_FILE "
+                "(docs/identity.md), or HALLPASS_AUTH_JWKS_URL and HALLPASS_AUTH_ISSUER, to the "
+                "school's identity provider"
             )
         if (
             self.webhook_secret.strip().lower() in PLACEHOLDER_SECRETS
