@@ -413,6 +413,23 @@ def map_claims(identity: IdentityFile, issuer: Issuer, claims: Mapping[str, Any]
             email=email,
             email_verified=verified,
         )
+    if roles == {"service"}:
+        # Another Hallpass service by client credentials: it speaks for no one school and names
+        # the school it acts for in each call.
+        return MappedPerson(
+            subject=subject,
+            roles=frozenset(roles),
+            grants=(),
+            trust=None,
+            email=email,
+            email_verified=False,
+        )
+    if "service" in roles:
+        raise Unauthenticated(
+            "The token carries the service role beside a person's role.",
+            code="invalid_token",
+            rule="A1",
+        )
     school_roles = roles - TRUST_ROLES
     trust_roles = roles & TRUST_ROLES
     grants: dict[str, set[str]] = {}
