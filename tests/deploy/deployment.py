@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import yaml
 
+from hallpass_kit.identity import IdentityFile, load_identity_file
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS_EXAMPLE = ROOT / "deploy" / "secrets.env.example"
@@ -140,3 +142,18 @@ class Dockerfile:
 def dockerfile(relative: str) -> Dockerfile:
     path = ROOT / relative
     return Dockerfile(path, path.read_text(encoding="utf-8"))
+
+
+def mounted_identity_path(spec: dict[str, Any]) -> Path | None:
+    """The checkout's file compose mounts as this container's identity file, if any."""
+    sources = compose().get("configs", {})
+    for config in spec.get("configs", []):
+        if config["source"] == "identity":
+            return ROOT / sources["identity"]["file"]
+    return None
+
+
+def mounted_identity(spec: dict[str, Any]) -> IdentityFile | None:
+    """The identity file this container reads, loaded as the services load it."""
+    path = mounted_identity_path(spec)
+    return None if path is None else load_identity_file(path)

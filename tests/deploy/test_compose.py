@@ -37,6 +37,8 @@ from tests.deploy.deployment import (
     environment,
     hallpass_process,
     interpolate,
+    mounted_identity,
+    mounted_identity_path,
     read_env_file,
     services,
     settings_table,
@@ -118,6 +120,8 @@ def test_every_container_environment_is_accepted_in_production(
     container = _interpolated_environment(name)
     for key, value in container.items():
         monkeypatch.setenv(key, value)
+    # The identity file is read at start-up: the one compose mounts, from this checkout.
+    monkeypatch.setenv("HALLPASS_IDENTITY_FILE", str(mounted_identity_path(services()[name])))
     assert container["HALLPASS_ENV"] == "production"
     process = hallpass_process(services()[name])
     assert process is not None
@@ -133,6 +137,7 @@ def test_gateway_starts_in_proxy_mode_from_its_compose_environment(
         monkeypatch.delenv(variable)
     for key, value in _interpolated_environment("gateway").items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HALLPASS_IDENTITY_FILE", str(mounted_identity_path(services()["gateway"])))
     common = CommonSettings()
     assert proxy_mode(common)
     with TestClient(create_gateway_from_environment()) as client:
@@ -144,6 +149,7 @@ def test_the_example_secrets_are_refused_in_production(monkeypatch: pytest.Monke
         monkeypatch.delenv(variable)
     for key, value in read_env_file(ROOT / "deploy" / "hallpass.env").items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HALLPASS_IDENTITY_FILE", str(mounted_identity_path(services()["gateway"])))
     example = read_env_file(SECRETS_EXAMPLE)
     monkeypatch.setenv("HALLPASS_WEBHOOK_SECRET", example["HALLPASS_WEBHOOK_SECRET"])
     with pytest.raises((InsecureSettingsError, ValidationError), match="HALLPASS_WEBHOOK_SECRET"):
@@ -274,6 +280,17 @@ def _addresses() -> list[tuple[str, str, str, int]]:
                 if parts.scheme in SCHEME_PORTS and parts.hostname:
                     port = parts.port or SCHEME_PORTS[parts.scheme]
                     found.append((name, key, parts.hostname, port))
+        identity = mounted_identity(services()[name])
+        if identity is not None:
+            for issuer in identity.issuers:
+                for key, text in (
+                    ("identity.issuer", issuer.issuer),
+                    ("identity.discovery", issuer.discovery_url),
+                ):
+                    parts = urlsplit(text)
+                    assert parts.hostname is not None
+                    port = parts.port or SCHEME_PORTS[parts.scheme]
+                    found.append((name, key, parts.hostname, port))
         if "HALLPASS_COMMS_SMTP_HOST" in container:
             found.append(
                 (
@@ -306,12 +323,12 @@ def test_every_address_people_are_given_is_published_by_the_right_service() -> N
     public = [address for address in _addresses() if address[2] == "localhost"]
     assert {setting for _, setting, _, _ in public} >= {
         "HALLPASS_PUBLIC_BASE_URL",
-        "HALLPASS_AUTH_ISSUER",
+        "identity.issuer",
         "HALLPASS_MEDIA_S3_PUBLIC_ENDPOINT_URL",
     }
     owner = {
         "HALLPASS_PUBLIC_BASE_URL": "gateway",
-        "HALLPASS_AUTH_ISSUER": "keycloak",
+        "identity.issuer": "keycloak",
         "HALLPASS_MEDIA_S3_PUBLIC_ENDPOINT_URL": "minio",
     }
     for container, setting, _, port in public:
@@ -322,13 +339,26 @@ def test_every_address_people_are_given_is_published_by_the_right_service() -> N
 
 
 def test_the_issuer_hallpass_expects_is_the_one_keycloak_writes_into_tokens() -> None:
-    hallpass = read_env_file(ROOT / "deploy" / "hallpass.env")
     keycloak = services()["keycloak"]["environment"]
     realm = json.loads(REALM.read_text(encoding="utf-8"))
-    assert hallpass["HALLPASS_AUTH_ISSUER"] == f"{keycloak['KC_HOSTNAME']}/realms/{realm['realm']}"
-    assert hallpass["HALLPASS_AUTH_JWKS_URL"] == (
-        f"http://keycloak:8080/realms/{realm['realm']}/protocol/openid-connect/certs"
+    identity = mounted_identity(services()["gateway"])
+    assert identity is not None
+    (issuer,) = identity.issuers
+    assert issuer.issuer == f"{keycloak['KC_HOSTNAME']}/realms/{realm['realm']}"
+    # Discovered inside the network; the back channel follows the host asked (not the issuer's).
+    assert keycloak["KC_HOSTNAME_BACKCHANNEL_DYNAMIC"] == "true"
+    assert issuer.discovery_url == (
+        f"http://keycloak:8080/realms/{realm['realm']}/.well-known/openid-configuration"
     )
+
+
+@pytest.mark.parametrize("name", HALLPASS_SERVICES)
+def test_every_hallpass_container_reads_the_same_identity_file(name: str) -> None:
+    hallpass = read_env_file(ROOT / "deploy" / "hallpass.env")
+    spec = services()[name]
+    targets = {config["target"]: config["source"] for config in spec.get("configs", [])}
+    assert targets.get(hallpass["HALLPASS_IDENTITY_FILE"]) == "identity", name
+    assert mounted_identity(spec) is not None
 
 
 # --- start order and health -------------------------------------------------------------------
@@ -443,6 +473,9 @@ def test_realm_defines_every_hallpass_role_and_a_user_holding_each() -> None:
             # Client credentials speak for no one school: the calling service names it per call.
             assert user["realmRoles"] == ["service"]
             assert "school" not in user.get("attributes", {})
+        elif set(user["realmRoles"]) & {"parent", "trust_admin", "trust_dpo"}:
+            # A carer's schools come from their linked records, a trust officer's from the trust.
+            assert "school" not in user.get("attributes", {}), user["username"]
         else:
             assert user["attributes"]["school"] == ["demo-school"], user["username"]
             assert Role.service.value not in user["realmRoles"], user["username"]
@@ -454,21 +487,27 @@ def _mapper(client: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def test_realm_tokens_carry_the_audience_school_and_roles_hallpass_reads() -> None:
     hallpass = read_env_file(ROOT / "deploy" / "hallpass.env")
+    identity = mounted_identity(services()["gateway"])
+    assert identity is not None
+    (issuer,) = identity.issuers
+    assert issuer.school is not None
     clients = {client["clientId"]: client for client in _realm()["clients"]}
     assert set(clients) >= {"hallpass", "hallpass-services"}
     for client_id in ("hallpass", "hallpass-services"):
         client = clients[client_id]
         (audience,) = _mapper(client, "oidc-audience-mapper")
         assert audience["config"]["included.client.audience"] == hallpass["HALLPASS_AUTH_AUDIENCE"]
+        assert audience["config"]["included.client.audience"] in issuer.audiences
         (roles,) = _mapper(client, "oidc-usermodel-realm-role-mapper")
-        assert roles["config"]["claim.name"] == hallpass["HALLPASS_AUTH_ROLES_CLAIM"]
+        assert roles["config"]["claim.name"] == issuer.roles.claim
         assert roles["config"]["multivalued"] == "true"  # a JSON list, never one string
         attributes = {
             m["config"]["user.attribute"]: m["config"]["claim.name"]
             for m in _mapper(client, "oidc-usermodel-attribute-mapper")
         }
-        assert attributes["school"] == hallpass["HALLPASS_AUTH_SCHOOL_CLAIM"]
-        assert attributes["guardian"] == hallpass["HALLPASS_AUTH_GUARDIAN_CLAIM"]
+        assert attributes["school"] == issuer.school.claim
+        # No provider holds Hallpass's guardian ids: carers are linked, never named in tokens.
+        assert "guardian" not in attributes
         assert all(m["config"]["access.token.claim"] == "true" for m in client["protocolMappers"])
     services_client = clients["hallpass-services"]
     assert services_client["serviceAccountsEnabled"] is True
@@ -480,7 +519,7 @@ def test_realm_lets_nobody_but_an_administrator_set_their_own_school() -> None:
     (profile,) = _realm()["components"]["org.keycloak.userprofile.UserProfileProvider"]
     config = json.loads(profile["config"]["kc.user.profile.config"][0])
     attributes = {attribute["name"]: attribute for attribute in config["attributes"]}
-    for name in ("school", "guardian", "email"):
+    for name in ("school", "email"):
         assert attributes[name]["permissions"]["edit"] == ["admin"], name
 
 

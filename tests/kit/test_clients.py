@@ -444,17 +444,24 @@ def test_a_service_token_without_a_school_acts_for_the_school_the_call_names() -
     assert SCHOOL_HEADER in unnamed.json()["detail"]
 
 
-def test_a_persons_token_keeps_its_own_school_whatever_the_header_says() -> None:
+def test_a_persons_token_cannot_act_for_a_school_it_does_not_grant() -> None:
+    # The header chooses among the token's own schools; naming another one is refused, never
+    # silently ignored, so a console that picked the wrong school hears of it.
     idp = DevIssuer.generate("https://login.example.org", "hallpass")
     app = _principal_echo(_idp_verifier(idp))
     token = idp.issue(sub="head@oakfield", school="oakfield", roles=["head"])
 
     with TestClient(app) as http:
-        answer = http.get(
+        other = http.get(
             "/whoami", headers={"Authorization": f"Bearer {token}", SCHOOL_HEADER: "elmwood"}
         )
+        own = http.get(
+            "/whoami", headers={"Authorization": f"Bearer {token}", SCHOOL_HEADER: "oakfield"}
+        )
 
-    assert answer.json()["school"] == "oakfield"
+    assert other.status_code == 403
+    assert other.json()["code"] == "school_not_allowed"
+    assert own.json()["school"] == "oakfield"
 
 
 def test_outside_production_services_apart_share_one_key_made_under_the_data_dir(

@@ -16,6 +16,7 @@ from joserfc import jws, jwt
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens
 from hallpass_kit.errors import Unauthenticated
+from hallpass_kit.identity import IdentityFile, map_claims, single_issuer
 from hallpass_kit.settings import CommonSettings, Environment
 
 PROBLEM_JSON = "application/problem+json"
@@ -168,13 +169,24 @@ def test_a_null_optional_claim_is_taken_as_absent(issuer: DevIssuer) -> None:
     assert (principal.guardian_id, principal.email) == (None, None)
 
 
-def test_a_renamed_claim_is_named_as_the_provider_calls_it(issuer: DevIssuer) -> None:
-    verifier = _verifier(issuer, roles_claim="app_roles")
+def test_a_renamed_claim_is_named_as_the_provider_calls_it() -> None:
+    provider = single_issuer(
+        name="school-idp",
+        issuer="https://login.example.org",
+        audience="hallpass",
+        jwks_uri="https://login.example.org/keys",
+        school_claim="school",
+        roles_claim="app_roles",
+    )
 
     with pytest.raises(Unauthenticated) as refused:
-        verifier.verify(_token(issuer, roles=ABSENT, app_roles={"head": True}))
+        map_claims(
+            IdentityFile(), provider, {"sub": "x", "school": "oakfield", "app_roles": {"head": 1}}
+        )
 
-    assert refused.value.detail == "The token's `app_roles` claim must be a list of strings."
+    assert refused.value.detail == (
+        "The token's `app_roles` claim must be a string or a list of strings."
+    )
 
 
 def test_service_tokens_verify_whatever_the_provider_calls_its_claims(issuer: DevIssuer) -> None:
