@@ -246,6 +246,42 @@ def test_token_command_refuses_when_an_identity_provider_issues_tokens(
     assert not (cli_environment / "dev-signing-key.json").exists()
 
 
+def test_token_command_gives_a_trust_officer_every_school_of_their_trust(
+    cli_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    identity = cli_environment / "identity.toml"
+    identity.write_text(
+        '[trusts.oak-trust]\nschools = ["oakfield", "riverside"]\n'
+        '[trusts.elm-trust]\nschools = ["elmwood"]\n'
+    )
+    monkeypatch.setenv("HALLPASS_IDENTITY_FILE", str(identity))
+
+    status = main(["token", "--role", "trust_dpo", "--trust", "oak-trust"])
+
+    assert status == 0
+    common = CommonSettings(data_dir=cli_environment)
+    issuer = DevIssuer.load_or_create(
+        common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+    )
+    principal = TokenVerifier(common, key_set=issuer.key_set()).verify(
+        capsys.readouterr().out.strip()
+    )
+    assert principal.schools == frozenset({"oakfield", "riverside"})
+    assert principal.school == ""  # two schools: each request names one
+    assert principal.acting_for("riverside").roles == frozenset({Role.trust_dpo})
+
+
+def test_token_command_refuses_a_trust_role_without_a_known_trust(
+    cli_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["token", "--role", "trust_admin", "--trust", "nowhere"])
+
+    assert status == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--trust" in captured.err
+
+
 def test_openapi_check_passes_on_freshly_written_specs_and_fails_after_an_edit(
     cli_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pydantic import ValidationError
 
 from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.auth import DevIssuer, Role
+from hallpass_kit.auth import TRUST_ROLES, DevIssuer, Role
 from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import HallpassError
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
@@ -97,7 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=[role.value for role in Role],
         help="repeat for several roles",
     )
-    token.add_argument("--school", default="demo")
+    token.add_argument(
+        "--school", help="default demo; with a trust role, one of the trust's schools or none"
+    )
+    token.add_argument(
+        "--trust", help="the trust a trust role acts in (a trust of HALLPASS_IDENTITY_FILE)"
+    )
     token.add_argument("--guardian", type=uuid.UUID, help="guardian id (required for parent)")
     token.add_argument("--sub", help="subject; default ROLE@SCHOOL")
     token.add_argument("--email", help="default ROLE@SCHOOL.sch.uk")
@@ -271,14 +276,24 @@ def _shortest_path(path: Path) -> str:
 
 def _token(args: argparse.Namespace) -> int:
     roles: list[str] = args.roles
-    school: str = args.school
+    trust: str | None = args.trust
+    trust_roles = sorted(set(roles) & {role.value for role in TRUST_ROLES})
+    school: str | None = args.school or (None if trust_roles else "demo")
     guardian: uuid.UUID | None = args.guardian
     ttl: int = args.ttl
     common = CommonSettings()
     if not common.uses_dev_issuer:
         print(
-            "hallpass token: tokens come from the school's identity provider "
-            f"({common.auth_issuer}); the dev issuer is off because HALLPASS_AUTH_JWKS_URL is set.",
+            "hallpass token: tokens come from the school's identity provider; the dev issuer is "
+            "off because HALLPASS_IDENTITY_FILE names issuers or HALLPASS_AUTH_JWKS_URL is set.",
+            file=sys.stderr,
+        )
+        return 2
+    if trust_roles and trust not in common.identity().trusts:
+        known = ", ".join(sorted(common.identity().trusts)) or "none: set HALLPASS_IDENTITY_FILE"
+        print(
+            f"hallpass token: {trust_roles[0]} acts in a trust; name one with --trust "
+            f"(trusts: {known}).",
             file=sys.stderr,
         )
         return 2
@@ -291,8 +306,9 @@ def _token(args: argparse.Namespace) -> int:
     if ttl <= 0:
         print("hallpass token: --ttl must be a positive number of seconds.", file=sys.stderr)
         return 2
-    sub: str = args.sub or f"{roles[0]}@{school}"
-    email: str = args.email or f"{roles[0]}@{school}.sch.uk"
+    where = school or trust or "demo"
+    sub: str = args.sub or f"{roles[0]}@{where}"
+    email: str = args.email or f"{roles[0]}@{where}.sch.uk"
     issuer = DevIssuer.load_or_create(
         common.dev_signing_key_path, common.auth_issuer, common.auth_audience
     )
@@ -304,6 +320,7 @@ def _token(args: argparse.Namespace) -> int:
             guardian_id=guardian,
             email=email,
             ttl_seconds=ttl,
+            extra={"trust": trust} if trust_roles else None,
         )
     )
     return 0

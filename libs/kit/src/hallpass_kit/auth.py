@@ -258,7 +258,7 @@ class DevIssuer:
         self,
         *,
         sub: str,
-        school: str,
+        school: str | None,
         roles: Iterable[Role | str],
         guardian_id: uuid.UUID | str | None = None,
         email: str | None = None,
@@ -272,9 +272,10 @@ class DevIssuer:
             "sub": sub,
             "iat": now,
             "exp": now + ttl_seconds,
-            "school": school,
             "roles": [str(r) for r in roles],
         }
+        if school is not None:
+            claims["school"] = school
         if guardian_id is not None:
             claims["guardian"] = str(guardian_id)
         if email is not None:
@@ -883,7 +884,8 @@ class TokenVerifier:
             raise Unauthenticated(
                 "The token carries no Hallpass role.", code="invalid_token", rule="A1"
             )
-        if parsed.school is None and roles != frozenset({Role.service}):
+        # A service names its school per call; a trust officer's schools are their trust's.
+        if parsed.school is None and roles != frozenset({Role.service}) and not roles & TRUST_ROLES:
             raise Unauthenticated(
                 "The token has no `school` claim.", code="invalid_token", rule="A1"
             )
@@ -899,6 +901,14 @@ class TokenVerifier:
             if trust is None:
                 raise Unauthenticated(
                     "A trust role's token must name a trust of the identity file (`trust`).",
+                    code="invalid_token",
+                    rule="A1",
+                )
+            if parsed.school is not None and parsed.school not in trust.schools:
+                # A trust's roles hold in its own schools only; the token's school would
+                # otherwise receive them too.
+                raise Unauthenticated(
+                    "A trust role's token must name one of its trust's schools (`school`).",
                     code="invalid_token",
                     rule="A1",
                 )
