@@ -3,6 +3,7 @@ on PostgreSQL too. Schemas are built by running the service's migrations, once p
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from hallpass_consent.app import create_app
 from hallpass_consent.models import Base
 from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, Role, TokenVerifier
+from hallpass_kit.clients import SCHOOL_HEADER
 from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings, Environment
 from tests import databases
@@ -23,6 +25,13 @@ from tests.databases import BACKENDS
 
 SCHOOL = "oakfield"
 OTHER_SCHOOL = "riverside"
+# Two multi-academy trusts of two schools each: the test school and its sister school in one,
+# the other school and its sister in the other.
+TRUST = "northway"
+SISTER_SCHOOL = "ashgrove"
+OTHER_TRUST = "brookvale"
+OTHER_SISTER_SCHOOL = "hillcrest"
+TRUSTS = {TRUST: (SCHOOL, SISTER_SCHOOL), OTHER_TRUST: (OTHER_SCHOOL, OTHER_SISTER_SCHOOL)}
 
 Headers = dict[str, str]
 
@@ -59,6 +68,27 @@ def consent_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Datab
 @pytest.fixture
 def common_settings(tmp_path: Path) -> CommonSettings:
     return CommonSettings(env=Environment.test, data_dir=tmp_path / "data")
+
+
+def write_trusts_identity_file(directory: Path) -> Path:
+    """An identity file naming the two test trusts and no issuer (the dev issuer signs)."""
+    lines = []
+    for trust, schools in TRUSTS.items():
+        lines += [f"[trusts.{trust}]", f"schools = {json.dumps(list(schools))}", ""]
+    path = directory / "identity.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def trust_settings(tmp_path: Path) -> CommonSettings:
+    """Common settings whose identity file names the two test trusts: a module that overrides
+    ``common_settings`` with this one lets trust officers' tokens into every app it builds."""
+    return CommonSettings(
+        env=Environment.test,
+        data_dir=tmp_path / "data",
+        identity_file=write_trusts_identity_file(tmp_path),
+    )
 
 
 def build_consent_app(database: Database, issuer: DevIssuer, common: CommonSettings) -> FastAPI:
@@ -108,5 +138,36 @@ def auth(issuer: DevIssuer) -> TokenFactory:
             email=f"{roles[0]}@{school}.sch.uk",
         )
         return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+TrustTokenFactory = Callable[..., Headers]
+
+
+@pytest.fixture
+def trust_auth(issuer: DevIssuer) -> TrustTokenFactory:
+    """``trust_auth("trust_dpo")`` → headers for that trust role of ``TRUST``; the token names
+    the trust's first school, and ``acting_for`` names another in ``X-Hallpass-School``."""
+
+    def make(
+        role: Role | str,
+        *,
+        trust: str = TRUST,
+        acting_for: str | None = None,
+        sub: str | None = None,
+    ) -> Headers:
+        school = TRUSTS[trust][0]
+        token = issuer.issue(
+            sub=sub or f"{role}@{trust}",
+            school=school,
+            roles=[role],
+            email=f"{role}@{trust}.org.uk",
+            extra={"trust": trust},
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        if acting_for is not None:
+            headers[SCHOOL_HEADER] = acting_for
+        return headers
 
     return make

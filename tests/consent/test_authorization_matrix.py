@@ -25,7 +25,8 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from hallpass_kit.auth import DevIssuer, Role
-from tests.conftest import OTHER_SCHOOL, SCHOOL, TokenFactory
+from hallpass_kit.settings import CommonSettings
+from tests.conftest import OTHER_SCHOOL, SCHOOL, TokenFactory, TrustTokenFactory
 from tests.consent.builders import SchoolBuilder
 
 PROBLEM_JSON = "application/problem+json"
@@ -45,17 +46,24 @@ PROBLEM_FIELDS = {
 
 R = Role
 EVERYONE = frozenset(Role)
-STAFF = frozenset({R.staff, R.head, R.deputy, R.dsl, R.office, R.social_media, R.admin})
-REGISTRARS = frozenset({R.office, R.admin, R.head, R.deputy})
-SCHOOL_ADMINS = frozenset({R.admin, R.head})
-AUDITORS = frozenset({R.head, R.dsl})
+TRUST_OFFICERS = frozenset({R.trust_admin, R.trust_dpo})
+# A trust's administrator is an administrator in each school of the trust; its data protection
+# officer reads the audit trail and what a subject access request asks, nothing else.
+ADMINS = frozenset({R.admin, R.trust_admin})
+STAFF = frozenset({R.staff, R.head, R.deputy, R.dsl, R.office, R.social_media}) | ADMINS
+REGISTRARS = frozenset({R.office, R.head, R.deputy}) | ADMINS
+SCHOOL_ADMINS = frozenset({R.head}) | ADMINS
+AUDITORS = frozenset({R.head, R.dsl, R.trust_dpo})
 PUPIL_READERS = STAFF | {R.service}
-GUARDIAN_READERS = frozenset({R.office, R.admin, R.head, R.deputy, R.dsl, R.service})
+PUPIL_RECORD_READERS = PUPIL_READERS | {R.trust_dpo}  # one pupil and their consent history
+GUARDIAN_READERS = frozenset({R.office, R.head, R.deputy, R.dsl, R.service}) | ADMINS
 DECIDERS = STAFF | {R.cms, R.service}
-WEBHOOK_MANAGERS = frozenset({R.admin, R.head})
-RECORD_READERS = REGISTRARS | {R.dsl}
+WEBHOOK_MANAGERS = frozenset({R.head}) | ADMINS
+RECORD_READERS = REGISTRARS | {R.dsl, R.trust_dpo}
 DSL_ONLY = frozenset({R.dsl})  # C12: only the DSL sees or changes a safeguarding restriction
 CARERS = frozenset({R.parent})  # A2: carers act only through /v1/me
+# Who sees the accounts that sign in as a carer: GUARDIAN_READERS but no other service.
+ACCOUNT_READERS = GUARDIAN_READERS - {R.service}
 
 
 @dataclass(frozen=True)
@@ -107,11 +115,11 @@ MATRIX: dict[Endpoint, Row] = {
     ("POST", "/v1/pupils:import"): Row(
         REGISTRARS, csv="mis_id,given_name,family_name,year_group\nMX-2,Lena,Berg,4\n"
     ),
-    ("GET", "/v1/pupils/{pupil_id}"): Row(PUPIL_READERS),
+    ("GET", "/v1/pupils/{pupil_id}"): Row(PUPIL_RECORD_READERS),
     ("PATCH", "/v1/pupils/{pupil_id}"): Row(REGISTRARS, json={"preferred_name": "Cal"}, pupil="c"),
     ("POST", "/v1/pupils/{pupil_id}:archive"): Row(REGISTRARS, pupil="c"),
     ("GET", "/v1/pupils/{pupil_id}/guardians"): Row(GUARDIAN_READERS),
-    ("GET", "/v1/pupils/{pupil_id}/consents"): Row(PUPIL_READERS),
+    ("GET", "/v1/pupils/{pupil_id}/consents"): Row(PUPIL_RECORD_READERS),
     ("PUT", "/v1/pupils/{pupil_id}/restriction"): Row(
         DSL_ONLY, json={"kind": "court_order", "reason": "Must not be locatable"}, pupil="c"
     ),
@@ -176,6 +184,13 @@ MATRIX: dict[Endpoint, Row] = {
     ),
     ("POST", "/v1/me/children/{pupil_id}/consents/{purpose}:withdraw"): Row(CARERS),
     ("GET", "/v1/me/consents/{record_id}/receipt"): Row(CARERS),
+    # Carers' own accounts: their links, a code redeemed (this one is nobody's: 422), and the
+    # office's side. An unknown account: an allowed role gets 404, the others 403.
+    ("GET", "/v1/me/links"): Row(CARERS),
+    ("POST", "/v1/me/invitations:redeem"): Row(CARERS, json={"code": "AAAA-BBBB-CCCC-DDDD"}),
+    ("POST", "/v1/guardians/{guardian_id}/invitations"): Row(REGISTRARS),
+    ("GET", "/v1/guardians/{guardian_id}/accounts"): Row(ACCOUNT_READERS),
+    ("DELETE", "/v1/guardians/{guardian_id}/accounts/{account_id}"): Row(REGISTRARS),
 }
 
 
@@ -223,6 +238,7 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
         purpose="website_photo",
         # Nobody's: an allowed role gets 404, the others 403 before the lookup.
         subscription_id=uuid.uuid4(),
+        account_id=uuid.uuid4(),
         delivery_id=uuid.uuid4(),
     )
     body = row.json(world) if callable(row.json) else row.json
@@ -233,8 +249,13 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
     return client.request(method, url, json=body, headers=headers)
 
 
-def token_for(auth: TokenFactory, role: Role, world: World) -> dict[str, str]:
-    # A carer's token names the guardian (A2); family A's carer is the one calling.
+def token_for(
+    auth: TokenFactory, trust_auth: TrustTokenFactory, role: Role, world: World
+) -> dict[str, str]:
+    # A carer's token names the guardian (A2); family A's carer is the one calling. A trust
+    # officer's names the trust, whose first school is this one.
+    if role in TRUST_OFFICERS:
+        return trust_auth(role)
     return auth(role, guardian=world.guardian_a) if role is Role.parent else auth(role)
 
 
@@ -256,12 +277,22 @@ def test_every_endpoint_has_a_matrix_row(consent_app: FastAPI) -> None:
     assert not stale, f"matrix rows for endpoints that no longer exist: {stale}"
 
 
+@pytest.fixture
+def common_settings(trust_settings: CommonSettings) -> CommonSettings:
+    """The test trusts are known, so a trust officer's token is one every row can be asked with."""
+    return trust_settings
+
+
 @pytest.mark.parametrize("role", list(Role), ids=str)
 def test_role_matrix(
-    role: Role, client: TestClient, auth: TokenFactory, consent_app: FastAPI
+    role: Role,
+    client: TestClient,
+    auth: TokenFactory,
+    trust_auth: TrustTokenFactory,
+    consent_app: FastAPI,
 ) -> None:
     world = build_world(client, auth)
-    headers = token_for(auth, role, world)
+    headers = token_for(auth, trust_auth, role, world)
     wrong: list[str] = []
     for endpoint in endpoints(consent_app):
         if endpoint not in MATRIX:
@@ -409,7 +440,7 @@ class TwoSchools:
 def two_schools(client: TestClient, auth: TokenFactory) -> TwoSchools:
     ours = build_world(client, auth)
     theirs = build_world(client, auth, OTHER_SCHOOL)
-    staff = auth(*sorted(STAFF | {R.service}), school=OTHER_SCHOOL)
+    staff = auth(*sorted(STAFF - TRUST_OFFICERS | {R.service}), school=OTHER_SCHOOL)
     ours_ids = [
         ours.class_id,
         ours.pupil_a,

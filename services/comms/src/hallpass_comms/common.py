@@ -26,7 +26,11 @@ SEARCHERS = (Role.head, Role.dsl)  # E3: search over subjects and bodies
 SENSITIVE_READERS = (Role.head, Role.deputy, Role.dsl, Role.pastoral)
 PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff only
 REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
-AUDITORS = (Role.head, Role.dsl)
+# A trust's data protection officer checks each school's trail is whole (UK GDPR Art. 5(2)) and
+# holds no other comms role: they send nothing, read no family's mail and no pastoral matter
+# (E7); a family's history for a subject access request is the head's or the office's to give.
+# A trust's administrator holds ``admin`` in each of its schools: settings, and reports (E10).
+AUDITORS = (Role.head, Role.dsl, Role.trust_dpo)
 
 # One line that shows something: no line break or control character anywhere (the service
 # refuses them too, for subjects it builds itself), and one character that is not blank.

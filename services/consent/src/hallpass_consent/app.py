@@ -9,7 +9,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from hallpass_consent import migrations
-from hallpass_consent.common import audit
+from hallpass_consent.common import AUDITORS, audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
 from hallpass_consent.context import ConsentContext
@@ -114,6 +114,6 @@ def create_app(
             me_router,
             roster_router,
             families_router,
-            audit_router(audit),
+            audit_router(audit, AUDITORS),
         ],
     )

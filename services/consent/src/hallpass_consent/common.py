@@ -19,11 +19,21 @@ from hallpass_kit.outbox import emit
 
 audit = AuditChain(kit_tables.audit_entry)
 
-# Who may do what (A1). Carers act only through /v1/me (A2).
+# Who may do what (A1). Carers act only through /v1/me (A2). A trust's administrator holds
+# ``admin`` in each school of the trust (``school_roles``), so every group naming ``admin`` is
+# theirs too.
 REGISTRARS = (Role.office, Role.admin, Role.head, Role.deputy)
 SCHOOL_ADMINS = (Role.admin, Role.head)
-AUDITORS = (Role.head, Role.dsl)
+# A trust's data protection officer checks each school's trail is whole (UK GDPR Art. 5(2),
+# accountability) and answers subject access requests (A3): they read one pupil, that pupil's
+# consent history and each record's evidence (C10), and change nothing. Never class lists or
+# carers' contact details beyond a request, and never a safeguarding restriction (C12: DSL only).
+AUDITORS = (Role.head, Role.dsl, Role.trust_dpo)
 PUPIL_READERS = (*STAFF_ROLES, Role.service)
+# One pupil's record and consent history: what a subject access request about the pupil asks.
+PUPIL_RECORD_READERS = (*PUPIL_READERS, Role.trust_dpo)
+# A consent record and its receipt: the evidence of who decided, how and on which wording (C10).
+RECORD_READERS = (*REGISTRARS, Role.dsl, Role.trust_dpo)
 GUARDIAN_READERS = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl, Role.service)
 DECIDERS = (*STAFF_ROLES, Role.cms, Role.service)
 EVERYONE = tuple(Role)

@@ -26,9 +26,14 @@ CHECKERS = (*STAFF, Role.cms)
 PUBLISHERS = (Role.head, Role.deputy, Role.social_media)
 PUBLICATION_READERS = (*STAFF, Role.cms)
 SETTINGS_ADMINS = (Role.head, Role.admin)
-# Subject access (M8) is handled by the school office and leadership, or asked by a carer.
-SUBJECT_ACCESS_STAFF = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl)
-AUDITORS = (Role.head, Role.dsl)
+# Subject access (M8) is handled by the school office and leadership, or asked by a carer; a
+# trust's data protection officer answers such requests for each school of the trust (A3).
+SUBJECT_ACCESS_STAFF = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl, Role.trust_dpo)
+# The trust's data protection officer also checks each school's trail is whole (UK GDPR Art.
+# 5(2)); they hold no other media role: they neither upload, publish nor change settings. A
+# trust's administrator holds ``admin`` in each of its schools, so every group naming ``admin``
+# is theirs too.
+AUDITORS = (Role.head, Role.dsl, Role.trust_dpo)
 
 record_audit = audit.record
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hallpass_consent.common import PUPIL_READERS, REGISTRARS
+from hallpass_consent.common import PUPIL_RECORD_READERS, RECORD_READERS, REGISTRARS
 from hallpass_consent.consents import service
 from hallpass_consent.consents.schemas import (
     ConsentCreate,
@@ -75,7 +75,7 @@ def withdraw_consent(
 def get_consent(
     record_id: uuid.UUID,
     session: SessionDep,
-    principal: Principal = require_roles(*REGISTRARS, Role.dsl),
+    principal: Principal = require_roles(*RECORD_READERS),
 ) -> ConsentRecordView:
     """One consent record as it was recorded (records are never changed)."""
     return service.get_record(session, principal, record_id)
@@ -86,7 +86,7 @@ def get_receipt(
     record_id: uuid.UUID,
     session: SessionDep,
     context: ConsentContextDep,
-    principal: Principal = require_roles(*REGISTRARS, Role.dsl),
+    principal: Principal = require_roles(*RECORD_READERS),
 ) -> ConsentReceipt:
     """The consent receipt for a record (ISO/IEC TS 27560 fields)."""
     return service.staff_receipt(session, principal, record_id, now=context.clock())
@@ -97,7 +97,7 @@ def pupil_consents(
     pupil_id: uuid.UUID,
     session: SessionDep,
     context: ConsentContextDep,
-    principal: Principal = require_roles(*PUPIL_READERS),
+    principal: Principal = require_roles(*PUPIL_RECORD_READERS),
 ) -> PupilConsents:
     """A pupil's effective consent per purpose now, and the full history behind it."""
     return service.pupil_consents(session, principal, pupil_id, now=context.clock())

@@ -6,7 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from hallpass_consent.common import GUARDIAN_READERS, PUPIL_READERS, REGISTRARS
+from hallpass_consent.common import (
+    GUARDIAN_READERS,
+    PUPIL_READERS,
+    PUPIL_RECORD_READERS,
+    REGISTRARS,
+)
 from hallpass_consent.context import ConsentContextDep
 from hallpass_consent.pupils import service
 from hallpass_consent.pupils.schemas import (
@@ -83,7 +88,9 @@ def list_pupils(
 
 @router.get("/pupils/{pupil_id:uuid}")
 def get_pupil(
-    pupil_id: uuid.UUID, session: SessionDep, principal: Principal = require_roles(*PUPIL_READERS)
+    pupil_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_roles(*PUPIL_RECORD_READERS),
 ) -> PupilView:
     """One pupil. ``restricted`` says a safeguarding restriction applies, never why."""
     return service.get_pupil(session, principal, pupil_id)

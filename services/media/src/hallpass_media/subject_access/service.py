@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import Session
 
-from hallpass_kit.auth import Principal, Role
+from hallpass_kit.auth import Principal
 from hallpass_kit.errors import NotFound
-from hallpass_media.common import Refused, record_audit
+from hallpass_media.common import SUBJECT_ACCESS_STAFF, Refused, record_audit
 from hallpass_media.context import MediaContext
 from hallpass_media.scanning import clean_rendition
 from hallpass_media.storage import Storage
@@ -22,7 +22,7 @@ def authorise(
     session: Session, media: MediaContext, principal: Principal, pupil_id: uuid.UUID
 ) -> None:
     """Staff: any pupil of the school. A carer: only a child they are linked to (A2)."""
-    staff = principal.has_any((Role.office, Role.admin, Role.head, Role.deputy, Role.dsl))
+    staff = principal.has_any(SUBJECT_ACCESS_STAFF)
     if staff:
         if not media.consent.pupil_exists(principal.school, pupil_id):
             raise NotFound("No such pupil.", code="pupil_not_found")
