@@ -6,9 +6,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from hallpass_consent import migrations
+from hallpass_consent.carers.directory import LocalCarerDirectory
+from hallpass_consent.carers.endpoints import me_router as carers_me_router
+from hallpass_consent.carers.endpoints import router as carers_router
 from hallpass_consent.common import AUDITORS, audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
@@ -23,7 +26,7 @@ from hallpass_consent.roster.endpoints import router as roster_router
 from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
 from hallpass_consent.sheets.endpoints import router as sheets_router
-from hallpass_kit.app import create_service_app
+from hallpass_kit.app import create_service_app, identified, single_valued_query
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
 from hallpass_kit.auth import TokenVerifier
@@ -62,7 +65,7 @@ def build_context(
             )
 
     dispatcher.every(dt.timedelta(minutes=settings.expiry_sweep_minutes), "expiry-sweep", sweep)
-    return ConsentContext(
+    context = ConsentContext(
         name="consent",
         database=database,
         tables=kit_tables,
@@ -73,6 +76,9 @@ def build_context(
         clock=clock,
         settings=settings,
     )
+    # Consent owns carers' records, so it finds a signed-in carer's in its own tables.
+    context.carers = LocalCarerDirectory(database, clock=clock)
+    return context
 
 
 def create_app(
@@ -96,7 +102,7 @@ def create_app(
     )
     if migrate:
         migrations.upgrade(context.database)
-    return create_service_app(
+    app = create_service_app(
         context=context,
         settings=common,
         events=EVENTS,
@@ -111,9 +117,14 @@ def create_app(
             consents_router,
             decisions_router,
             sheets_router,
-            me_router,
             roster_router,
             families_router,
+            carers_router,
             audit_router(audit, AUDITORS),
         ],
     )
+    # A carer's own routes need no school chosen up front: a carer with children in two schools
+    # sees both, and one not linked yet may redeem a code. Each route checks the carer itself.
+    for router in (me_router, carers_me_router):
+        app.include_router(router, dependencies=[Depends(identified), Depends(single_valued_query)])
+    return app

@@ -35,6 +35,9 @@ PUPIL_RECORD_READERS = (*PUPIL_READERS, Role.trust_dpo)
 # A consent record and its receipt: the evidence of who decided, how and on which wording (C10).
 RECORD_READERS = (*REGISTRARS, Role.dsl, Role.trust_dpo)
 GUARDIAN_READERS = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl, Role.service)
+# The accounts that sign in as a carer: staff who look after carers' records; no other service
+# needs them (they find a carer's records through the carer's own token).
+ACCOUNT_READERS = (Role.office, Role.admin, Role.head, Role.deputy, Role.dsl)
 DECIDERS = (*STAFF_ROLES, Role.cms, Role.service)
 EVERYONE = tuple(Role)
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -124,6 +125,11 @@ class Guardian(Base):
     updated_at: Mapped[dt.datetime]
 
 
+# A carer signing in with a verified address is found by it in every school, whatever case the
+# office typed it in (carers/repository.py compares lower-cased on both sides).
+Index("ix_guardian_email_lower", func.lower(Guardian.email))
+
+
 class GuardianLink(Base):
     __tablename__ = "guardian_link"
 
@@ -217,3 +223,55 @@ class ExpiryNotice(Base):
 
     record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("consent_record.id"), primary_key=True)
     noticed_at: Mapped[dt.datetime]
+
+
+class CarerAccountHow(StrEnum):
+    """How a signed-in account came to be a carer's: the school's address for them, verified by
+    their identity provider, or a one-time code the school gave them."""
+
+    verified_email = "verified_email"
+    invitation = "invitation"
+
+
+class CarerAccount(Base):
+    """A person's own account (issuer + subject) that is this carer in one school.
+
+    An office's unlink is kept (``unlinked_at``), not deleted: the address alone never links that
+    account to that carer again; only a new invitation does.
+    """
+
+    __tablename__ = "carer_account"
+    __table_args__ = (UniqueConstraint("issuer", "subject", "guardian_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # The issuer's name in the identity file ("hallpass-dev" for the dev issuer).
+    issuer: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(255))
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    guardian_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guardian.id"), index=True)
+    how: Mapped[CarerAccountHow] = mapped_column(enum_column(CarerAccountHow, "carer_account_how"))
+    # The address the account had when it was linked: what the office recognises it by.
+    email: Mapped[str | None] = mapped_column(String(320))
+    linked_at: Mapped[dt.datetime]
+    linked_by: Mapped[str] = mapped_column(String(200))
+    unlinked_at: Mapped[dt.datetime | None]
+    unlinked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class CarerInvitation(Base):
+    """A one-time code the school gave a carer to link their own account. Only its hash is kept."""
+
+    __tablename__ = "carer_invitation"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    guardian_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guardian.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    # A newer code for the same carer replaces this one.
+    revoked_at: Mapped[dt.datetime | None]
+    redeemed_at: Mapped[dt.datetime | None]
+    redeemed_by_issuer: Mapped[str | None] = mapped_column(String(100))
+    redeemed_by_subject: Mapped[str | None] = mapped_column(String(255))

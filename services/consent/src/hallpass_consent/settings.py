@@ -18,6 +18,8 @@ class ConsentSettings(BaseSettings):
     max_import_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_import_rows: int = Field(default=10_000, ge=1)
     expiry_sweep_minutes: int = Field(default=10, ge=1)
+    # How long a carer's invitation code works: long enough for a letter home and back.
+    invitation_days: int = Field(default=14, ge=1, le=90)
 
     def resolved_database_url(self, common: CommonSettings) -> str:
         return self.database_url or sqlite_url(common.data_dir, "consent")

@@ -1,4 +1,8 @@
-"""Parent self-service (A2): a carer sees and changes only their own children."""
+"""Parent self-service (A2): a carer sees and changes only their own children.
+
+Mounted behind ``identified`` only (app.py): a carer with children in two schools needs no school
+chosen up front; each route acts for the school that holds the child asked about.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from hallpass_consent.carers.auth import LinkedCarer
 from hallpass_consent.consents.schemas import (
     ConsentReceipt,
     ConsentRecordView,
@@ -16,8 +21,8 @@ from hallpass_consent.context import ConsentContextDep
 from hallpass_consent.me import service
 from hallpass_consent.me.schemas import Child
 from hallpass_consent.models import Decision
-from hallpass_kit.app import SessionDep, require_roles
-from hallpass_kit.auth import Principal, Role
+from hallpass_kit.app import SessionDep
+from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
 from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep
@@ -25,14 +30,16 @@ from hallpass_kit.idempotency import IdempotencyDep
 router = APIRouter(prefix="/v1/me", tags=["me"], responses=problem_responses(403, 404, 422))
 
 PurposeCode = Annotated[str, Path(max_length=64, pattern=r"^[a-z][a-z0-9_]{1,63}$"), STORABLE]
-Carer = require_roles(Role.parent)
+Carer = LinkedCarer
 
 
 @router.get("/children")
 def my_children(
     session: SessionDep, context: ConsentContextDep, principal: Principal = Carer
 ) -> list[Child]:
-    """Your children at this school and, per purpose, your answer and what applies now."""
+    """Your children in every school you have a record in (each names its school) and, per
+    purpose, your answer and what applies now. Naming a school in X-Hallpass-School lists that
+    school's only."""
     return service.my_children(session, principal, now=context.clock())
 
 

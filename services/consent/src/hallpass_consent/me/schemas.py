@@ -25,8 +25,11 @@ class ChildConsent(BaseModel):
 
 
 class Child(BaseModel):
+    """One of the carer's children, in the school that holds their record."""
+
     model_config = ConfigDict(extra="forbid")
 
+    school: str
     pupil_id: uuid.UUID
     given_name: str
     family_name: str

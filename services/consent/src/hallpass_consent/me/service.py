@@ -1,9 +1,15 @@
-"""Parent self-service (A2): a carer sees and changes only their own children."""
+"""Parent self-service (A2): a carer sees and changes only their own children.
+
+A carer may have a record in more than one school (children at a primary and a secondary of one
+trust). Their children are listed from every school; a call about one child acts for the school
+that holds that child's record, found from the carer's own records, never named by the caller.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -14,14 +20,28 @@ from hallpass_consent.consents.schemas import ConsentReceipt, ConsentRecordView
 from hallpass_consent.me import repository
 from hallpass_consent.me.schemas import Child, ChildConsent
 from hallpass_consent.models import Decision, GuardianLink, Pupil, Purpose, kit_tables
-from hallpass_kit.auth import AccessRefused, Principal
+from hallpass_kit.auth import AccessRefused, CarerLink, Principal
 from hallpass_kit.idempotency import IdempotencyKey, run_idempotent
 
 
 def _guardian_of(principal: Principal) -> uuid.UUID:
-    # Only the parent role reaches these functions, and a parent's token always names the carer.
+    # Only a linked carer reaches these functions, acting as one of their records (_as_carer).
     assert principal.guardian_id is not None
     return principal.guardian_id
+
+
+def _records(principal: Principal) -> list[CarerLink]:
+    """The carer records this request may act as: those in the school chosen for it, or every
+    one when the carer has several schools and named none."""
+    links = list(principal.carers)
+    if not links and principal.guardian_id is not None:
+        links = [CarerLink(principal.school, principal.guardian_id)]
+    return [link for link in links if not principal.school or link.school == principal.school]
+
+
+def _as_carer(principal: Principal, link: CarerLink) -> Principal:
+    """The carer acting for the school of ``link``, as that record."""
+    return replace(principal.acting_for(link.school), guardian_id=link.guardian_id)
 
 
 def _not_yours(principal: Principal, action: str, target: str) -> AccessRefused:
@@ -39,12 +59,15 @@ def _not_yours(principal: Principal, action: str, target: str) -> AccessRefused:
 
 def _own_child(
     session: Session, principal: Principal, pupil_id: uuid.UUID, action: str
-) -> tuple[GuardianLink, Pupil]:
-    for link, pupil in repository.children_of_guardian(
-        session, principal.school, _guardian_of(principal)
-    ):
-        if pupil.id == pupil_id:
-            return link, pupil
+) -> tuple[Principal, GuardianLink, Pupil]:
+    """The child, and the carer acting for the school that holds them; 404 for anyone else's."""
+    for record in _records(principal):
+        carer = _as_carer(principal, record)
+        for link, pupil in repository.children_of_guardian(
+            session, carer.school, _guardian_of(carer)
+        ):
+            if pupil.id == pupil_id:
+                return carer, link, pupil
     raise _not_yours(principal, action, str(pupil_id))
 
 
@@ -77,6 +100,7 @@ def _child(
     verdicts = consents.evaluate(session, principal.school, purposes, [pupil.id], now)
     mine = repository.latest_answers(session, principal.school, pupil.id, _guardian_of(principal))
     return Child(
+        school=principal.school,
         pupil_id=pupil.id,
         given_name=pupil.given_name,
         family_name=pupil.family_name,
@@ -91,28 +115,33 @@ def _child(
 
 
 def my_children(session: Session, principal: Principal, *, now: dt.datetime) -> list[Child]:
-    """The carer's children on roll, each with the carer's answer and what applies now."""
-    return [
-        _child(session, principal, link, pupil, now)
-        for link, pupil in repository.children_of_guardian(
-            session, principal.school, _guardian_of(principal)
+    """The carer's children on roll in every school they have a record in (or the one school
+    chosen), each with the carer's answer and what applies now."""
+    children: list[Child] = []
+    for record in _records(principal):
+        carer = _as_carer(principal, record)
+        children.extend(
+            _child(session, carer, link, pupil, now)
+            for link, pupil in repository.children_of_guardian(
+                session, carer.school, _guardian_of(carer)
+            )
+            if pupil.archived_at is None
         )
-        if pupil.archived_at is None
-    ]
+    return children
 
 
 def my_child(
     session: Session, principal: Principal, pupil_id: uuid.UUID, *, now: dt.datetime
 ) -> Child:
-    link, pupil = _own_child(session, principal, pupil_id, "refused:me.child")
-    return _child(session, principal, link, pupil, now)
+    carer, link, pupil = _own_child(session, principal, pupil_id, "refused:me.child")
+    return _child(session, carer, link, pupil, now)
 
 
 def my_child_history(
     session: Session, principal: Principal, pupil_id: uuid.UUID
 ) -> list[ConsentRecordView]:
-    _own_child(session, principal, pupil_id, "refused:me.history")
-    return consents.history(session, principal.school, pupil_id)
+    carer, _link, _pupil = _own_child(session, principal, pupil_id, "refused:me.history")
+    return consents.history(session, carer.school, pupil_id)
 
 
 def answer_for_child(
@@ -132,14 +161,14 @@ def answer_for_child(
     Whose child it is is checked before any stored answer is replayed, so a key never answers
     for a child the carer no longer has.
     """
-    _link, pupil = _own_child(session, principal, pupil_id, action)
+    carer, _link, pupil = _own_child(session, principal, pupil_id, action)
     return run_idempotent(
         session,
         kit_tables,
-        principal,
+        carer,
         idempotency,
         lambda: consents.record_parent_consent(
-            session, principal, pupil, purpose, decision, wording_version, now=now
+            session, carer, pupil, purpose, decision, wording_version, now=now
         ),
         status_code=201,
     )
@@ -148,8 +177,14 @@ def answer_for_child(
 def my_receipt(
     session: Session, principal: Principal, record_id: uuid.UUID, *, now: dt.datetime
 ) -> ConsentReceipt:
-    record = consent_records.get_record(session, principal.school, record_id)
-    if record is None:
-        raise _not_yours(principal, "refused:me.receipt", str(record_id))
-    _own_child(session, principal, record.pupil_id, "refused:me.receipt")
-    return consents.receipt(session, principal.school, record, now=now)
+    """The receipt of a record about one of the carer's children, from whichever of their
+    schools holds it."""
+    for school in sorted({record.school for record in _records(principal)}):
+        record = consent_records.get_record(session, school, record_id)
+        if record is None:
+            continue
+        carer, _link, _pupil = _own_child(
+            session, principal.acting_for(school), record.pupil_id, "refused:me.receipt"
+        )
+        return consents.receipt(session, carer.school, record, now=now)
+    raise _not_yours(principal, "refused:me.receipt", str(record_id))
