@@ -18,9 +18,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from hallpass_consent.app import create_app
+from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.app import protect
-from hallpass_kit.auth import DevIssuer
+from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.db import Database
+from hallpass_kit.identity import parse_identity
 from hallpass_kit.logs import configure_logging
 from hallpass_kit.settings import CommonSettings, Environment
 from tests.comms.smtp import free_port
@@ -108,6 +111,39 @@ def test_unreachable_database_makes_the_service_not_ready(
     # The process itself is up: restarting it would not help, so liveness stays green.
     assert health.status_code == 200
     database.dispose()
+
+
+def test_an_identity_provider_that_cannot_be_reached_makes_the_service_not_ready(
+    consent_db: Database, tmp_path: Path
+) -> None:
+    # Nothing listens there: discovery fails, no key is held, no token could be checked.
+    port = free_port()
+    identity = parse_identity(
+        {
+            "issuers": [
+                {
+                    "name": "entra",
+                    "issuer": f"http://127.0.0.1:{port}/tenant/v2.0",
+                    "audiences": ["hallpass"],
+                    "school": {"claim": "school"},
+                }
+            ]
+        }
+    )
+    common = CommonSettings(env=Environment.test, data_dir=tmp_path, auth_jwks_timeout_seconds=0.5)
+    app = create_app(
+        common=common,
+        settings=ConsentSettings(),
+        verifier=TokenVerifier(common, identity=identity),
+        database=consent_db,
+        run_background=False,
+        migrate=False,
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/readyz")
+
+    problem = assert_problem(response, 503, "not_ready")
+    assert "identity.entra (unavailable)" in problem["detail"]
 
 
 # --- Metrics ---------------------------------------------------------------------------------

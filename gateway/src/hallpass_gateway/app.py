@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits
 from hallpass_gateway.settings import GatewaySettings
+from hallpass_gateway.signin import add_browser_sign_in, add_sign_in_routes
 from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
@@ -285,6 +286,22 @@ def create_gateway(
     gateway.dev_issuer = dev_issuer
     install_error_handlers(gateway)
     gateway.include_router(public_router(dev_issuer))
+    # The dev sign-in page lists the demo school's carers, asked of consent in-process.
+    sign_in = add_sign_in_routes(
+        gateway,
+        common=common,
+        gateway_settings=gateway_settings,
+        verifier=verifier,
+        dev_issuer=dev_issuer,
+        consent=ServiceClient(
+            name="consent",
+            app=services["/consent"],
+            base_url="http://consent.internal",
+            tokens=DevServiceTokens(internal_issuer, "gateway"),
+        )
+        if dev_issuer is not None and "/consent" in services
+        else None,
+    )
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     gateway.add_api_route(
         "/readyz", _readiness_of(services), methods=["GET"], include_in_schema=False
@@ -303,6 +320,8 @@ def create_gateway(
         gateway.add_middleware(RateLimitMiddleware, limits=RateLimits(gateway_settings, verifier))
     if common.cors_allow_origins:
         gateway.add_middleware(AllowedOriginsMiddleware, origins=common.cors_allow_origins)
+    # A signed-in browser's cookie becomes its bearer token before the limits and services.
+    add_browser_sign_in(gateway, sign_in)
     # The one line per request is written here; the mounted service names the route it reached.
     gateway.add_middleware(RequestLogMiddleware, service="gateway")
     gateway.add_middleware(RequestIdMiddleware)
@@ -318,6 +337,8 @@ def _readiness_of(services: Mapping[str, FastAPI]) -> Callable[[], Awaitable[dic
             context: ServiceContext = service_app.state.hallpass
             name = service_name(prefix)
             named[f"{name}.database"] = database_ready(context.database)
+            # One verifier serves every mounted service: its issuers are checked once.
+            named.update(context.verifier.readiness())
             named.update({f"{name}.{check}": probe for check, probe in context.readiness.items()})
         return named
 

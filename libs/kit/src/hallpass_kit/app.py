@@ -172,6 +172,16 @@ async def authenticated(request: Request, principal: IdentifiedPrincipal) -> Pri
     named = request.headers.get(SCHOOL_HEADER)
     if principal.needs_school:
         principal = principal.for_school(_named_school(named))
+    elif principal.needs_carer_links or (Role.parent in principal.roles and not principal.grants):
+        # Before the school named: an unlinked carer is told how to link, whichever school
+        # their app names.
+        raise Forbidden(
+            "Your account is not linked to a carer's record yet: sign in with the email "
+            "address the school holds for you, or redeem the invitation code the school "
+            "sent (POST /consent/v1/me/invitations:redeem).",
+            code="carer_not_linked",
+            rule="A2",
+        )
     elif named is not None and named != principal.school:
         if named not in principal.schools:
             raise Forbidden(
@@ -181,14 +191,6 @@ async def authenticated(request: Request, principal: IdentifiedPrincipal) -> Pri
             )
         principal = principal.acting_for(named)
     elif not principal.school:
-        if principal.needs_carer_links or (Role.parent in principal.roles and not principal.grants):
-            raise Forbidden(
-                "Your account is not linked to a carer's record yet: sign in with the email "
-                "address the school holds for you, or redeem the invitation code the school "
-                "sent (POST /consent/v1/me/invitations:redeem).",
-                code="carer_not_linked",
-                rule="A2",
-            )
         raise BadRequest(
             f"You may act for more than one school: name one in {SCHOOL_HEADER} "
             f"({', '.join(sorted(principal.schools))}).",
@@ -343,7 +345,11 @@ def _health_router() -> APIRouter:
     async def readyz(context: ContextDep) -> dict[str, Any]:
         # Checks run on threads of their own and are bounded in time: never a hung probe.
         outcomes = await check_readiness(
-            {"database": database_ready(context.database), **context.readiness}
+            {
+                "database": database_ready(context.database),
+                **context.verifier.readiness(),
+                **context.readiness,
+            }
         )
         refuse_unless_ready(outcomes)
         return {"status": "ready", "checks": outcomes}

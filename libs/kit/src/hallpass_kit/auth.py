@@ -808,6 +808,20 @@ class TokenVerifier:
             raise ValueError(f"the internal issuer must be named {INTERNAL_ISSUER!r}")
         self._internal = (issuer.kid, issuer.key_set())
 
+    def readiness(self) -> dict[str, Callable[[], None]]:
+        """One check per trusted issuer: its keys are held or can be fetched now (paced as
+        requests are), so a balancer stops sending people whose tokens cannot be checked."""
+
+        def check(trusted: _TrustedIssuer) -> Callable[[], None]:
+            def probe() -> None:
+                trusted.keys.current()  # raises ServiceUnavailable when no key can be had
+
+            return probe
+
+        return {
+            f"identity.{trusted.issuer.name}": check(trusted) for trusted in self._issuers.values()
+        }
+
     def discovery(self, issuer_name: str) -> Discovery | None:
         """The discovery document of the identity file's issuer so named (browser sign-in)."""
         for trusted in self._issuers.values():
