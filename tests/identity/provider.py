@@ -243,7 +243,10 @@ class OidcProvider:
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll so that ``stop`` returns at once rather than after half a second.
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def stop(self) -> None:
         """The provider goes down: nothing listens on its port any more."""
