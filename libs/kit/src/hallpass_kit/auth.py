@@ -488,7 +488,14 @@ class IdentityProviderKeys:
         url = self._url if isinstance(self._url, str) else "(discovery)"
         try:
             url = self._url if isinstance(self._url, str) else self._url()
-            key_set = _key_set_from(download_json(url, self._timeout_seconds))
+            body = download_json(url, self._timeout_seconds)
+            pointed = _jwks_uri_of_discovery(body)
+            if pointed is not None:
+                # A discovery document given where the key set was expected: follow it rather
+                # than refuse every token while the keys sit one link away.
+                url = pointed
+                body = download_json(url, self._timeout_seconds)
+            key_set = _key_set_from(body)
         except (httpx.HTTPError, _UnusableJwks, ValueError, RecursionError) as exc:
             self._failing = True
             logger.warning("the identity provider's JWKS at %s is unusable: %r", url, exc)
@@ -552,6 +559,18 @@ class Discovery:
 
     def jwks_uri(self) -> str:
         return str(self.document()["jwks_uri"])
+
+
+def _jwks_uri_of_discovery(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and "keys" not in document:
+        pointed = document.get("jwks_uri")
+        if isinstance(pointed, str) and pointed.startswith(("https://", "http://")):
+            return pointed
+    return None
 
 
 def _key_set_from(body: bytes) -> KeySet:
