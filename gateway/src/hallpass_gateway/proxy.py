@@ -40,8 +40,10 @@ from hallpass_gateway.app import (
 )
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits, peer_is_trusted
 from hallpass_gateway.settings import GatewaySettings
+from hallpass_gateway.signin import add_browser_sign_in, add_sign_in_routes
 from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware
 from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.clients import service_client
 from hallpass_kit.errors import ProblemDetail, install_error_handlers, problem_response
 from hallpass_kit.limits import UnhandledErrorMiddleware, send_problem
 from hallpass_kit.logs import RequestLogMiddleware, note_route
@@ -483,6 +485,17 @@ def create_proxy_gateway(
     )
     install_error_handlers(gateway)
     gateway.include_router(public_router(dev_issuer))
+    sign_in = add_sign_in_routes(
+        gateway,
+        common=common,
+        gateway_settings=settings,
+        verifier=verifier,
+        dev_issuer=dev_issuer,
+        # The dev sign-in page lists the demo school's carers, asked of consent.
+        consent=service_client("consent", caller="gateway", common=common)
+        if dev_issuer is not None
+        else None,
+    )
     _add_operations_routes(gateway, settings)
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for prefix, upstream in upstreams.items():
@@ -495,6 +508,8 @@ def create_proxy_gateway(
         gateway.add_middleware(RateLimitMiddleware, limits=RateLimits(settings, verifier))
     if common.cors_allow_origins:
         gateway.add_middleware(AllowedOriginsMiddleware, origins=common.cors_allow_origins)
+    # A signed-in browser's cookie becomes its bearer token before the limits and services.
+    add_browser_sign_in(gateway, sign_in)
     # One line per request here too (the service it went to, as its prefix); each service
     # writes its own with the route it reached.
     gateway.add_middleware(RequestLogMiddleware, service="gateway")

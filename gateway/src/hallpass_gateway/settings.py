@@ -17,12 +17,25 @@ them only under a flood, and a single client only when looping.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import secrets
+import time
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hallpass_kit.settings import (
+    PLACEHOLDER_SECRETS,
+    CommonSettings,
+    Environment,
+    InsecureSettingsError,
+)
 
 TrustedNetwork = IPv4Network | IPv6Network
 
@@ -79,5 +92,64 @@ class GatewaySettings(BaseSettings):
             return [ip_network(str(part), strict=False) for part in value]
         return value
 
+    # Browser sign-in (docs/identity.md, "Browser sign-in"): the secret the session cookie is
+    # encrypted with. Every gateway process of a deployment needs the same one; unset outside
+    # production, one is made once under the data dir (like the dev signing key).
+    session_secret: SecretStr | None = None
+
     def rate_limits_on(self, *, proxy_mode: bool) -> bool:
         return self.rate_limits if self.rate_limits is not None else proxy_mode
+
+    def session_key(self, common: CommonSettings) -> bytes | None:
+        """The 32-byte key of the browser session cookie; None when browser sign-in is off.
+
+        Production refuses a placeholder or short secret outright, and an unset one when the
+        identity file offers browser sign-in: a guessable key would let anyone forge a session.
+        """
+        if self.session_secret is not None:
+            secret = self.session_secret.get_secret_value()
+            if common.env is Environment.production and (
+                secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SESSION_SECRET
+            ):
+                raise InsecureSettingsError(
+                    "production mode refuses a placeholder or short "
+                    f"HALLPASS_GATEWAY_SESSION_SECRET (use at least {MIN_SESSION_SECRET} random "
+                    "characters)"
+                )
+            return hashlib.sha256(secret.encode()).digest()
+        if common.env is Environment.production:
+            if any(issuer.sign_in is not None for issuer in common.identity().issuers):
+                raise InsecureSettingsError(
+                    "browser sign-in needs HALLPASS_GATEWAY_SESSION_SECRET in production (at "
+                    f"least {MIN_SESSION_SECRET} random characters, the same in every gateway)"
+                )
+            return None
+        return _load_or_create_secret(common.data_dir / "session-secret")
+
+
+# Characters of a production session secret at least (about 190 bits as base64).
+MIN_SESSION_SECRET = 32
+
+
+def _load_or_create_secret(path: Path) -> bytes:
+    """The development session key in ``path``, made there (owner-only) by the first process."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: its key is the one every process uses
+        else:
+            key = secrets.token_bytes(32)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.urlsafe_b64encode(key).decode())
+            return key
+    for _ in range(50):
+        # The process that made the file may still be writing it.
+        text = path.read_text().strip()
+        if text:
+            key = base64.urlsafe_b64decode(text)
+            if len(key) == 32:
+                return key
+        time.sleep(0.05)
+    raise ValueError(f"{path} does not hold a session key")

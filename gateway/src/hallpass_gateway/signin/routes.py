@@ -1,0 +1,758 @@
+"""Browser sign-in at the gateway: authorization code + PKCE with the school's identity providers,
+the dev sign-in page in embedded mode, the session and signing out.
+
+The ID token the provider returns is verified by the very verifier bearer tokens go through, so a
+signed-in browser is exactly the principal that token would be as a bearer token: the issuer's
+``audiences`` in the identity file must therefore include its sign-in ``client_id`` (an ID token
+is addressed to the client that asked for it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.integrations.httpx_client._compat import httpx2 as oauth_http
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from joserfc import jws
+from joserfc.errors import JoseError
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import RedirectResponse, Response
+
+from hallpass_gateway.settings import TrustedNetwork
+from hallpass_gateway.signin import pages
+from hallpass_gateway.signin.csrf import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    is_form,
+    same_site,
+    tokens_match,
+    verified,
+)
+from hallpass_gateway.signin.pages import DevPerson, SignedIn, WayIn, safe_next, with_next
+from hallpass_gateway.signin.session import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SIGN_IN_SECONDS,
+    BrowserSession,
+    CookieSealer,
+    PendingSignIn,
+    SessionTooLarge,
+    clear_session_cookie,
+    clear_sign_in_cookie,
+    new_secret,
+    set_session_cookie,
+    set_sign_in_cookie,
+)
+from hallpass_kit.auth import (
+    DevIssuer,
+    Discovery,
+    Principal,
+    Role,
+    TokenVerifier,
+    _UnusableJwks,
+)
+from hallpass_kit.clients import ServiceClient
+from hallpass_kit.errors import (
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+    problem_response,
+    problem_responses,
+)
+from hallpass_kit.identity import IdentityFile, Issuer, SignIn
+from hallpass_kit.settings import DEV_ISSUER
+
+# Seconds the gateway waits for the identity provider's token endpoint.
+TOKEN_EXCHANGE_TIMEOUT = 10.0
+# The dev sign-in page's people: (choice, roles, what the page calls them).
+DEV_STAFF: tuple[tuple[str, tuple[Role, ...], str], ...] = (
+    ("head", (Role.head,), "Head teacher"),
+    ("deputy", (Role.deputy,), "Deputy head"),
+    ("dsl", (Role.dsl,), "Designated safeguarding lead"),
+    ("office", (Role.office,), "School office"),
+    ("staff", (Role.staff,), "Teacher"),
+    ("social_media", (Role.social_media,), "Social media lead"),
+    ("pastoral", (Role.staff, Role.pastoral), "Pastoral lead (reads the pastoral inbox)"),
+    ("admin", (Role.admin,), "School administrator"),
+)
+DEV_SESSION_SECONDS = 8 * 3600
+# Carers the dev page lists: those of the first few pupils on the roll.
+DEV_PUPILS = 5
+_SCHOOL = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")
+
+
+class SchoolGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    school: str
+    roles: list[str]
+
+
+class SessionView(BaseModel):
+    """Who this browser is signed in as, and the CSRF token its changes must carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sub: str
+    issuer: str
+    school: str | None
+    roles: list[str]
+    grants: list[SchoolGrant]
+    guardian_id: uuid.UUID | None
+    email: str | None
+    email_verified: bool
+    trust: str | None
+    expires_at: dt.datetime
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class SignInContext:
+    """What the sign-in routes need from the gateway they are part of."""
+
+    sealer: CookieSealer
+    verifier: TokenVerifier
+    dev_issuer: DevIssuer | None
+    # Consent, asked for the demo school's carers by the dev sign-in page (embedded mode only).
+    consent: ServiceClient | None
+    public_base_url: str | None
+    public_origin: str | None
+    trusted_proxies: tuple[TrustedNetwork, ...]
+
+    @property
+    def identity(self) -> IdentityFile:
+        return self.verifier.identity
+
+    def base_url(self, request: Request) -> str:
+        """This site's address as the browser and the provider see it."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return str(request.base_url).rstrip("/")
+
+
+class _Refused(Exception):
+    """A sign-in that cannot go on: answered as a page to a browser, problem+json otherwise."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+
+
+def _refusal(request: Request, refused: _Refused) -> Response:
+    response: Response
+    if pages.prefers_html(request.headers.get("accept")):
+        response = pages.refusal_page(
+            refused.title, refused.detail, status=refused.status, sign_in_again="/auth/sign-in"
+        )
+    else:
+        response = problem_response(
+            request,
+            status=refused.status,
+            code=refused.code,
+            title=refused.title,
+            detail=refused.detail,
+        )
+    # Whatever went wrong, the sign-in under way is over: nothing of it is kept.
+    clear_sign_in_cookie(response)
+    return response
+
+
+def _csrf_refused() -> _Refused:
+    return _Refused(
+        403,
+        "csrf_failed",
+        "Not allowed",
+        "This form did not come from Hallpass's own page (CSRF token missing or wrong); "
+        "nothing was changed. Open the page again and retry.",
+    )
+
+
+def _signing_in_issuer(context: SignInContext, name: str) -> tuple[Issuer, SignIn]:
+    issuer = context.identity.by_name(name)
+    if issuer is None or issuer.sign_in is None:
+        raise _Refused(
+            404,
+            "unknown_sign_in",
+            "No such way to sign in",
+            f"No identity provider named {name[:60]!r} offers browser sign-in here.",
+        )
+    return issuer, issuer.sign_in
+
+
+async def _discovered(context: SignInContext, issuer: Issuer) -> dict[str, Any]:
+    discovery: Discovery | None = context.verifier.discovery(issuer.name)
+    if discovery is None:
+        raise _Refused(
+            404,
+            "unknown_sign_in",
+            "No such way to sign in",
+            f"Identity provider {issuer.name!r} is set up without discovery (a fixed jwks_uri), "
+            "so its sign-in endpoints are not known.",
+        )
+    try:
+        return await run_in_threadpool(discovery.document)
+    except (httpx.HTTPError, _UnusableJwks, ValueError, RecursionError) as exc:
+        raise _Refused(
+            503,
+            "identity_provider_unavailable",
+            "Sign-in unavailable",
+            f"The identity provider {issuer.name!r} cannot be reached right now; try again "
+            "shortly.",
+        ) from exc
+
+
+def _endpoint(document: dict[str, Any], name: str, issuer: Issuer) -> str:
+    value = document.get(name)
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise _Refused(
+            503,
+            "identity_provider_unavailable",
+            "Sign-in unavailable",
+            f"The identity provider {issuer.name!r} publishes no {name}.",
+        )
+    return value
+
+
+def _client_secret(sign_in: SignIn, issuer: Issuer) -> str | None:
+    if sign_in.client_secret_env is None:
+        return None  # a public client: PKCE alone
+    secret = os.environ.get(sign_in.client_secret_env)
+    if not secret:
+        raise _Refused(
+            503,
+            "sign_in_misconfigured",
+            "Sign-in unavailable",
+            f"Sign-in with {issuer.name!r} needs its client secret in the environment variable "
+            f"{sign_in.client_secret_env}, which is not set.",
+        )
+    return secret
+
+
+def _redirect_uri(context: SignInContext, request: Request, issuer: Issuer) -> str:
+    return f"{context.base_url(request)}/auth/callback/{issuer.name}"
+
+
+def _session_of(context: SignInContext, request: Request) -> BrowserSession | None:
+    return context.sealer.open_session(request.cookies.get(SESSION_COOKIE))
+
+
+async def _offered_csrf(request: Request) -> str | None:
+    offered = request.headers.get(CSRF_HEADER)
+    if offered is None and is_form(request.headers):
+        value = (await request.form()).get(CSRF_FIELD)
+        offered = value if isinstance(value, str) else None
+    return offered
+
+
+def _with_session(context: SignInContext, response: Response, session: BrowserSession) -> Response:
+    try:
+        value = context.sealer.seal_session(session)
+    except SessionTooLarge as exc:
+        raise _Refused(
+            400,
+            "session_too_large",
+            "Signed in, but the session is too large",
+            "The identity provider's ID token is too large for a browser cookie "
+            f"({exc}). Ask the school's IT lead to send fewer claims in it (for Entra ID, group "
+            "claims limited to the groups assigned to the application).",
+        ) from exc
+    set_session_cookie(response, value, session)
+    clear_sign_in_cookie(response)
+    return response
+
+
+def _nonce_of(id_token: str) -> object:
+    """The ``nonce`` of an ID token already verified (so its payload is the issuer's own)."""
+    try:
+        payload = json.loads(jws.extract_compact(id_token.encode()).payload)
+    except (JoseError, ValueError, RecursionError):
+        return None
+    return payload.get("nonce") if isinstance(payload, dict) else None
+
+
+def _who(principal: Principal) -> str:
+    return principal.email or principal.sub
+
+
+def sign_in_router(context: SignInContext) -> APIRouter:
+    """The public routes of browser sign-in (each one its own check of who may use it)."""
+    router = APIRouter(tags=["sign-in"])
+
+    @router.get("/auth/sign-in", include_in_schema=False)
+    async def sign_in_page(request: Request, next: str | None = None) -> Response:
+        """The ways in: each identity provider with a `sign_in` section, and the dev page."""
+        next_path = safe_next(next)
+        ways = [
+            WayIn(
+                label=issuer.sign_in.label or f"Sign in with {issuer.name}",
+                href=with_next(f"/auth/sign-in/{issuer.name}", next_path),
+            )
+            for issuer in context.identity.issuers
+            if issuer.sign_in is not None
+        ]
+        if context.dev_issuer is not None:
+            ways.append(
+                WayIn(
+                    label="Dev sign-in (built-in issuer, development only)",
+                    href=with_next("/auth/dev", next_path),
+                )
+            )
+        session = _session_of(context, request)
+        signed_in: SignedIn | None = None
+        if session is not None:
+            try:
+                principal = await verified(context.verifier, session.token)
+            except (Unauthenticated, ServiceUnavailable):
+                pass
+            else:
+                signed_in = SignedIn(who=_who(principal), csrf=session.csrf)
+        return pages.sign_in_page(ways, signed_in)
+
+    @router.get("/auth/sign-in/{issuer_name}", include_in_schema=False)
+    async def start_sign_in(
+        issuer_name: str, request: Request, next: str | None = None
+    ) -> Response:
+        """Off to the identity provider: authorization code with PKCE (S256), state and nonce
+        kept in a short-lived sealed cookie until the provider sends the browser back."""
+        try:
+            issuer, sign_in = _signing_in_issuer(context, issuer_name)
+            document = await _discovered(context, issuer)
+            authorize = _endpoint(document, "authorization_endpoint", issuer)
+        except _Refused as refused:
+            return _refusal(request, refused)
+        pending = PendingSignIn(
+            issuer=issuer.name,
+            state=new_secret(),
+            nonce=new_secret(),
+            # RFC 7636: 43 to 128 characters; 64 here.
+            code_verifier=new_secret() + new_secret()[:21],
+            next_path=safe_next(next),
+            csrf="",
+            expires_at=time.time() + SIGN_IN_SECONDS,
+        )
+        async with AsyncOAuth2Client(
+            client_id=sign_in.client_id,
+            scope=" ".join(sign_in.scopes),
+            redirect_uri=_redirect_uri(context, request, issuer),
+            code_challenge_method="S256",
+        ) as client:
+            url, _ = client.create_authorization_url(
+                authorize,
+                state=pending.state,
+                code_verifier=pending.code_verifier,
+                nonce=pending.nonce,
+            )
+        response = RedirectResponse(str(url), status_code=303)
+        set_sign_in_cookie(response, context.sealer.seal_sign_in(pending))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @router.get("/auth/callback/{issuer_name}", include_in_schema=False)
+    async def callback(issuer_name: str, request: Request) -> Response:
+        """Back from the identity provider: state checked, the code exchanged (with the PKCE
+        verifier), the ID token verified and its nonce checked; then the session is set."""
+        try:
+            return await _finish_sign_in(context, request, issuer_name)
+        except _Refused as refused:
+            return _refusal(request, refused)
+
+    @router.get(
+        "/auth/session",
+        response_model=SessionView,
+        summary="Who is signed in",
+        responses=problem_responses(401),
+    )
+    async def session(request: Request) -> Any:
+        """The person this browser is signed in as (by the session cookie) and the CSRF token
+        to send as `X-CSRF-Token` with every change. 401 when not signed in."""
+        browser = _session_of(context, request)
+        principal: Principal | None = None
+        if browser is not None:
+            try:
+                principal = await verified(context.verifier, browser.token)
+            except Unauthenticated:
+                principal = None
+        if browser is None or principal is None:
+            response = problem_response(
+                request,
+                status=401,
+                code="not_signed_in",
+                title="Authentication required",
+                detail="This browser is not signed in (or its session has ended): GET "
+                "/auth/sign-in.",
+                rule="A1",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+            if request.cookies.get(SESSION_COOKIE) is not None:
+                clear_session_cookie(response)
+            return response
+        return SessionView(
+            sub=principal.sub,
+            issuer=principal.issuer,
+            school=principal.school or None,
+            roles=sorted(str(role) for role in principal.roles),
+            grants=[
+                SchoolGrant(school=school, roles=sorted(str(role) for role in roles))
+                for school, roles in principal.grants
+            ],
+            guardian_id=principal.guardian_id,
+            email=principal.email,
+            email_verified=principal.email_verified,
+            trust=principal.trust,
+            expires_at=dt.datetime.fromtimestamp(principal.expires_at, dt.UTC),
+            csrf_token=browser.csrf,
+        )
+
+    @router.post(
+        "/auth/sign-out",
+        status_code=303,
+        summary="Sign out",
+        response_class=Response,
+        responses={
+            303: {"description": "Signed out: on to the provider's sign-out or the sign-in page"},
+            **problem_responses(403),
+        },
+    )
+    async def sign_out(request: Request) -> Response:
+        """End this browser's session (CSRF-checked: `X-CSRF-Token` or the form's
+        `csrf_token`), then sign out at the identity provider too when it offers that."""
+        try:
+            return await _sign_out(context, request)
+        except _Refused as refused:
+            return _refusal(request, refused)
+
+    @router.get("/auth/dev", include_in_schema=False)
+    async def dev_sign_in_page(
+        request: Request, next: str | None = None, school: str = "demo"
+    ) -> Response:
+        """Embedded mode only: sign in as one of the demo school's staff or carers."""
+        if context.dev_issuer is None:
+            raise NotFound(
+                "The dev sign-in page exists only with the built-in dev issuer.",
+                code="no_dev_issuer",
+            )
+        if not _SCHOOL.match(school):
+            school = "demo"
+        pending = PendingSignIn(
+            issuer=DEV_ISSUER,
+            state="",
+            nonce="",
+            code_verifier="",
+            next_path=safe_next(next),
+            csrf=new_secret(),
+            expires_at=time.time() + SIGN_IN_SECONDS,
+        )
+        carers, note = await _demo_carers(context.consent, school)
+        response = pages.dev_page(
+            school=school,
+            staff=[DevPerson(choice=choice, label=label) for choice, _, label in DEV_STAFF],
+            carers=carers,
+            carers_note=note,
+            csrf=pending.csrf,
+            next_path=pending.next_path,
+        )
+        set_sign_in_cookie(response, context.sealer.seal_sign_in(pending))
+        return response
+
+    @router.post("/auth/dev", include_in_schema=False)
+    async def dev_sign_in(request: Request) -> Response:
+        """Embedded mode only: sign in as the person chosen on the dev page (CSRF-checked)."""
+        if context.dev_issuer is None:
+            raise NotFound(
+                "The dev sign-in page exists only with the built-in dev issuer.",
+                code="no_dev_issuer",
+            )
+        try:
+            return await _dev_sign_in(context, context.dev_issuer, request)
+        except _Refused as refused:
+            return _refusal(request, refused)
+
+    return router
+
+
+async def _finish_sign_in(context: SignInContext, request: Request, issuer_name: str) -> Response:
+    params = request.query_params
+    pending = context.sealer.open_sign_in(request.cookies.get(SIGN_IN_COOKIE))
+    if pending is None or pending.issuer != issuer_name or not pending.state:
+        raise _Refused(
+            400,
+            "sign_in_expired",
+            "Sign-in not recognised",
+            "This sign-in was not started in this browser, or took longer than "
+            f"{SIGN_IN_SECONDS // 60} minutes; nothing was kept. Start again.",
+        )
+    if not tokens_match(params.get("state"), pending.state):
+        raise _Refused(
+            400,
+            "state_mismatch",
+            "Sign-in not recognised",
+            "The identity provider's answer does not belong to the sign-in this browser "
+            "started (state differs); nothing was kept. Start again.",
+        )
+    error = params.get("error")
+    if error is not None:
+        described = params.get("error_description")
+        raise _Refused(
+            401,
+            "sign_in_refused",
+            "Not signed in",
+            f"The identity provider did not sign you in ({error[:100]}"
+            + (f": {described[:300]}" if described else "")
+            + ").",
+        )
+    code = params.get("code")
+    if not code:
+        raise _Refused(
+            400, "missing_code", "Sign-in not recognised", "The identity provider sent no code."
+        )
+    issuer, sign_in = _signing_in_issuer(context, issuer_name)
+    document = await _discovered(context, issuer)
+    token_endpoint = _endpoint(document, "token_endpoint", issuer)
+    id_token = await _exchange(
+        context, request, issuer, sign_in, token_endpoint, code, pending.code_verifier
+    )
+    principal = await _verified_id_token(context, issuer, sign_in, id_token)
+    if not tokens_match(
+        nonce if isinstance(nonce := _nonce_of(id_token), str) else None, pending.nonce
+    ):
+        raise _Refused(
+            401,
+            "nonce_mismatch",
+            "Not signed in",
+            "The ID token was not issued for this sign-in (nonce differs); nothing was kept.",
+        )
+    session = BrowserSession(
+        token=id_token, csrf=new_secret(), issuer=issuer.name, expires_at=principal.expires_at
+    )
+    return _with_session(context, RedirectResponse(pending.next_path, status_code=303), session)
+
+
+async def _exchange(
+    context: SignInContext,
+    request: Request,
+    issuer: Issuer,
+    sign_in: SignIn,
+    token_endpoint: str,
+    code: str,
+    code_verifier: str,
+) -> str:
+    """The ID token for ``code``, from the provider's token endpoint."""
+    try:
+        async with AsyncOAuth2Client(
+            client_id=sign_in.client_id,
+            client_secret=_client_secret(sign_in, issuer),
+            redirect_uri=_redirect_uri(context, request, issuer),
+            code_challenge_method="S256",
+            timeout=TOKEN_EXCHANGE_TIMEOUT,
+            follow_redirects=False,
+        ) as client:
+            token = await client.fetch_token(
+                token_endpoint,
+                grant_type="authorization_code",
+                code=code,
+                code_verifier=code_verifier,
+            )
+    except AuthlibBaseError as exc:
+        raise _Refused(
+            401,
+            "code_exchange_refused",
+            "Not signed in",
+            f"The identity provider refused to complete the sign-in ({exc.error}); nothing was "
+            "kept. Start again.",
+        ) from exc
+    except oauth_http.HTTPStatusError as exc:
+        status = exc.response.status_code
+        raise _Refused(
+            401 if status < 500 else 503,
+            "code_exchange_refused" if status < 500 else "identity_provider_unavailable",
+            "Not signed in",
+            f"The identity provider's token endpoint answered {status}; nothing was kept.",
+        ) from exc
+    except (oauth_http.HTTPError, ValueError) as exc:
+        raise _Refused(
+            503,
+            "identity_provider_unavailable",
+            "Sign-in unavailable",
+            "The identity provider's token endpoint could not be reached; try again shortly.",
+        ) from exc
+    id_token = token.get("id_token") if isinstance(token, dict) else None
+    if not isinstance(id_token, str) or not id_token:
+        raise _Refused(
+            401,
+            "no_id_token",
+            "Not signed in",
+            "The identity provider returned no ID token (is `openid` among the sign-in scopes?).",
+        )
+    return id_token
+
+
+async def _verified_id_token(
+    context: SignInContext, issuer: Issuer, sign_in: SignIn, id_token: str
+) -> Principal:
+    try:
+        principal = await verified(context.verifier, id_token)
+    except Unauthenticated as exc:
+        hint = (
+            ""
+            if sign_in.client_id in issuer.audiences
+            else f" The identity file's `audiences` for {issuer.name!r} must include its sign-in "
+            f"client id {sign_in.client_id!r}: the ID token is addressed to it."
+        )
+        raise _Refused(
+            401, "invalid_id_token", "Not signed in", f"{exc.detail}{hint} Nothing was kept."
+        ) from exc
+    except ServiceUnavailable as exc:
+        raise _Refused(503, exc.code, "Sign-in unavailable", exc.detail) from exc
+    if principal.issuer != issuer.name:
+        raise _Refused(
+            401,
+            "invalid_id_token",
+            "Not signed in",
+            f"The ID token comes from another issuer than {issuer.name!r}; nothing was kept.",
+        )
+    return principal
+
+
+async def _sign_out(context: SignInContext, request: Request) -> Response:
+    browser = _session_of(context, request)
+    target = "/auth/sign-in"
+    if browser is not None:
+        # Without a session there is nothing to protect; with one, only this site's own pages
+        # may end it.
+        if not same_site(request.scope, context.public_origin, context.trusted_proxies):
+            raise _csrf_refused()
+        if not tokens_match(await _offered_csrf(request), browser.csrf):
+            raise _csrf_refused()
+        target = await _provider_sign_out(context, request, browser) or target
+    response = RedirectResponse(target, status_code=303)
+    clear_session_cookie(response)
+    clear_sign_in_cookie(response)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _provider_sign_out(
+    context: SignInContext, request: Request, browser: BrowserSession
+) -> str | None:
+    """The provider's RP-initiated sign-out address, when it has one (coming back here)."""
+    issuer = context.identity.by_name(browser.issuer)
+    if issuer is None or issuer.sign_in is None:
+        return None
+    try:
+        document = await _discovered(context, issuer)
+    except _Refused:
+        return None  # signed out here; the provider's own session is its business
+    end_session = document.get("end_session_endpoint")
+    if not isinstance(end_session, str) or not end_session.startswith(("https://", "http://")):
+        return None
+    query = urlencode(
+        {
+            "post_logout_redirect_uri": f"{context.base_url(request)}/auth/sign-in",
+            "client_id": issuer.sign_in.client_id,
+            "id_token_hint": browser.token,
+        }
+    )
+    return f"{end_session}{'&' if '?' in end_session else '?'}{query}"
+
+
+async def _dev_sign_in(context: SignInContext, dev_issuer: DevIssuer, request: Request) -> Response:
+    pending = context.sealer.open_sign_in(request.cookies.get(SIGN_IN_COOKIE))
+    form = await request.form() if is_form(request.headers) else None
+    if (
+        pending is None
+        or pending.issuer != DEV_ISSUER
+        or form is None
+        or not same_site(request.scope, context.public_origin, context.trusted_proxies)
+    ):
+        raise _csrf_refused()
+    offered = form.get(CSRF_FIELD)
+    if not tokens_match(offered if isinstance(offered, str) else None, pending.csrf):
+        raise _csrf_refused()
+    school = form.get("school")
+    person = form.get("person")
+    if not isinstance(school, str) or not _SCHOOL.match(school) or not isinstance(person, str):
+        raise _Refused(400, "bad_request", "Choose someone", "Choose a person on the page.")
+    token = _dev_token(dev_issuer, school, person)
+    principal = await verified(context.verifier, token)
+    session = BrowserSession(
+        token=token, csrf=new_secret(), issuer=DEV_ISSUER, expires_at=principal.expires_at
+    )
+    return _with_session(context, RedirectResponse(pending.next_path, status_code=303), session)
+
+
+def _dev_token(dev_issuer: DevIssuer, school: str, person: str) -> str:
+    for choice, roles, _ in DEV_STAFF:
+        if person == choice:
+            return dev_issuer.issue(
+                sub=f"dev-{choice}@{school}",
+                school=school,
+                roles=roles,
+                email=f"{choice}@{school}.sch.uk",
+                ttl_seconds=DEV_SESSION_SECONDS,
+            )
+    kind, _, guardian = person.partition(":")
+    try:
+        guardian_id = uuid.UUID(guardian) if kind == "carer" else None
+    except ValueError:
+        guardian_id = None
+    if guardian_id is None:
+        raise _Refused(400, "bad_request", "Choose someone", "Choose a person on the page.")
+    return dev_issuer.issue(
+        sub=f"dev-carer-{guardian_id}",
+        school=school,
+        roles=[Role.parent],
+        guardian_id=guardian_id,
+        ttl_seconds=DEV_SESSION_SECONDS,
+    )
+
+
+async def _demo_carers(
+    consent: ServiceClient | None, school: str
+) -> tuple[list[DevPerson], str | None]:
+    """Carers of the first pupils on ``school``'s roll, asked of consent with the gateway's
+    own service identity; a note instead when they cannot be listed."""
+    if consent is None:
+        return [], "Carers cannot be listed here: the consent service is not known to the gateway."
+    try:
+        roll = await consent.request(
+            "GET", "/v1/pupils", school=school, params={"limit": DEV_PUPILS}
+        )
+        if roll.status_code != 200:
+            return [], f"No pupils found at {school} (run `hallpass demo` for the demo school)."
+        carers: list[DevPerson] = []
+        for pupil in roll.json().get("items", [])[:DEV_PUPILS]:
+            answer = await consent.request(
+                "GET", f"/v1/pupils/{pupil['id']}/guardians", school=school
+            )
+            if answer.status_code != 200:
+                continue
+            child = f"{pupil['given_name']} {pupil['family_name']}"
+            carers.extend(
+                DevPerson(
+                    choice=f"carer:{guardian['id']}",
+                    label=f"{guardian['given_name']} {guardian['family_name']} (carer of {child})",
+                )
+                for guardian in answer.json()
+            )
+    except ServiceUnavailable as exc:
+        return [], f"Carers cannot be listed right now: {exc.detail}"
+    except (ValueError, KeyError, TypeError):
+        return [], "Carers cannot be listed: the consent service's answer was not understood."
+    if not carers:
+        return [], f"No carers found at {school} (run `hallpass demo` for the demo school)."
+    return carers, None
