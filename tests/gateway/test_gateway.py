@@ -282,6 +282,26 @@ def test_token_command_refuses_a_trust_role_without_a_known_trust(
     assert "--trust" in captured.err
 
 
+def test_a_wrong_identity_file_stops_the_command_naming_the_key(
+    cli_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    identity = cli_environment / "identity.toml"
+    identity.write_text(
+        '[[issuers]]\nname = "entra"\nissuer = "https://login.example.org/t/v2.0"\n'
+        'audiences = ["hallpass"]\n[issuers.school]\nclaim = "school"\n'
+        '[issuers.roles.map]\n"Hallpass.Head" = "headteacher"\n'
+    )
+    monkeypatch.setenv("HALLPASS_IDENTITY_FILE", str(identity))
+
+    status = main(["token", "--role", "head"])
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "identity file refused" in error
+    assert "issuers.0.roles.map" in error
+    assert "'headteacher'" in error
+
+
 def test_openapi_check_passes_on_freshly_written_specs_and_fails_after_an_edit(
     cli_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

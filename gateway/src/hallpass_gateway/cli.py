@@ -24,6 +24,7 @@ from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import TRUST_ROLES, DevIssuer, Role
 from hallpass_kit.db import MAINTENANCE, Database
 from hallpass_kit.errors import HallpassError
+from hallpass_kit.identity import IdentityFileError
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args)
+    except IdentityFileError as exc:
+        # Read at start-up, before anything serves: say what to fix, not where it was noticed.
+        print(f"hallpass: identity file refused: {exc}", file=sys.stderr)
+        return 2
     except (InsecureSettingsError, ValidationError) as exc:
         print(f"hallpass: settings refused: {exc}", file=sys.stderr)
         return 2
