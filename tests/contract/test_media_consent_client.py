@@ -20,6 +20,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from hallpass_media.consent_link import (
     GUARDIANS,
+    LINKS_PATH,
+    CarerLinksAnswer,
     ConsentAnswer,
     ConsentProblem,
     DecisionsAnswer,
@@ -40,6 +42,8 @@ READS: dict[tuple[str, str, str], TypeAdapter[Any]] = {
     ("get", "/v1/pupils/{pupil_id}/guardians", "200"): GUARDIANS,
     ("get", "/v1/pupils/{pupil_id}", "200"): TypeAdapter(PupilAnswer),
     ("get", "/v1/pupils", "200"): TypeAdapter(PupilsPage),
+    # Asked with the carer's own token: the records of a carer signed in as themselves.
+    ("get", LINKS_PATH, "200"): TypeAdapter(CarerLinksAnswer),
 }
 
 

@@ -22,7 +22,7 @@ from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.settings import CommonSettings
 from hallpass_media import migrations
 from hallpass_media.common import AUDITORS, audit
-from hallpass_media.consent_link import ConsentLink
+from hallpass_media.consent_link import ConsentCarers, ConsentLink
 from hallpass_media.context import MediaContext
 from hallpass_media.devices.endpoints import router as devices_router
 from hallpass_media.events import EVENTS
@@ -76,6 +76,8 @@ def build_context(
         settings=settings,
         scanner=scanner,
     )
+    # Carers who sign in with their own accounts: their records are consent's to know.
+    context.carers = ConsentCarers(context.consent)
 
     context.readiness["storage"] = storage.ready
 

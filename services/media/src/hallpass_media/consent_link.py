@@ -13,13 +13,16 @@ fields media uses, which tests/contract/test_media_consent_client.py checks agai
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from hallpass_kit.auth import CarerLink, Principal
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import NotFound, ProblemDetail, ServiceUnavailable, Unprocessable
 from hallpass_media.consent_facts import PupilDecision, Roster
@@ -76,6 +79,19 @@ class PupilsPage(ConsentAnswer):
     next_cursor: str | None = None
 
 
+class CarerLinkAnswer(ConsentAnswer):
+    """One record of a signed-in carer, in one school."""
+
+    school: str
+    guardian_id: uuid.UUID
+
+
+class CarerLinksAnswer(ConsentAnswer):
+    """``GET /v1/me/links``, asked with the carer's own token."""
+
+    links: list[CarerLinkAnswer]
+
+
 class ProblemEntry(ConsentAnswer):
     code: str
     detail: str
@@ -93,6 +109,7 @@ class ConsentProblem(ConsentAnswer):
 Answer = TypeVar("Answer")
 
 GUARDIANS: TypeAdapter[list[GuardianAnswer]] = TypeAdapter(list[GuardianAnswer])
+LINKS_PATH = "/v1/me/links"
 
 
 def _unavailable(detail: str) -> ServiceUnavailable:
@@ -112,8 +129,27 @@ class ConsentLink:
 
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
+        # A carer's links are asked as the carer, never as media: the same consent service
+        # without media's own credentials, so only the carer's token is ever sent.
+        self._as_carer = ServiceClient(
+            name=client.name, base_url=client.base_urls, app=client.app, timeout=client.timeout
+        )
         self._rosters: dict[str, Roster] = {}
         self._lock = threading.Lock()
+
+    def carer_links(self, token: str) -> list[CarerLink]:
+        """The records of the carer holding ``token`` in every school, asked with that token.
+
+        The answer covers all the carer's schools, so the school header the client always sends
+        is left empty.
+        """
+        response = self._as_carer.request_sync("GET", LINKS_PATH, school="", caller_token=token)
+        if response.status_code != 200:
+            raise _unavailable(f"The consent service answered {response.status_code} for links.")
+        return [
+            CarerLink(link.school, link.guardian_id)
+            for link in _read(response, CarerLinksAnswer.model_validate_json).links
+        ]
 
     def decisions(
         self, school: str, purpose: str, pupil_ids: Sequence[uuid.UUID]
@@ -263,3 +299,48 @@ def _complete(
     if any(p not in answers for p in wanted):
         raise _unavailable("The consent service left some pupils undecided.")
     return {p: answers[p] for p in wanted}
+
+
+class ConsentCarers:
+    """Where media finds a signed-in carer's records (the kit's ``CarerDirectory``): consent's
+    ``/v1/me/links``, asked with the carer's own token, remembered per account for a short while.
+
+    A carer's page makes several calls in a row and links change rarely (a sign-in, a code
+    redeemed, the office unlinking by hand), so 30 seconds spares consent a call per request.
+    The price: an account the office unlinks keeps reaching media for up to that long. An empty
+    answer is never remembered, so a carer who has just redeemed their code is let in at once
+    instead of being told for half a minute that they are not linked.
+    """
+
+    def __init__(
+        self,
+        consent: ConsentLink,
+        *,
+        ttl_seconds: float = 30.0,
+        max_accounts: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consent = consent
+        self.ttl_seconds = ttl_seconds
+        self.max_accounts = max_accounts
+        self.clock = clock
+        self._known: OrderedDict[tuple[str, str], tuple[float, tuple[CarerLink, ...]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]:
+        account = (principal.issuer, principal.sub)
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(account)
+            if known is not None and known[0] > now:
+                return known[1]
+        links = tuple(self.consent.carer_links(token))
+        if links:
+            with self._lock:
+                self._known[account] = (now + self.ttl_seconds, links)
+                self._known.move_to_end(account)
+                while len(self._known) > self.max_accounts:
+                    self._known.popitem(last=False)
+        return links
