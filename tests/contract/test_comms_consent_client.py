@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from hallpass_comms import consent_client
-from hallpass_comms.consent_client import ConsentAnswer, Family, Refusal, Renewal
+from hallpass_comms.consent_client import CarerLinks, ConsentAnswer, Family, Refusal, Renewal
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "consent.json"
 
@@ -26,6 +26,8 @@ READS: tuple[tuple[type[BaseModel], str, str, str], ...] = (
     (Family, "post", consent_client.RESOLVE_PATH, "200"),
     (Refusal, "post", consent_client.RESOLVE_PATH, "422"),
     (Renewal, "get", consent_client.RENEWALS_PATH, "200"),
+    # Asked with the carer's own token: the records of a carer signed in as themselves.
+    (CarerLinks, "get", consent_client.LINKS_PATH, "200"),
 )
 
 Spec = dict[str, Any]

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from hallpass_comms import migrations
 from hallpass_comms.common import AUDITORS, audit
-from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.consent_client import ConsentCarers, ConsentClient
 from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
 from hallpass_comms.delivery.transports import SmtpTransport
@@ -77,7 +77,7 @@ def build_context(
         dispatcher.every(
             dt.timedelta(minutes=settings.reminder_interval_minutes), "renewal-reminders", remind
         )
-    return CommsContext(
+    context = CommsContext(
         name="comms",
         database=database,
         tables=kit_tables,
@@ -89,6 +89,9 @@ def build_context(
         settings=settings,
         consent=consent_client,
     )
+    # Carers who sign in with their own accounts: their records are consent's to know.
+    context.carers = ConsentCarers(consent_client)
+    return context
 
 
 def create_app(

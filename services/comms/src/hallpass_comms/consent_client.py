@@ -11,8 +11,11 @@ nothing is sent on a guess.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -20,11 +23,13 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from hallpass_comms.recipients.policy import Carer, FamilyRecord, Targets
 from hallpass_comms.reminders.policy import Lapsing
+from hallpass_kit.auth import CarerLink, Principal
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import ProblemDetail, ServiceUnavailable, Unprocessable
 
 RESOLVE_PATH = "/v1/families:resolve"
 RENEWALS_PATH = "/v1/renewals"
+LINKS_PATH = "/v1/me/links"
 
 
 class ConsentAnswer(BaseModel):
@@ -61,6 +66,19 @@ class Renewal(ConsentAnswer):
     guardian_id: uuid.UUID | None
     guardian_email: str | None
     valid_until: dt.datetime
+
+
+class CarerLinkAnswer(ConsentAnswer):
+    """One record of a signed-in carer, in one school (consent's ``CarerLinkView``)."""
+
+    school: str
+    guardian_id: uuid.UUID
+
+
+class CarerLinks(ConsentAnswer):
+    """A signed-in carer's records (consent's ``MyLinks``, from ``GET /v1/me/links``)."""
+
+    links: list[CarerLinkAnswer]
 
 
 class RefusedItem(ConsentAnswer):
@@ -147,6 +165,25 @@ class ConsentClient:
 
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
+        # A carer's links are asked as the carer, never as comms: the same consent service
+        # without comms's own credentials, so only the carer's token is ever sent.
+        self._as_carer = ServiceClient(
+            name=client.name, base_url=client.base_urls, app=client.app, timeout=client.timeout
+        )
+
+    def carer_links(self, token: str) -> list[CarerLink]:
+        """The records of the carer holding ``token`` in every school, asked with that token.
+
+        The answer covers all the carer's schools, so the school header the client always sends
+        is left empty.
+        """
+        response = self._as_carer.request_sync("GET", LINKS_PATH, school="", caller_token=token)
+        if response.status_code != 200:
+            raise _unavailable(f"The consent service answered {response.status_code} for links.")
+        return [
+            CarerLink(link.school, link.guardian_id)
+            for link in _parsed(TypeAdapter(CarerLinks), response).links
+        ]
 
     def _resolve(self, school: str, targets: Targets, caller_token: str | None) -> httpx.Response:
         return self.client.request_sync(
@@ -215,3 +252,48 @@ class ConsentClient:
             for r in _parsed(_RENEWALS, response)
             if r.guardian_id is not None and r.guardian_email
         ]
+
+
+class ConsentCarers:
+    """Where comms finds a signed-in carer's records (the kit's ``CarerDirectory``): consent's
+    ``/v1/me/links``, asked with the carer's own token, remembered per account for a short while.
+
+    A carer reading their family's mail makes several calls in a row and links change rarely (a
+    sign-in, a code redeemed, the office unlinking by hand), so 30 seconds spares consent a call
+    per request. The price: an account the office unlinks keeps reaching comms for up to that
+    long. An empty answer is never remembered, so a carer who has just redeemed their code is let
+    in at once instead of being told for half a minute that they are not linked.
+    """
+
+    def __init__(
+        self,
+        consent: ConsentClient,
+        *,
+        ttl_seconds: float = 30.0,
+        max_accounts: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consent = consent
+        self.ttl_seconds = ttl_seconds
+        self.max_accounts = max_accounts
+        self.clock = clock
+        self._known: OrderedDict[tuple[str, str], tuple[float, tuple[CarerLink, ...]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]:
+        account = (principal.issuer, principal.sub)
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(account)
+            if known is not None and known[0] > now:
+                return known[1]
+        links = tuple(self.consent.carer_links(token))
+        if links:
+            with self._lock:
+                self._known[account] = (now + self.ttl_seconds, links)
+                self._known.move_to_end(account)
+                while len(self._known) > self.max_accounts:
+                    self._known.popitem(last=False)
+        return links
