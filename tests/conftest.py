@@ -148,7 +148,8 @@ TrustTokenFactory = Callable[..., Headers]
 @pytest.fixture
 def trust_auth(issuer: DevIssuer) -> TrustTokenFactory:
     """``trust_auth("trust_dpo")`` → headers for that trust role of ``TRUST``; the token names
-    the trust's first school, and ``acting_for`` names another in ``X-Hallpass-School``."""
+    the trust's first school (none with ``named_school=False``: the caller must choose), and
+    ``acting_for`` names a school in ``X-Hallpass-School``."""
 
     def make(
         role: Role | str,
@@ -156,8 +157,9 @@ def trust_auth(issuer: DevIssuer) -> TrustTokenFactory:
         trust: str = TRUST,
         acting_for: str | None = None,
         sub: str | None = None,
+        named_school: bool = True,
     ) -> Headers:
-        school = TRUSTS[trust][0]
+        school = TRUSTS[trust][0] if named_school else None
         token = issuer.issue(
             sub=sub or f"{role}@{trust}",
             school=school,
