@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
 from hallpass_comms.common import APPROVERS, GONE_RESPONSE, MESSAGE_READERS, SENDERS
 from hallpass_comms.context import CommsContextDep
@@ -87,14 +88,56 @@ def approve_message(
 
 @router.get(
     "/messages/{message_id:uuid}/secure-view",
-    responses={**problem_responses(404, 409), **GONE_RESPONSE},
+    response_model=SecureMessage,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        **problem_responses(404, 409),
+        **GONE_RESPONSE,
+    },
 )
 def secure_view(
     message_id: uuid.UUID,
     session: WriteSessionDep,
     context: CommsContextDep,
+    request: Request,
     principal: Principal = require_roles(Role.parent),
-) -> SecureMessage:
+) -> Any:
     """E5: the words of a sensitive message, for a carer it was sent to, for as many days as
-    the school's settings say (then 410). Everyone else gets 404. Every view is audited."""
-    return service.secure_view(session, principal, message_id, context.clock())
+    the school's settings say (then 410). Everyone else gets 404. Every view is audited.
+    A browser (asking for `text/html` before JSON) gets the message as a page: the link in the
+    carer's email."""
+    message = service.secure_view(session, principal, message_id, context.clock())
+    if _prefers_html(request.headers.get("accept")):
+        return HTMLResponse(
+            service.secure_view_page(message),
+            # A carer's private message: kept by no cache, framed by no other site.
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                "frame-ancestors 'none'; base-uri 'none'",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+    return message
+
+
+def _prefers_html(accept: str | None) -> bool:
+    """Whether ``Accept`` ranks HTML above JSON (a browser following a link does; an API
+    client's ``*/*`` or ``application/json`` does not)."""
+    html_q = json_q = 0.0
+    for part in (accept or "").split(",")[:50]:
+        media_type, _, parameters = part.strip().partition(";")
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media_type = media_type.strip().lower()
+        if media_type in ("text/html", "application/xhtml+xml"):
+            html_q = max(html_q, quality)
+        elif media_type in ("application/json", "application/problem+json"):
+            json_q = max(json_q, quality)
+    return html_q > 0 and html_q > json_q

@@ -6,6 +6,7 @@ or address, and the family index; the delivery worker sends after commit."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import uuid
 from collections.abc import Sequence
@@ -541,6 +542,40 @@ def secure_view(
         sent_at=link.sent_at,
         expires_at=link.expires_at,
     )
+
+
+def secure_view_page(message: SecureMessage) -> str:
+    """E5 in a browser: the message as a plain, accessible HTML page, every word escaped.
+
+    Only the text part is shown: the HTML part, however cleaned when it was written, is never
+    put into a page Hallpass serves under its own address.
+    """
+    paragraphs = "\n".join(
+        "<p>" + "<br>\n".join(html.escape(line) for line in paragraph.splitlines()) + "</p>"
+        for paragraph in re.split(r"\n\s*\n", message.body_text.strip())
+        if paragraph.strip()
+    )
+    subject = html.escape(message.subject) or "(no subject)"
+    return (
+        '<!doctype html>\n<html lang="en-GB">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{subject} - Hallpass</title>\n"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;"
+        "padding:0 1rem;line-height:1.5;color:#1b1b1b}.note{color:#444}</style>\n"
+        "</head>\n<body>\n<main>\n<article>\n"
+        f"<h1>{subject}</h1>\n"
+        f'<p class="note">From {html.escape(message.sender_address)}, sent '
+        f'<time datetime="{message.sent_at.isoformat()}">{_when(message.sent_at)}</time>.</p>\n'
+        f"{paragraphs}\n</article>\n"
+        f'<p class="note">This link works until <time datetime="{message.expires_at.isoformat()}">'
+        f"{_when(message.expires_at)}</time>.</p>\n"
+        "</main>\n</body>\n</html>\n"
+    )
+
+
+def _when(moment: dt.datetime) -> str:
+    utc = moment.astimezone(dt.UTC)
+    return f"{utc.day} {utc:%B %Y, %H:%M} UTC"
 
 
 def send(
