@@ -95,6 +95,8 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     "POST /v1/me/children/{pupil_id}/consents/{purpose}:withdraw": frozenset(
         (422, code) for code in CARER_ANSWER_REFUSALS
     ),
+    # Which codes the school issued is no schema's to say.
+    "POST /v1/me/invitations:redeem": frozenset({(422, "invitation_not_valid")}),
 }
 
 PURPOSES = ("website_photo", "social_media_photo", "livestream", "pupil_work_publish")
