@@ -638,7 +638,10 @@ def echo_service() -> Echo:
     @app.api_route("/v1/echo", methods=["GET", "POST"])
     async def answer(request: Request) -> dict[str, Any]:
         echo.seen.append(request.headers.get("authorization"))
-        return {"authorization": request.headers.get("authorization")}
+        return {
+            "authorization": request.headers.get("authorization"),
+            "body": (await request.body()).decode(),
+        }
 
     return echo
 
@@ -665,3 +668,30 @@ def test_proxy_mode_passes_the_sessions_token_on_and_checks_csrf_the_same_way(
     assert refused.status_code == 403
     assert refused.json()["code"] == "csrf_failed"
     assert echo.seen == [token]  # the refused change never reached the service
+
+
+def test_a_form_carrying_its_csrf_token_reaches_the_service_whole(
+    provider: OidcProvider, common: CommonSettings
+) -> None:
+    echo = echo_service()
+    with serving(echo.app) as upstream:
+        proxied = common.model_copy(
+            update={"consent_url": upstream, "media_url": upstream, "comms_url": upstream}
+        )
+        gateway = create_proxy_gateway(
+            proxied,
+            GatewaySettings(session_secret=SecretStr(SESSION_SECRET), rate_limits=False),
+        )
+        with TestClient(gateway, base_url=GATEWAY, follow_redirects=False) as browser:
+            session = signed_in_as(browser, provider, head_claims())
+            answer = browser.post(
+                "/consent/v1/echo",
+                data={"note": "Trip on Friday", "csrf_token": session["csrf_token"]},
+            )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["authorization"].startswith("Bearer ")
+    assert parse_qs(answer.json()["body"]) == {
+        "note": ["Trip on Friday"],
+        "csrf_token": [session["csrf_token"]],
+    }

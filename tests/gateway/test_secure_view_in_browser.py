@@ -24,6 +24,9 @@ from hallpass_gateway.app import Gateway, create_gateway
 from hallpass_kit.auth import DevIssuer
 from hallpass_kit.settings import DEV_ISSUER, CommonSettings
 from tests.consent.builders import SchoolBuilder
+from tests.identity.examples import DEPLOY_IDENTITY
+from tests.identity.provider import OidcProvider, running_provider
+from tests.identity.shapes import KEYCLOAK_PATH, PARENTS_PATH, keycloak, parent_keycloak
 
 GATEWAY = "https://testserver"
 SCHOOL = "oakfield"
@@ -77,12 +80,23 @@ def browser(gateway: Gateway) -> Iterator[TestClient]:
 def sent(gateway: Gateway, browser: TestClient, data_dir: Path) -> SentMessage:
     """A sensitive message to one family, delivered: its email holds the link (E5)."""
     assert gateway.dev_issuer is not None
-    auth = tokens(gateway.dev_issuer)
+    return send_sensitive_message(gateway, browser, data_dir, tokens(gateway.dev_issuer))
+
+
+def send_sensitive_message(
+    gateway: Gateway,
+    browser: TestClient,
+    data_dir: Path,
+    auth: Any,
+    carer_email: str | None = None,
+) -> SentMessage:
+    """The school, two families and mail settings set up, and a sensitive message sent to the
+    first family and delivered; the link is read from the email."""
     consent = TestClient(gateway, base_url=f"{GATEWAY}/consent")
     school = SchoolBuilder(consent, auth, school=SCHOOL)
     school.set_up()
     pupil = school.pupil("Amara", "Okafor")
-    guardian = school.guardian(pupil, given="Grace", family="Okafor")
+    guardian = school.guardian(pupil, given="Grace", family="Okafor", email=carer_email)
     other = school.guardian(school.pupil("Oliver", "Shaw"), given="Tom", family="Shaw")
     settings = browser.put(
         "/comms/v1/settings",
@@ -206,3 +220,66 @@ def test_an_api_client_still_reads_the_secure_view_as_json(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json()["body_text"] == BODY
+
+
+# --- a carer with their own account at the school's Keycloak ------------------------------------
+
+KEYCLOAK_STAFF = "https://id.oakfield.sch.uk/realms/oakfield"
+KEYCLOAK_PARENTS = "https://id.oakfield.sch.uk/realms/parents"
+CARER_EMAIL = "sam.carter@example.com"
+
+
+def staff_bearer(provider: OidcProvider) -> Any:
+    """Bearer headers for the school's staff, minted by the staff realm (roles as client roles)."""
+
+    def auth(*roles: str, **_: Any) -> dict[str, str]:
+        claims = keycloak(client_roles=roles, email=f"{roles[0]}@{DOMAIN}")
+        return {"Authorization": f"Bearer {provider.mint(claims)}"}
+
+    return auth
+
+
+def test_a_carer_signing_in_with_their_own_account_reads_the_e5_message_as_a_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HALLPASS_KEYCLOAK_CLIENT_SECRET", "keycloak-secret")
+    with (
+        running_provider(KEYCLOAK_PATH) as staff,
+        running_provider(PARENTS_PATH) as parents,
+    ):
+        staff.register_client(
+            "hallpass", [f"{GATEWAY}/auth/callback/keycloak"], secret="keycloak-secret"
+        )
+        parents.register_client("hallpass", [f"{GATEWAY}/auth/callback/parents"])
+        identity = tmp_path / "identity.toml"
+        identity.write_text(
+            (DEPLOY_IDENTITY / "keycloak.toml")
+            .read_text()
+            .replace(KEYCLOAK_STAFF, staff.issuer)
+            .replace(KEYCLOAK_PARENTS, parents.issuer)
+        )
+        data_dir = tmp_path / "data"
+        common = CommonSettings(data_dir=data_dir, identity_file=identity, public_base_url=GATEWAY)
+        gateway = create_gateway(common, ConsentSettings(database_url=None), run_background=False)
+        with TestClient(gateway, base_url=GATEWAY, follow_redirects=False) as browser:
+            sent = send_sensitive_message(
+                gateway, browser, data_dir, staff_bearer(staff), carer_email=CARER_EMAIL
+            )
+            parents.next_sign_in(parent_keycloak(email=CARER_EMAIL, kind="id"))
+
+            first = browser.get(sent.link, headers=BROWSER)
+            sign_in = browser.get(first.headers["location"], headers=BROWSER)
+            way_in = re.search(
+                r'href="(/auth/sign-in/parents[^"]*)">Parents and carers', sign_in.text
+            )
+            assert way_in is not None, sign_in.text
+            to_provider = browser.get(way_in.group(1).replace("&amp;", "&"), headers=BROWSER)
+            back = httpx2.get(to_provider.headers["location"], follow_redirects=False)
+            signed_in = browser.get(back.headers["location"], headers=BROWSER)
+            page = browser.get(signed_in.headers["location"], headers=BROWSER)
+
+    assert signed_in.status_code == 303, signed_in.text
+    assert signed_in.headers["location"] == urlsplit(sent.link).path
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "plan is agreed" in page.text
