@@ -166,6 +166,31 @@ async def identified(
 IdentifiedPrincipal = Annotated[Principal, Depends(identified)]
 
 
+def carer_not_linked() -> Forbidden:
+    """A carer signed in with an account no record is linked to yet: how to link it."""
+    return Forbidden(
+        "Your account is not linked to a carer's record yet: sign in with the email address the "
+        "school holds for you, or redeem the invitation code the school sent "
+        "(POST /consent/v1/me/invitations:redeem).",
+        code="carer_not_linked",
+        rule="A2",
+    )
+
+
+def named_school(principal: Principal, named: str | None) -> Principal:
+    """``principal`` acting for the school ``named`` (``X-Hallpass-School``) when it names one:
+    it must be among the principal's schools. Unchanged when it names none or the same one."""
+    if named is None or named == principal.school:
+        return principal
+    if named not in principal.schools:
+        raise Forbidden(
+            f"You may not act for the school named in {SCHOOL_HEADER}.",
+            code="school_not_allowed",
+            rule="A1",
+        )
+    return principal.acting_for(named)
+
+
 async def authenticated(request: Request, principal: IdentifiedPrincipal) -> Principal:
     """The caller acting for one school: the token's only school, or the one named in
     ``X-Hallpass-School`` among those the token grants (a service names any)."""
@@ -175,28 +200,16 @@ async def authenticated(request: Request, principal: IdentifiedPrincipal) -> Pri
     elif principal.needs_carer_links or (Role.parent in principal.roles and not principal.grants):
         # Before the school named: an unlinked carer is told how to link, whichever school
         # their app names.
-        raise Forbidden(
-            "Your account is not linked to a carer's record yet: sign in with the email "
-            "address the school holds for you, or redeem the invitation code the school "
-            "sent (POST /consent/v1/me/invitations:redeem).",
-            code="carer_not_linked",
-            rule="A2",
-        )
-    elif named is not None and named != principal.school:
-        if named not in principal.schools:
-            raise Forbidden(
-                f"You may not act for the school named in {SCHOOL_HEADER}.",
-                code="school_not_allowed",
+        raise carer_not_linked()
+    else:
+        principal = named_school(principal, named)
+        if not principal.school:
+            raise BadRequest(
+                f"You may act for more than one school: name one in {SCHOOL_HEADER} "
+                f"({', '.join(sorted(principal.schools))}).",
+                code="school_not_chosen",
                 rule="A1",
             )
-        principal = principal.acting_for(named)
-    elif not principal.school:
-        raise BadRequest(
-            f"You may act for more than one school: name one in {SCHOOL_HEADER} "
-            f"({', '.join(sorted(principal.schools))}).",
-            code="school_not_chosen",
-            rule="A1",
-        )
     request.state.principal = principal
     return principal
 

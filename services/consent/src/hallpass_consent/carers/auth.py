@@ -8,10 +8,9 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from hallpass_kit.app import IdentifiedPrincipal
+from hallpass_kit.app import IdentifiedPrincipal, carer_not_linked, named_school
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.clients import SCHOOL_HEADER
-from hallpass_kit.errors import Forbidden
 
 
 async def _carer(request: Request, principal: IdentifiedPrincipal) -> Principal:
@@ -28,22 +27,8 @@ async def _carer(request: Request, principal: IdentifiedPrincipal) -> Principal:
 
 async def _linked_carer(request: Request, principal: Principal = Depends(_carer)) -> Principal:
     if not principal.carers and principal.guardian_id is None:
-        raise Forbidden(
-            "Your account is not linked to a carer's record yet: sign in with the email address "
-            "the school holds for you, or redeem the invitation code the school sent "
-            "(POST /consent/v1/me/invitations:redeem).",
-            code="carer_not_linked",
-            rule="A2",
-        )
-    named = request.headers.get(SCHOOL_HEADER)
-    if named is not None and named != principal.school:
-        if named not in principal.schools:
-            raise Forbidden(
-                f"You may not act for the school named in {SCHOOL_HEADER}.",
-                code="school_not_allowed",
-                rule="A1",
-            )
-        principal = principal.acting_for(named)
+        raise carer_not_linked()
+    principal = named_school(principal, request.headers.get(SCHOOL_HEADER))
     request.state.principal = principal
     return principal
 
