@@ -229,7 +229,16 @@ SHAPES = {
         adds_the_cms=entra_adds_the_cms,
         carer=lambda email: parent_keycloak(email=email, sub=_subject("carer", email)),
         carer_email="siobhan.obrien@example.org",
-        roles=("staff", "head", "deputy", "dsl", "office", "social_media", "trust_dpo"),
+        roles=(
+            "staff",
+            "head",
+            "deputy",
+            "dsl",
+            "office",
+            "social_media",
+            "trust_admin",
+            "trust_dpo",
+        ),
     ),
     "keycloak": Shape(
         example="keycloak.toml",
@@ -590,7 +599,9 @@ def test_the_readme_tour(school: School, tmp_path: Path) -> None:
 # --- a compact matrix ----------------------------------------------------------------------------
 
 LEADERS = {"head", "deputy"}
-SCHOOL_STAFF = {"staff", "head", "deputy", "dsl", "office", "social_media", "admin"}
+# A trust's administrator is an administrator in each school of the trust.
+ADMINS = {"admin", "trust_admin"}
+SCHOOL_STAFF = {"staff", "head", "deputy", "dsl", "office", "social_media"} | ADMINS
 
 # A few endpoints of each service and who may call them, by role group (each common.py).
 MATRIX: dict[tuple[str, str], set[str]] = {
@@ -601,10 +612,11 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/consent/v1/me/children"): {"parent"},
     ("POST", "/media/v1/publications"): LEADERS | {"social_media"},
     ("GET", "/media/v1/publications"): SCHOOL_STAFF | {"cms"},
-    ("GET", "/media/v1/pupils/{pupil}/media"): {"office", "admin", "dsl", "trust_dpo", "parent"}
-    | LEADERS,
-    ("PUT", "/media/v1/settings"): {"head", "admin"},
-    ("GET", "/comms/v1/settings"): {"head", "admin"},
+    ("GET", "/media/v1/pupils/{pupil}/media"): {"office", "dsl", "trust_dpo", "parent"}
+    | LEADERS
+    | ADMINS,
+    ("PUT", "/media/v1/settings"): {"head"} | ADMINS,
+    ("GET", "/comms/v1/settings"): {"head"} | ADMINS,
     ("GET", "/comms/v1/pastoral/concerns"): {"dsl", "pastoral"},
     ("GET", "/comms/v1/audit"): {"head", "dsl", "trust_dpo"},
 }
