@@ -26,8 +26,9 @@ REGISTRARS = (Role.office, Role.admin, Role.head, Role.deputy)
 SCHOOL_ADMINS = (Role.admin, Role.head)
 # A trust's data protection officer checks each school's trail is whole (UK GDPR Art. 5(2),
 # accountability) and answers subject access requests (A3): they read one pupil, that pupil's
-# consent history and each record's evidence (C10), and change nothing. Never class lists or
-# carers' contact details beyond a request, and never a safeguarding restriction (C12: DSL only).
+# consent history and each record's evidence (C10), and change nothing. No class lists, rosters
+# or carers' contact details (A3: only what the request needs), and never a safeguarding
+# restriction (C12: DSL only).
 AUDITORS = (Role.head, Role.dsl, Role.trust_dpo)
 PUPIL_READERS = (*STAFF_ROLES, Role.service)
 # One pupil's record and consent history: what a subject access request about the pupil asks.
