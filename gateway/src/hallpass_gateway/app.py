@@ -273,7 +273,11 @@ def create_gateway(
                 )
                 if isinstance(service_state, Mapping):
                     state.update(service_state)
-            yield state
+            try:
+                yield state
+            finally:
+                if sign_in is not None:
+                    await sign_in.aclose()
 
     gateway = Gateway(
         title=GATEWAY_TITLE,
@@ -300,6 +304,12 @@ def create_gateway(
             tokens=DevServiceTokens(internal_issuer, "gateway"),
         )
         if dev_issuer is not None and "/consent" in services
+        else None,
+        # A carer's schools, asked of consent in-process with the carer's own token.
+        carer_links=ServiceClient(
+            name="consent", app=services["/consent"], base_url="http://consent.internal"
+        )
+        if "/consent" in services
         else None,
     )
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)

@@ -43,7 +43,7 @@ from hallpass_gateway.settings import GatewaySettings
 from hallpass_gateway.signin import add_browser_sign_in, add_sign_in_routes
 from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware
 from hallpass_kit.auth import DevIssuer, TokenVerifier
-from hallpass_kit.clients import service_client
+from hallpass_kit.clients import ServiceClient, service_client
 from hallpass_kit.errors import ProblemDetail, install_error_handlers, problem_response
 from hallpass_kit.limits import UnhandledErrorMiddleware, send_problem
 from hallpass_kit.logs import RequestLogMiddleware, note_route
@@ -464,6 +464,8 @@ def create_proxy_gateway(
             finally:
                 for upstream in upstreams.values():
                     upstream.client = None
+                if sign_in is not None:
+                    await sign_in.aclose()
 
     gateway = ProxyGateway(
         title=GATEWAY_TITLE,
@@ -495,6 +497,12 @@ def create_proxy_gateway(
         consent=service_client("consent", caller="gateway", common=common)
         if dev_issuer is not None
         else None,
+        # A carer's schools, asked of consent with the carer's own token.
+        carer_links=ServiceClient(
+            name="consent",
+            base_url=upstreams["/consent"].base_url,
+            timeout=common.service_timeout_seconds,
+        ),
     )
     _add_operations_routes(gateway, settings)
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)

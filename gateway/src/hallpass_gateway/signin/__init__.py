@@ -27,9 +27,14 @@ def add_sign_in_routes(
     verifier: TokenVerifier,
     dev_issuer: DevIssuer | None,
     consent: ServiceClient | None,
+    carer_links: ServiceClient | None = None,
 ) -> SignInContext | None:
     """The ``/auth/`` routes; None (and no routes) when browser sign-in is off: production
-    without a sign-in issuer in the identity file nor a session secret."""
+    without a sign-in issuer in the identity file nor a session secret.
+
+    ``consent`` carries the gateway's own credentials (the dev page's roll of carers);
+    ``carer_links`` reaches the same service with none, for a carer's records asked with the
+    carer's own token."""
     key = gateway_settings.session_key(common)
     if key is None:
         return None
@@ -41,6 +46,7 @@ def add_sign_in_routes(
         public_base_url=common.public_base_url,
         public_origin=origin_of(common.public_base_url) if common.public_base_url else None,
         trusted_proxies=tuple(gateway_settings.trusted_proxies),
+        carer_links=carer_links,
     )
     app.include_router(sign_in_router(context))
     return context

@@ -6,11 +6,16 @@ authenticates and that changes something (POST, PUT, PATCH, DELETE) must also ca
 CSRF token (``X-CSRF-Token``, or ``csrf_token`` in a form) and, when the browser says where it
 comes from (``Origin``, ``Sec-Fetch-Site``), come from this site. A request with its own
 ``Authorization`` is a bearer-token client and is left exactly as it is.
+
+A browser cannot name the school it acts for (``X-Hallpass-School``), so the session remembers
+the one chosen at ``/auth/school`` and says it for the browser; a page a person of several
+schools opens before choosing one sends the browser to choose, and back.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Collection, Sequence
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -24,6 +29,7 @@ from hallpass_gateway.settings import TrustedNetwork
 from hallpass_gateway.signin.pages import prefers_html
 from hallpass_gateway.signin.session import SESSION_COOKIE, BrowserSession, CookieSealer
 from hallpass_kit.auth import Principal, TokenVerifier
+from hallpass_kit.clients import SCHOOL_HEADER
 from hallpass_kit.errors import Unauthenticated
 from hallpass_kit.limits import send_problem
 
@@ -34,6 +40,11 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A larger body sends the token in the header instead.
 MAX_FORM_BYTES = 64 * 1024
 SIGN_IN_PATH = "/auth/sign-in"
+SCHOOL_PATH = "/auth/school"
+# The kit's refusal of a request by a person of several schools that names none.
+SCHOOL_NOT_CHOSEN = "school_not_chosen"
+# A refusal is a short problem+json; a longer 400 is passed on unread.
+MAX_REFUSAL_BYTES = 16 * 1024
 # The gateway's own sign-in routes read the cookies themselves.
 AUTH_PREFIX = "/auth/"
 _FORM = "application/x-www-form-urlencoded"
@@ -125,14 +136,24 @@ async def verified(verifier: TokenVerifier, token: str) -> Principal:
     return principal
 
 
-def sign_in_location(scope: Scope) -> str:
-    """Where a browser that must sign in is sent: the sign-in page, and back here after."""
+def _here(scope: Scope) -> str:
+    """The path and query the browser asked for, as it sent them."""
     raw: bytes | None = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else quote(scope["path"], safe="/:@!$&'()*+,;=-._~%")
     query: bytes = scope.get("query_string", b"")
     if query:
         path += "?" + query.decode("latin-1")
-    return f"{SIGN_IN_PATH}?next={quote(path, safe='')}"
+    return path
+
+
+def sign_in_location(scope: Scope) -> str:
+    """Where a browser that must sign in is sent: the sign-in page, and back here after."""
+    return f"{SIGN_IN_PATH}?next={quote(_here(scope), safe='')}"
+
+
+def school_location(scope: Scope) -> str:
+    """Where a browser that must choose a school is sent: the chooser, and back here after."""
+    return f"{SCHOOL_PATH}?next={quote(_here(scope), safe='')}"
 
 
 class BrowserSessionMiddleware:
@@ -193,8 +214,13 @@ class BrowserSessionMiddleware:
                     ),
                 )
                 return
-        bearer = (b"authorization", b"Bearer " + session.token.encode("latin-1"))
-        scope = {**scope, "headers": [*scope["headers"], bearer]}
+        added = [(b"authorization", b"Bearer " + session.token.encode("latin-1"))]
+        if session.school is not None and SCHOOL_HEADER.lower() not in headers:
+            # What the browser cannot say itself; a request naming its school keeps its own.
+            added.append((SCHOOL_HEADER.lower().encode(), session.school.encode("utf-8")))
+        if method in ("GET", "HEAD") and prefers_html(headers.get("accept")):
+            send = _choosing_school_instead_of_400(scope, send)
+        scope = {**scope, "headers": [*scope["headers"], *added]}
         await self.app(scope, receive, send)
 
     async def _session(self, cookie: str) -> BrowserSession | None:
@@ -234,24 +260,69 @@ def _signing_in_instead_of_401(scope: Scope, send: Send) -> Send:
         if message["type"] == "http.response.start" and message["status"] == 401:
             replaced = True
             kept = [(k, v) for k, v in message.get("headers", []) if k.lower() == b"set-cookie"]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 303,
-                    "headers": [
-                        *kept,
-                        (b"location", sign_in_location(scope).encode("latin-1")),
-                        (b"content-length", b"0"),
-                        (b"cache-control", b"no-store"),
-                    ],
-                }
-            )
+            await send(_redirect(sign_in_location(scope), kept))
             return
         if replaced and message["type"] == "http.response.body":
             if not message.get("more_body", False):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         await send(message)
+
+    return sending
+
+
+def _redirect(location: str, kept: list[tuple[bytes, bytes]]) -> Message:
+    """A 303 to ``location``, keeping the cookies the answer it replaces was setting."""
+    return {
+        "type": "http.response.start",
+        "status": 303,
+        "headers": [
+            *kept,
+            (b"location", location.encode("latin-1")),
+            (b"content-length", b"0"),
+            (b"cache-control", b"no-store"),
+        ],
+    }
+
+
+def _is_school_not_chosen(body: bytes) -> bool:
+    try:
+        problem = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(problem, dict) and problem.get("code") == SCHOOL_NOT_CHOSEN
+
+
+def _choosing_school_instead_of_400(scope: Scope, send: Send) -> Send:
+    """A browser's page would answer 400 ``school_not_chosen``: send it to choose the school
+    (303), and back here after. Any other 400 reaches the browser as it was."""
+    held: Message | None = None
+    body = bytearray()
+
+    async def sending(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+            if message["status"] == 400 and content_type.startswith(b"application/problem+json"):
+                held = message  # read the refusal before deciding what the browser sees
+                return
+            await send(message)
+            return
+        if held is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        more = message.get("more_body", False)
+        if more and len(body) <= MAX_REFUSAL_BYTES:
+            return
+        start, held = held, None
+        if not more and _is_school_not_chosen(bytes(body)):
+            kept = [(k, v) for k, v in start.get("headers", []) if k.lower() == b"set-cookie"]
+            await send(_redirect(school_location(scope), kept))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(start)
+        await send({"type": "http.response.body", "body": bytes(body), "more_body": more})
 
     return sending
 

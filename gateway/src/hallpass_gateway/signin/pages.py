@@ -199,3 +199,43 @@ def dev_page(
         '<button type="submit">Show</button></p>\n</form>'
     )
     return page("Dev sign-in", body)
+
+
+@dataclass(frozen=True)
+class SchoolChoice:
+    """One school the signed-in person may act for, on the chooser."""
+
+    school: str
+    # The school the browser acts for now.
+    chosen: bool
+
+
+def school_page(
+    choices: Sequence[SchoolChoice], *, signed_in: SignedIn, next_path: str, carer: bool
+) -> HTMLResponse:
+    """The chooser: one button per school, posted with the session's CSRF token."""
+    if choices:
+        items = "\n".join(
+            f'<li><button type="submit" name="school" value="{escape(choice.school)}"'
+            + (' aria-current="true">' if choice.chosen else ">")
+            + escape(choice.school)
+            + ("</button> (chosen now)</li>" if choice.chosen else "</button></li>")
+            for choice in choices
+        )
+        body = (
+            "<p>You may act for more than one school. Choose the one to act for now; you can "
+            "come back here to change it.</p>\n"
+            '<form method="post" action="/auth/school">\n'
+            f'<input type="hidden" name="csrf_token" value="{escape(signed_in.csrf)}">\n'
+            f'<input type="hidden" name="next" value="{escape(next_path)}">\n'
+            f'<ul aria-label="Your schools">\n{items}\n</ul>\n</form>'
+        )
+    elif carer:
+        body = (
+            '<p class="note">Your account is not linked to any child\'s record yet. Sign in '
+            "with the address the school holds for you, or ask the school for an invitation "
+            "code.</p>"
+        )
+    else:
+        body = '<p class="note">Your account does not name any school you may act for.</p>'
+    return page("Choose a school", body + "\n" + sign_out_form(signed_in))

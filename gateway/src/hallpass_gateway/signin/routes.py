@@ -10,24 +10,25 @@ is addressed to the client that asked for it).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.integrations.httpx_client._compat import httpx2 as oauth_http
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from joserfc import jws
 from joserfc.errors import JoseError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from starlette.responses import RedirectResponse, Response
 
 from hallpass_gateway.settings import TrustedNetwork
@@ -35,12 +36,21 @@ from hallpass_gateway.signin import pages
 from hallpass_gateway.signin.csrf import (
     CSRF_FIELD,
     CSRF_HEADER,
+    SCHOOL_PATH,
+    SIGN_IN_PATH,
     is_form,
     same_site,
     tokens_match,
     verified,
 )
-from hallpass_gateway.signin.pages import DevPerson, SignedIn, WayIn, safe_next, with_next
+from hallpass_gateway.signin.pages import (
+    DevPerson,
+    SchoolChoice,
+    SignedIn,
+    WayIn,
+    safe_next,
+    with_next,
+)
 from hallpass_gateway.signin.session import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -56,12 +66,13 @@ from hallpass_gateway.signin.session import (
     set_sign_in_cookie,
 )
 from hallpass_kit.auth import (
+    CarerLink,
     DevIssuer,
     Discovery,
     Principal,
     Role,
     TokenVerifier,
-    _UnusableJwks,
+    UnusableJwks,
 )
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import (
@@ -91,6 +102,33 @@ DEV_SESSION_SECONDS = 8 * 3600
 # Carers the dev page lists: those of the first few pupils on the roll.
 DEV_PUPILS = 5
 _SCHOOL = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")
+# Consent's answer naming a carer's records in every school (its ``MyLinks``).
+CARER_LINKS_PATH = "/v1/me/links"
+
+
+def _http_library(client_class: type) -> ModuleType:
+    """The HTTP library authlib's client is built on (httpx2, or httpx where it is missing),
+    whose errors its calls raise: read from the client class itself, not authlib's internals."""
+    for base in client_class.__mro__:
+        package = base.__module__.partition(".")[0]
+        if base.__name__ == "AsyncClient" and package in ("httpx", "httpx2"):
+            return importlib.import_module(package)
+    return httpx
+
+
+oauth_http = _http_library(AsyncOAuth2Client)
+
+
+class _CarerLinkAnswer(BaseModel):
+    school: str
+    guardian_id: uuid.UUID
+
+
+class _CarerLinks(BaseModel):
+    links: list[_CarerLinkAnswer]
+
+
+_CARER_LINKS = TypeAdapter(_CarerLinks)
 
 
 class SchoolGrant(BaseModel):
@@ -101,12 +139,15 @@ class SchoolGrant(BaseModel):
 
 
 class SessionView(BaseModel):
-    """Who this browser is signed in as, and the CSRF token its changes must carry."""
+    """Who this browser is signed in as, the school it acts for, and the CSRF token its
+    changes must carry."""
 
     model_config = ConfigDict(extra="forbid")
 
     sub: str
     issuer: str
+    # The school the browser's requests act for: the one chosen at /auth/school, or the
+    # person's only school; null while a person of several schools has chosen none.
     school: str | None
     roles: list[str]
     grants: list[SchoolGrant]
@@ -130,6 +171,15 @@ class SignInContext:
     public_base_url: str | None
     public_origin: str | None
     trusted_proxies: tuple[TrustedNetwork, ...]
+    # Consent without the gateway's own credentials: a carer's records are asked with the
+    # carer's own token only, as the other services ask them.
+    carer_links: ServiceClient | None = None
+
+    async def aclose(self) -> None:
+        """Close the pooled connections to consent (the gateway's shutdown)."""
+        for client in (self.consent, self.carer_links):
+            if client is not None:
+                await client.aclose()
 
     @property
     def identity(self) -> IdentityFile:
@@ -206,7 +256,7 @@ async def _discovered(context: SignInContext, issuer: Issuer) -> dict[str, Any]:
         )
     try:
         return await run_in_threadpool(discovery.document)
-    except (httpx.HTTPError, _UnusableJwks, ValueError, RecursionError) as exc:
+    except (httpx.HTTPError, UnusableJwks, ValueError, RecursionError) as exc:
         raise _Refused(
             503,
             "identity_provider_unavailable",
@@ -287,6 +337,66 @@ def _nonce_of(id_token: str) -> object:
 
 def _who(principal: Principal) -> str:
     return principal.email or principal.sub
+
+
+def _consent_unavailable(detail: str) -> ServiceUnavailable:
+    return ServiceUnavailable(detail, code="consent_unavailable")
+
+
+async def _carer_links(context: SignInContext, token: str) -> tuple[CarerLink, ...]:
+    """The records of the carer holding ``token``, in every school: consent's answer to the
+    carer's own token (the gateway's credentials never stand in for a carer)."""
+    if context.carer_links is None:
+        raise _consent_unavailable(
+            "The consent service is not known to the gateway, so your schools cannot be found."
+        )
+    # The answer covers every school, so the school header the client always sends is empty.
+    response = await context.carer_links.request(
+        "GET", CARER_LINKS_PATH, school="", caller_token=token
+    )
+    if response.status_code != 200:
+        raise _consent_unavailable(
+            f"The consent service answered {response.status_code} when asked for your records."
+        )
+    try:
+        answer = _CARER_LINKS.validate_json(response.content)
+    except ValidationError as exc:
+        raise _consent_unavailable("The consent service's answer could not be read.") from exc
+    return tuple(CarerLink(link.school, link.guardian_id) for link in answer.links)
+
+
+async def _with_schools(context: SignInContext, principal: Principal, token: str) -> Principal:
+    """``principal`` with every school they may act for: a carer signed in with their own
+    account gains their records, asked of consent; anyone else's are in the token."""
+    if principal.needs_carer_links:
+        return principal.with_carers(await _carer_links(context, token))
+    return principal
+
+
+def _acting(person: Principal, chosen: str | None) -> Principal:
+    """``person`` acting for the school the session chose, when it is still one of theirs."""
+    if chosen is not None and chosen in person.schools:
+        return person.acting_for(chosen)
+    return person  # one school only: the token (or the carer's one record) already names it
+
+
+async def _only_school(context: SignInContext, principal: Principal, token: str) -> str | None:
+    """The school of a person who has exactly one, chosen at sign-in so they never meet the
+    chooser; None for several (chosen when a page needs it) or when consent cannot say now."""
+    try:
+        person = await _with_schools(context, principal, token)
+    except ServiceUnavailable:
+        return None
+    return next(iter(person.schools)) if len(person.schools) == 1 else None
+
+
+async def _signed_in(context: SignInContext, browser: BrowserSession | None) -> Principal | None:
+    if browser is None:
+        return None
+    try:
+        return await verified(context.verifier, browser.token)
+    except Unauthenticated:
+        return None
 
 
 def sign_in_router(context: SignInContext) -> APIRouter:
@@ -375,18 +485,14 @@ def sign_in_router(context: SignInContext) -> APIRouter:
         "/auth/session",
         response_model=SessionView,
         summary="Who is signed in",
-        responses=problem_responses(401),
+        responses=problem_responses(401, 503),
     )
     async def session(request: Request) -> Any:
-        """The person this browser is signed in as (by the session cookie) and the CSRF token
-        to send as `X-CSRF-Token` with every change. 401 when not signed in."""
+        """The person this browser is signed in as (by the session cookie), every school they
+        may act for (a carer's from their records), the school the browser acts for, and the
+        CSRF token to send as `X-CSRF-Token` with every change. 401 when not signed in."""
         browser = _session_of(context, request)
-        principal: Principal | None = None
-        if browser is not None:
-            try:
-                principal = await verified(context.verifier, browser.token)
-            except Unauthenticated:
-                principal = None
+        principal = await _signed_in(context, browser)
         if browser is None or principal is None:
             response = problem_response(
                 request,
@@ -401,22 +507,67 @@ def sign_in_router(context: SignInContext) -> APIRouter:
             if request.cookies.get(SESSION_COOKIE) is not None:
                 clear_session_cookie(response)
             return response
+        person = await _with_schools(context, principal, browser.token)
+        acting = _acting(person, browser.school)
         return SessionView(
-            sub=principal.sub,
-            issuer=principal.issuer,
-            school=principal.school or None,
-            roles=sorted(str(role) for role in principal.roles),
+            sub=acting.sub,
+            issuer=acting.issuer,
+            school=acting.school or None,
+            roles=sorted(str(role) for role in acting.roles),
             grants=[
                 SchoolGrant(school=school, roles=sorted(str(role) for role in roles))
-                for school, roles in principal.grants
+                for school, roles in person.grants
             ],
-            guardian_id=principal.guardian_id,
+            guardian_id=acting.guardian_id,
             email=principal.email,
             email_verified=principal.email_verified,
             trust=principal.trust,
             expires_at=dt.datetime.fromtimestamp(principal.expires_at, dt.UTC),
             csrf_token=browser.csrf,
         )
+
+    @router.get(SCHOOL_PATH, include_in_schema=False)
+    async def school_page(request: Request, next: str | None = None) -> Response:
+        """The schools this person may act for, to choose the one the browser acts for."""
+        next_path = safe_next(next)
+        browser = _session_of(context, request)
+        principal = await _signed_in(context, browser)
+        if browser is None or principal is None:
+            back = with_next(SCHOOL_PATH, next_path)
+            return RedirectResponse(with_next(SIGN_IN_PATH, back), status_code=303)
+        try:
+            person = await _with_schools(context, principal, browser.token)
+        except ServiceUnavailable as exc:
+            return _refusal(request, _Refused(503, exc.code, "Schools unavailable", exc.detail))
+        choices = [
+            SchoolChoice(school=school, chosen=school == browser.school)
+            for school in sorted(person.schools)
+        ]
+        return pages.school_page(
+            choices,
+            signed_in=SignedIn(who=_who(principal), csrf=browser.csrf),
+            next_path=next_path,
+            carer=Role.parent in principal.roles,
+        )
+
+    @router.post(
+        SCHOOL_PATH,
+        status_code=303,
+        summary="Choose the school this browser acts for",
+        response_class=Response,
+        responses={
+            303: {"description": "Chosen: on to `next`"},
+            **problem_responses(400, 401, 403, 503),
+        },
+    )
+    async def choose_school(request: Request) -> Response:
+        """A form (`school`, `next`, `csrf_token`) choosing which of the signed-in person's
+        schools the browser's requests act for (sent on as `X-Hallpass-School`); then on to
+        `next`, a path of this site. 403 for a school that is not theirs."""
+        try:
+            return await _choose_school(context, request)
+        except _Refused as refused:
+            return _refusal(request, refused)
 
     @router.post(
         "/auth/sign-out",
@@ -537,7 +688,11 @@ async def _finish_sign_in(context: SignInContext, request: Request, issuer_name:
             "The ID token was not issued for this sign-in (nonce differs); nothing was kept.",
         )
     session = BrowserSession(
-        token=id_token, csrf=new_secret(), issuer=issuer.name, expires_at=principal.expires_at
+        token=id_token,
+        csrf=new_secret(),
+        issuer=issuer.name,
+        expires_at=principal.expires_at,
+        school=await _only_school(context, principal, id_token),
     )
     return _with_session(context, RedirectResponse(pending.next_path, status_code=303), session)
 
@@ -646,6 +801,43 @@ async def _sign_out(context: SignInContext, request: Request) -> Response:
     return response
 
 
+async def _choose_school(context: SignInContext, request: Request) -> Response:
+    browser = _session_of(context, request)
+    principal = await _signed_in(context, browser)
+    if browser is None or principal is None:
+        raise _Refused(
+            401,
+            "not_signed_in",
+            "Not signed in",
+            "This browser is not signed in (or its session has ended); sign in, then choose.",
+        )
+    if not same_site(request.scope, context.public_origin, context.trusted_proxies):
+        raise _csrf_refused()
+    if not tokens_match(await _offered_csrf(request), browser.csrf):
+        raise _csrf_refused()
+    form = await request.form() if is_form(request.headers) else None
+    school = form.get("school") if form is not None else None
+    next_path = form.get("next") if form is not None else None
+    if not isinstance(school, str) or not _SCHOOL.match(school):
+        raise _Refused(400, "bad_request", "Choose a school", "Choose one of your schools.")
+    try:
+        person = await _with_schools(context, principal, browser.token)
+    except ServiceUnavailable as exc:
+        raise _Refused(503, exc.code, "Schools unavailable", exc.detail) from exc
+    if school not in person.schools:
+        raise _Refused(
+            403,
+            "school_not_allowed",
+            "Not allowed",
+            f"You may not act for {school[:60]!r}: choose one of your schools. Nothing was "
+            "changed.",
+        )
+    target = safe_next(next_path if isinstance(next_path, str) else None)
+    response = RedirectResponse(target, status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return _with_session(context, response, replace(browser, school=school))
+
+
 async def _provider_sign_out(
     context: SignInContext, request: Request, browser: BrowserSession
 ) -> str | None:
@@ -690,7 +882,11 @@ async def _dev_sign_in(context: SignInContext, dev_issuer: DevIssuer, request: R
     token = _dev_token(dev_issuer, school, person)
     principal = await verified(context.verifier, token)
     session = BrowserSession(
-        token=token, csrf=new_secret(), issuer=DEV_ISSUER, expires_at=principal.expires_at
+        token=token,
+        csrf=new_secret(),
+        issuer=DEV_ISSUER,
+        expires_at=principal.expires_at,
+        school=await _only_school(context, principal, token),
     )
     return _with_session(context, RedirectResponse(pending.next_path, status_code=303), session)
 

@@ -38,13 +38,17 @@ class SessionTooLarge(ValueError):
 
 @dataclass(frozen=True)
 class BrowserSession:
-    """A signed-in browser: the token that speaks for it, and its CSRF token."""
+    """A signed-in browser: the token that speaks for it, its CSRF token, and the school it acts
+    for when the person may act for several (a browser cannot send ``X-Hallpass-School``)."""
 
     token: str
     csrf: str
     # The identity file's issuer the person signed in with ("hallpass-dev" for the dev page).
     issuer: str
     expires_at: float
+    # Chosen at /auth/school (or at sign-in, when the person has one school only); each
+    # service still checks it is one of the person's schools on every request.
+    school: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class CookieSealer:
                 "csrf": session.csrf,
                 "issuer": session.issuer,
                 "exp": session.expires_at,
+                "school": session.school,
             },
         )
         if len(SESSION_COOKIE) + 1 + len(value) + len(_ATTRIBUTES) > MAX_COOKIE_BYTES:
@@ -108,22 +113,26 @@ class CookieSealer:
         payload = self._open("session", value) if value else None
         if payload is None:
             return None
-        token, csrf, issuer, expires_at = (
+        token, csrf, issuer, expires_at, school = (
             payload.get("token"),
             payload.get("csrf"),
             payload.get("issuer"),
             payload.get("exp"),
+            payload.get("school"),
         )
         if not (
             isinstance(token, str)
             and isinstance(csrf, str)
             and isinstance(issuer, str)
             and isinstance(expires_at, int | float)
+            and (school is None or isinstance(school, str))
         ):
             return None
         if expires_at <= (time.time() if now is None else now):
             return None
-        return BrowserSession(token=token, csrf=csrf, issuer=issuer, expires_at=float(expires_at))
+        return BrowserSession(
+            token=token, csrf=csrf, issuer=issuer, expires_at=float(expires_at), school=school
+        )
 
     def seal_sign_in(self, pending: PendingSignIn) -> str:
         return self._seal(

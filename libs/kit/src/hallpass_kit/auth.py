@@ -406,7 +406,7 @@ _JWKS_MAX_AGE_SECONDS = 3600.0
 _JWKS_MAX_BYTES = 512 * 1024
 
 
-class _UnusableJwks(Exception):
+class UnusableJwks(Exception):
     """The provider answered, but not with a key set that can verify anything."""
 
 
@@ -496,7 +496,7 @@ class IdentityProviderKeys:
                 url = pointed
                 body = download_json(url, self._timeout_seconds)
             key_set = _key_set_from(body)
-        except (httpx.HTTPError, _UnusableJwks, ValueError, RecursionError) as exc:
+        except (httpx.HTTPError, UnusableJwks, ValueError, RecursionError) as exc:
             self._failing = True
             logger.warning("the identity provider's JWKS at %s is unusable: %r", url, exc)
             return
@@ -518,13 +518,13 @@ def download_json(url: str, timeout_seconds: float) -> bytes:
         "GET", url, timeout=timeout_seconds, headers={"Accept": "application/json"}
     ) as response:
         if not response.is_success:
-            raise _UnusableJwks(f"HTTP {response.status_code}")
+            raise UnusableJwks(f"HTTP {response.status_code}")
         for chunk in response.iter_bytes():
             body += chunk
             if len(body) > _JWKS_MAX_BYTES:
-                raise _UnusableJwks(f"more than {_JWKS_MAX_BYTES} bytes")
+                raise UnusableJwks(f"more than {_JWKS_MAX_BYTES} bytes")
             if time.monotonic() > deadline:
-                raise _UnusableJwks(f"not complete within {timeout_seconds} s")
+                raise UnusableJwks(f"not complete within {timeout_seconds} s")
     return bytes(body)
 
 
@@ -544,16 +544,16 @@ class Discovery:
             if self._document is None:
                 document = json.loads(download_json(self.url, self._timeout_seconds))
                 if not isinstance(document, dict):
-                    raise _UnusableJwks("the discovery document is not a JSON object")
+                    raise UnusableJwks("the discovery document is not a JSON object")
                 # OpenID Connect Discovery 1.0, 4.3: the document must name the issuer it was
                 # asked for, or an attacker's metadata could stand in for the provider's.
                 if document.get("issuer") != self._issuer:
-                    raise _UnusableJwks(
+                    raise UnusableJwks(
                         f"the discovery document names issuer {document.get('issuer')!r}, "
                         f"not {self._issuer!r}"
                     )
                 if not isinstance(document.get("jwks_uri"), str):
-                    raise _UnusableJwks("the discovery document has no jwks_uri")
+                    raise UnusableJwks("the discovery document has no jwks_uri")
                 self._document = document
             return self._document
 
@@ -577,7 +577,7 @@ def _key_set_from(body: bytes) -> KeySet:
     document = json.loads(body)
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        raise _UnusableJwks("not a JWKS document")
+        raise UnusableJwks("not a JWKS document")
     keys: list[Key] = []
     for entry in entries:
         if not isinstance(entry, dict):
@@ -588,7 +588,7 @@ def _key_set_from(body: bytes) -> KeySet:
             # RFC 7517 section 5: a key that is not understood is skipped, not fatal to the set.
             continue
     if not keys:
-        raise _UnusableJwks("no usable key in the set")
+        raise UnusableJwks("no usable key in the set")
     return KeySet(keys)
 
 
