@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.app import Gateway, create_gateway
+from hallpass_gateway.proxy import create_proxy_gateway
 from hallpass_gateway.settings import GatewaySettings
 from hallpass_kit.settings import CommonSettings
 from tests.consent.builders import SchoolBuilder
@@ -37,6 +38,7 @@ from tests.identity.shapes import (
     entra_v2,
     parent_keycloak,
 )
+from tests.servers import serving
 
 GATEWAY = "https://testserver"
 SESSION_SECRET = "a-test-session-secret-of-more-than-32-characters"
@@ -59,6 +61,7 @@ class Trust:
     staff: OidcProvider
     parents: OidcProvider
     data_dir: Path
+    common: CommonSettings
 
 
 def staff_claims(role: str, school: str | None, *, kind: Kind = "access") -> dict[str, Any]:
@@ -109,8 +112,9 @@ def trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Trust]:
             text.replace(TRUST_ENTRA, staff.issuer).replace(TRUST_PARENTS, parents.issuer)
         )
         data_dir = tmp_path / "data"
+        common = CommonSettings(data_dir=data_dir, identity_file=identity, public_base_url=GATEWAY)
         gateway = create_gateway(
-            CommonSettings(data_dir=data_dir, identity_file=identity, public_base_url=GATEWAY),
+            common,
             ConsentSettings(database_url=None),
             run_background=False,
             gateway_settings=GatewaySettings(session_secret=SecretStr(SESSION_SECRET)),
@@ -119,7 +123,7 @@ def trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Trust]:
             for school, name in NAMES.items():
                 consent = TestClient(gateway, base_url=f"{GATEWAY}/consent")
                 SchoolBuilder(consent, staff_bearer(staff), school=school).set_up(name=name)
-            yield Trust(gateway, browser, staff, parents, data_dir)
+            yield Trust(gateway, browser, staff, parents, data_dir, common)
 
 
 def follow(browser: TestClient, response: httpx2.Response, hops: int = 10) -> httpx2.Response:
@@ -377,3 +381,28 @@ def test_a_carer_cannot_choose_a_school_without_a_record_there(trust: Trust) -> 
 
     assert refused.status_code == 403
     assert session_of(trust)["school"] is None
+
+
+def test_in_proxy_mode_a_carers_schools_are_asked_of_consent_over_http(trust: Trust) -> None:
+    _, records = carer_in_both_academies(trust)
+    # Consent on its own address, the gateway in front of it forwarding every prefix there.
+    with serving(trust.gateway.services["/consent"], lifespan="off") as consent:
+        apart = trust.common.model_copy(
+            update={"consent_url": consent, "media_url": consent, "comms_url": consent}
+        )
+        gateway = create_proxy_gateway(
+            apart, GatewaySettings(session_secret=SecretStr(SESSION_SECRET), rate_limits=False)
+        )
+        with TestClient(gateway, base_url=GATEWAY, follow_redirects=False) as browser:
+            proxied = replace(trust, browser=browser)
+            trust.parents.next_sign_in(parent_keycloak(email=CARER_EMAIL, kind="id"))
+            sign_in(proxied, "parents", "/auth/session")
+            before = session_of(proxied)
+            choose(proxied, "riverside")
+            after = session_of(proxied)
+            school = browser.get("/consent/v1/school", headers=API)
+
+    assert [grant["school"] for grant in before["grants"]] == ["oakfield", "riverside"]
+    assert (after["school"], after["guardian_id"]) == ("riverside", records["riverside"])
+    assert school.status_code == 200, school.text
+    assert school.json()["name"] == "Riverside Academy"
