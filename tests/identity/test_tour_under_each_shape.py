@@ -730,3 +730,65 @@ def test_the_trusts_academies_are_told_apart_by_group(
     assert pupil not in other.text
     for service in gateway.services.values():
         service.state.hallpass.database.dispose()
+
+
+def test_a_teachers_sending_address_comes_from_upn_when_no_other_claim_holds_one(
+    providers: dict[str, Providers], tmp_path: Path
+) -> None:
+    """Entra ID: no ``email`` claim, and a ``preferred_username`` that is no address (a guest's
+    or a changed sign-in name): the optional ``upn`` claim is the address mail goes from."""
+    running = providers["entra-trust"]
+    shape = SHAPES["entra-trust"]
+    common = CommonSettings(
+        env=Environment.test,
+        data_dir=tmp_path / "data",
+        identity_file=identity_file(shape, running.staff, running.parents, tmp_path),
+    )
+    gateway = create_gateway(common, run_background=False)
+    school = School(TestClient(gateway, raise_server_exceptions=False), gateway, shape, running)
+    claims = entra_person("staff")
+    claims.update(preferred_username="jokafor", upn=f"j.okafor@{DOMAIN}")
+    teacher = {"Authorization": f"Bearer {running.staff.mint(claims)}"}
+    with school.http:
+        class_id, _device = set_up(school)
+        pupil = ok(
+            school.http.post(
+                "/consent/v1/pupils",
+                json={
+                    "mis_id": "T4",
+                    "given_name": "Ava",
+                    "family_name": "Reid",
+                    "year_group": 3,
+                    "class_id": class_id,
+                },
+                headers=school.person("office"),
+            ),
+            201,
+        )["id"]
+        ok(
+            school.http.post(
+                "/consent/v1/guardians",
+                json={
+                    "given_name": "Mia",
+                    "family_name": "Reid",
+                    "email": "mia.reid@example.org",
+                    "children": [{"pupil_id": pupil}],
+                },
+                headers=school.person("office"),
+            ),
+            201,
+        )
+        message = school.http.post(
+            "/comms/v1/messages",
+            json={
+                "recipients": {"class_ids": [class_id]},
+                "subject": "Trip on Friday",
+                "body_text": "Please bring a packed lunch.",
+                "urgent": True,
+            },
+            headers=teacher,
+        )
+
+    assert ok(message, 202)["sender_address"] == f"j.okafor@{DOMAIN}"
+    for service in gateway.services.values():
+        service.state.hallpass.database.dispose()
