@@ -15,7 +15,7 @@ if [[ ! -f deploy/secrets.env ]]; then
         echo "# Made by deploy/make-secrets.sh on $(date -u +%Y-%m-%dT%H:%MZ). Keep a copy in the"
         echo "# school's password manager: the database passwords are needed to restore a backup."
         for name in POSTGRES_PASSWORD CONSENT_DB_PASSWORD MEDIA_DB_PASSWORD COMMS_DB_PASSWORD \
-            MINIO_ROOT_PASSWORD MEDIA_S3_SECRET_KEY HALLPASS_WEBHOOK_SECRET \
+            MINIO_ROOT_PASSWORD MEDIA_S3_SECRET_KEY HALLPASS_WEBHOOK_SECRET HALLPASS_GATEWAY_SESSION_SECRET \
             KEYCLOAK_ADMIN_PASSWORD HALLPASS_SERVICE_CLIENT_SECRET HALLPASS_DEMO_USER_PASSWORD; do
             echo "$name=$(random)"
         done

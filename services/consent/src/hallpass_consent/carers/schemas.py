@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hallpass_consent.models import CarerAccountHow
+from hallpass_kit.fields import STORABLE
 
 
 class CarerLinkView(BaseModel):
@@ -29,7 +30,7 @@ class MyLinks(BaseModel):
 
 
 # Long enough for a code with any separators a person might type; the code itself is 16.
-InvitationCodeText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+InvitationCodeText = Annotated[str, StringConstraints(min_length=1, max_length=64), STORABLE]
 
 
 class InvitationRedemption(BaseModel):
