@@ -149,7 +149,7 @@ def mounted_identity_path(spec: dict[str, Any]) -> Path | None:
     sources = compose().get("configs", {})
     for config in spec.get("configs", []):
         if config["source"] == "identity":
-            return ROOT / sources["identity"]["file"]
+            return ROOT / str(sources["identity"]["file"])
     return None
 
 
