@@ -21,6 +21,7 @@ from hallpass_consent.settings import ConsentSettings
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits
 from hallpass_gateway.settings import GatewaySettings
 from hallpass_gateway.signin import add_browser_sign_in, add_sign_in_routes
+from hallpass_gateway.web import add_web_pages
 from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware, ServiceContext
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, TokenVerifier
 from hallpass_kit.clients import DevServiceTokens, ServiceClient
@@ -312,6 +313,9 @@ def create_gateway(
         if "/consent" in services
         else None,
     )
+    if sign_in is not None:
+        # Pages need a browser session: without sign-in there is nobody to show them to.
+        add_web_pages(gateway, verifier)
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     gateway.add_api_route(
         "/readyz", _readiness_of(services), methods=["GET"], include_in_schema=False

@@ -41,6 +41,7 @@ from hallpass_gateway.app import (
 from hallpass_gateway.ratelimit import RateLimitMiddleware, RateLimits, peer_is_trusted
 from hallpass_gateway.settings import GatewaySettings
 from hallpass_gateway.signin import add_browser_sign_in, add_sign_in_routes
+from hallpass_gateway.web import add_web_pages
 from hallpass_kit.app import AllowedOriginsMiddleware, RequestIdMiddleware
 from hallpass_kit.auth import DevIssuer, TokenVerifier
 from hallpass_kit.clients import ServiceClient, service_client
@@ -504,6 +505,8 @@ def create_proxy_gateway(
             timeout=common.service_timeout_seconds,
         ),
     )
+    if sign_in is not None:
+        add_web_pages(gateway, verifier)
     _add_operations_routes(gateway, settings)
     gateway.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for prefix, upstream in upstreams.items():

@@ -220,7 +220,9 @@ class BrowserSessionMiddleware:
             added.append((SCHOOL_HEADER.lower().encode(), session.school.encode("utf-8")))
         if method in ("GET", "HEAD") and prefers_html(headers.get("accept")):
             send = _choosing_school_instead_of_400(scope, send)
-        scope = {**scope, "headers": [*scope["headers"], *added]}
+        # The console's pages put the session's CSRF token in their forms.
+        state = {**scope.get("state", {}), "browser_session": session}
+        scope = {**scope, "headers": [*scope["headers"], *added], "state": state}
         await self.app(scope, receive, send)
 
     async def _session(self, cookie: str) -> BrowserSession | None:

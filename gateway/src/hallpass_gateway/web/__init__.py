@@ -1,0 +1,15 @@
+"""The staff console (``/app``) and the carers' pages (``/parents``): server-rendered over the
+services' own APIs, in English and Welsh, accessible (WCAG 2.2 AA)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from hallpass_gateway.web.routes import web_router
+from hallpass_kit.auth import TokenVerifier
+
+__all__ = ["add_web_pages"]
+
+
+def add_web_pages(app: FastAPI, verifier: TokenVerifier) -> None:
+    app.include_router(web_router(verifier))
