@@ -1,7 +1,8 @@
 """The console's words in English and Welsh.
 
-Every string a page shows is looked up by key in ``locales/<language>.json``; a key missing from
-the Welsh file is a test failure, never an English word left on a Welsh page. The language is the
+Every string a page shows is looked up by key in ``locales/<language>/*.json`` (one file per
+part of the console, merged; keys start with the file's name); a key missing from the Welsh
+files is a test failure, never an English word left on a Welsh page. The language is the
 one the person chose (``?lang=cy``, kept in a cookie), else the first of English and Welsh their
 browser asks for, else English.
 """
@@ -24,9 +25,14 @@ _LOCALES = Path(__file__).parent / "locales"
 
 @cache
 def catalogue(language: Language) -> Mapping[str, str]:
-    loaded = json.loads((_LOCALES / f"{language}.json").read_text(encoding="utf-8"))
-    assert isinstance(loaded, dict)
-    return loaded
+    words: dict[str, str] = {}
+    for part in sorted((_LOCALES / language).glob("*.json")):
+        loaded = json.loads(part.read_text(encoding="utf-8"))
+        assert isinstance(loaded, dict), part
+        clashing = words.keys() & loaded.keys()
+        assert not clashing, f"{part} repeats {sorted(clashing)[:3]}"
+        words.update(loaded)
+    return words
 
 
 class Translator:
