@@ -80,6 +80,15 @@ MATRIX: dict[Endpoint, Row] = {
             "body_text": "Please bring PE kit on Monday.",
         },
     ),
+    ("POST", "/v1/messages:preview"): Row(
+        SENDERS,
+        json=lambda w: {
+            "recipients": {"class_ids": [w.class_id]},
+            "subject": "PE kit",
+            "body_text": "Please bring PE kit on Monday.",
+        },
+    ),
+    ("GET", "/v1/approvals"): Row(APPROVERS),
     ("GET", "/v1/messages/{message_id}"): Row(MESSAGE_READERS),
     ("POST", "/v1/messages/{message_id}:approve"): Row(APPROVERS),
     ("GET", "/v1/messages/{message_id}/secure-view"): Row(CARERS),

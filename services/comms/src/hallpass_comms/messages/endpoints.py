@@ -13,6 +13,7 @@ from hallpass_comms.context import CommsContextDep
 from hallpass_comms.messages import service
 from hallpass_comms.messages.schemas import (
     MessageCreate,
+    MessagePreview,
     MessageReceipt,
     MessageView,
     SecureMessage,
@@ -61,6 +62,36 @@ def send_message(
         ),
         status_code=202,
     )
+
+
+@router.post("/messages:preview", responses=problem_responses(404, 409, 422, 503))
+def preview_message(
+    body: MessageCreate,
+    session: SessionDep,
+    context: CommsContextDep,
+    request: Request,
+    principal: Principal = require_roles(*SENDERS),
+) -> MessagePreview:
+    """What sending this message now would do, under the same rules as `POST /v1/messages`,
+    writing nothing: how many families get it (E9), who is copied (E1), whether it waits for
+    the head or deputy (E4) and when it would go out (E8). Refusals are those of a send."""
+    return service.preview(
+        session,
+        context.consent,
+        principal,
+        body,
+        context.clock(),
+        caller_token=caller_token(request.headers.get("authorization")),
+    )
+
+
+@router.get("/approvals")
+def list_approvals(
+    session: SessionDep, principal: Principal = require_roles(*APPROVERS)
+) -> list[MessageView]:
+    """E4: this school's messages to outside organisations waiting for the head or deputy,
+    oldest first (at most 200)."""
+    return service.pending_approval(session, principal)
 
 
 @router.get("/messages/{message_id:uuid}", responses=problem_responses(404))

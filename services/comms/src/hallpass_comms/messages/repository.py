@@ -9,13 +9,31 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
-from hallpass_comms.models import Delivery, FamilyMessage, Message
+from hallpass_comms.models import Approval, Delivery, FamilyMessage, Message
 
 
 def get_message(session: Session, school_id: str, message_id: uuid.UUID) -> Message | None:
     return session.execute(
         select(Message).where(Message.school_id == school_id, Message.id == message_id)
     ).scalar_one_or_none()
+
+
+# No screen lists more than this many messages waiting for approval at once.
+PENDING_LIMIT = 200
+
+
+def pending_messages(session: Session, school_id: str) -> Sequence[Message]:
+    """The school's messages held for the head or deputy (E4), oldest first."""
+    return (
+        session.execute(
+            select(Message)
+            .where(Message.school_id == school_id, Message.approval == Approval.pending)
+            .order_by(Message.created_at, Message.id)
+            .limit(PENDING_LIMIT)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def deliveries_of(session: Session, message_ids: Sequence[uuid.UUID]) -> Sequence[Delivery]:

@@ -101,6 +101,27 @@ class MessageReceipt(MessageView):
     )
 
 
+class MessagePreview(BaseModel):
+    """What sending a message now would do; nothing is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sender_address: str = Field(description="Your own school account (E2).")
+    families: int = Field(description="Family envelopes: one per family (E9).")
+    pupils: int = Field(description="Pupils whose families are written to.")
+    staff_addresses: int
+    outside_addresses: int
+    cc: list[str] = Field(description="Leadership copied on every envelope (E1).")
+    approval: Approval = Field(description="pending: held for the head or deputy (E4).")
+    scheduled_for: dt.datetime | None = Field(
+        description="When it would go out if held for the next school-day morning (E8); null "
+        "when it would go at once (or waits for approval first)."
+    )
+    unreachable_pupil_ids: list[uuid.UUID] = Field(
+        description="Pupils asked for whose carers have no address on record."
+    )
+
+
 class SecureMessage(BaseModel):
     """A sensitive message, read by its carer over the authenticated API (E5)."""
 

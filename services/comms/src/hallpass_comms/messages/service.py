@@ -35,6 +35,7 @@ from hallpass_comms.messages.reading import html_words
 from hallpass_comms.messages.schemas import (
     DeliveryView,
     MessageCreate,
+    MessagePreview,
     MessageReceipt,
     MessageView,
     SecureMessage,
@@ -301,6 +302,15 @@ def _delivery_rows(
     return rows
 
 
+def require_envelopes(envelopes: Sequence[Envelope]) -> None:
+    if not envelopes:
+        raise Unprocessable(
+            "Nobody to send this to: the recipients have no address on record.",
+            code="no_recipients",
+            rule="E9",
+        )
+
+
 def store(
     session: Session,
     settings: MailSettings,
@@ -317,12 +327,7 @@ def store(
     Envelopes of a message waiting for approval (E4) are held; the others go at once or at the
     next school-day morning (E8). Staff mail copies leadership (E1); the office's does not.
     """
-    if not envelopes:
-        raise Unprocessable(
-            "Nobody to send this to: the recipients have no address on record.",
-            code="no_recipients",
-            rule="E9",
-        )
+    require_envelopes(envelopes)
     cc = (
         leadership_cc(
             settings.cc_policy,
@@ -359,17 +364,24 @@ def store(
     return message
 
 
-def send_draft(
-    session: Session,
-    consent: ConsentClient,
-    draft: Draft,
-    now: dt.datetime,
-    *,
-    caller_token: str | None = None,
-) -> Sent:
-    """The one way a message is sent, whoever writes it: the school's settings, the sender
-    (E2), the words (E6, staff only), the recipients through consent (E9), approval (E4),
-    school hours (E8), then one transaction stores it for the delivery worker."""
+@dataclass(frozen=True)
+class Plan:
+    """A draft checked against every rule and addressed, not yet stored."""
+
+    settings: MailSettings
+    sender: Sender
+    draft: Draft
+    envelopes: tuple[Envelope, ...]
+    unreachable_pupil_ids: tuple[uuid.UUID, ...]
+    approval: Approval
+    approved_by: str | None
+
+
+def plan_draft(
+    session: Session, consent: ConsentClient, draft: Draft, *, caller_token: str | None = None
+) -> Plan:
+    """Everything a send decides before it writes: the school's settings, the sender (E2), the
+    words (E6, staff only), the recipients through consent (E9) and approval (E4)."""
     settings = require_settings(session, draft.author.school)
     sender = sender_of(settings, draft.author)
     draft = replace(draft, body_html=sanitise_html(draft.body_html))
@@ -380,10 +392,34 @@ def send_draft(
     addressing = address_envelopes(families, draft.recipients, settings.domains)
     envelopes = (*addressing.envelopes, *draft.addressed)
     approval, approved_by = approval_for(settings, draft.author, envelopes)
-    message = store(
-        session, settings, sender, draft, envelopes, now, approval=approval, approved_by=approved_by
+    return Plan(
+        settings, sender, draft, envelopes, addressing.unreachable_pupil_ids, approval, approved_by
     )
-    return Sent(message, envelopes, addressing.unreachable_pupil_ids)
+
+
+def send_draft(
+    session: Session,
+    consent: ConsentClient,
+    draft: Draft,
+    now: dt.datetime,
+    *,
+    caller_token: str | None = None,
+) -> Sent:
+    """The one way a message is sent, whoever writes it: planned through every rule
+    (``plan_draft``), held for school hours (E8), then one transaction stores it for the
+    delivery worker."""
+    plan = plan_draft(session, consent, draft, caller_token=caller_token)
+    message = store(
+        session,
+        plan.settings,
+        plan.sender,
+        plan.draft,
+        plan.envelopes,
+        now,
+        approval=plan.approval,
+        approved_by=plan.approved_by,
+    )
+    return Sent(message, plan.envelopes, plan.unreachable_pupil_ids)
 
 
 def audit_details(sent: Sent) -> dict[str, object]:
@@ -578,19 +614,10 @@ def _when(moment: dt.datetime) -> str:
     return f"{utc.day} {utc:%B %Y, %H:%M} UTC"
 
 
-def send(
-    session: Session,
-    consent: ConsentClient,
-    principal: Principal,
-    body: MessageCreate,
-    now: dt.datetime,
-    *,
-    caller_token: str | None = None,
-) -> MessageReceipt:
-    """A member of staff's message, through every rule, stored for the delivery worker."""
+def _staff_draft(principal: Principal, body: MessageCreate, action: str) -> Draft:
     r = body.recipients
-    draft = Draft(
-        author=StaffAuthor(principal, "send_message"),
+    return Draft(
+        author=StaffAuthor(principal, action),
         kind=MessageKind.staff_message,
         subject=body.subject,
         body_text=body.body_text,
@@ -605,6 +632,63 @@ def send(
             addresses=tuple(r.addresses),
         ),
     )
+
+
+def preview(
+    session: Session,
+    consent: ConsentClient,
+    principal: Principal,
+    body: MessageCreate,
+    now: dt.datetime,
+    *,
+    caller_token: str | None = None,
+) -> MessagePreview:
+    """What sending this message now would do, through the same rules, writing nothing: how
+    many families, who is copied (E1), whether it waits for approval (E4) or the morning (E8)."""
+    plan = plan_draft(
+        session,
+        consent,
+        _staff_draft(principal, body, "preview_message"),
+        caller_token=caller_token,
+    )
+    require_envelopes(plan.envelopes)
+    settings = plan.settings
+    kinds = [envelope.kind for envelope in plan.envelopes]
+    held = plan.approval is Approval.pending
+    return MessagePreview(
+        sender_address=plan.sender.address,
+        families=kinds.count(RecipientKind.family),
+        pupils=len({p for envelope in plan.envelopes for p in envelope.pupil_ids}),
+        staff_addresses=kinds.count(RecipientKind.staff),
+        outside_addresses=kinds.count(RecipientKind.external),
+        cc=leadership_cc(
+            settings.cc_policy,
+            head=settings.head_address,
+            deputy=settings.deputy_address,
+            sender=plan.sender.address,
+        ),
+        approval=plan.approval,
+        scheduled_for=None if held else release_of(settings, now, body.urgent),
+        unreachable_pupil_ids=list(plan.unreachable_pupil_ids),
+    )
+
+
+def pending_approval(session: Session, principal: Principal) -> list[MessageView]:
+    """E4: the school's messages waiting for the head or deputy, oldest first."""
+    return [view(session, m) for m in repository.pending_messages(session, principal.school)]
+
+
+def send(
+    session: Session,
+    consent: ConsentClient,
+    principal: Principal,
+    body: MessageCreate,
+    now: dt.datetime,
+    *,
+    caller_token: str | None = None,
+) -> MessageReceipt:
+    """A member of staff's message, through every rule, stored for the delivery worker."""
+    draft = _staff_draft(principal, body, "send_message")
     sent = send_draft(session, consent, draft, now, caller_token=caller_token)
     held = sent.message.approval is Approval.pending
     record_audit(
