@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from hallpass_gateway.web.parents import parents_router
 from hallpass_gateway.web.routes import web_router
 from hallpass_kit.auth import TokenVerifier
 
@@ -13,3 +14,4 @@ __all__ = ["add_web_pages"]
 
 def add_web_pages(app: FastAPI, verifier: TokenVerifier) -> None:
     app.include_router(web_router(verifier))
+    app.include_router(parents_router(verifier))

@@ -64,8 +64,14 @@ class PageApi:
     async def __aexit__(self, *_: object) -> None:
         await self._client.aclose()
 
-    async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Answer:
-        return await self._call("GET", path, params=params)
+    async def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        return await self._call("GET", path, params=params, headers=headers)
 
     async def post(
         self, path: str, *, json: Any = None, headers: Mapping[str, str] | None = None
