@@ -78,6 +78,9 @@ class PageApi:
     ) -> Answer:
         return await self._call("POST", path, json=json, headers=headers)
 
+    async def put(self, path: str, *, json: Any = None) -> Answer:
+        return await self._call("PUT", path, json=json)
+
     async def _call(
         self,
         method: str,
