@@ -81,6 +81,19 @@ class PageApi:
     async def put(self, path: str, *, json: Any = None) -> Answer:
         return await self._call("PUT", path, json=json)
 
+    async def post_content(
+        self,
+        path: str,
+        content: bytes,
+        *,
+        content_type: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """A body that is not JSON, e.g. a CSV file for an import."""
+        return await self._call(
+            "POST", path, params=params, content=content, headers={"content-type": content_type}
+        )
+
     async def _call(
         self,
         method: str,
@@ -88,6 +101,7 @@ class PageApi:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         response = await self._client.request(
@@ -95,6 +109,7 @@ class PageApi:
             path,
             params=params,
             json=json,
+            content=content,
             headers={**self._headers, "accept": "application/json", **(headers or {})},
         )
         try:
