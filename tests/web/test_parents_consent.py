@@ -192,3 +192,58 @@ def test_a_child_who_is_not_the_carers_is_not_found(page: Page, site: Site) -> N
     assert response.status == 404
     expect(page.get_by_role("alert")).to_contain_text("cannot find")
     assert_accessible(page)
+
+
+def test_an_answer_the_api_refuses_is_shown_on_the_page_and_changes_nothing(
+    page: Page, site: Site
+) -> None:
+    pupil, guardian = _family(site)
+    purpose = _opt_in_purpose(site)
+    _sign_in_as_carer(page, guardian)
+    page.goto(f"/parents/children/{pupil}")
+    form = _purpose_section(page, purpose["title"]).locator("form")
+    form.locator('input[name="purpose"]').evaluate("(input) => { input.value = 'no_such_use'; }")
+
+    form.get_by_role("button", name="Yes, I agree").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("no_such_use")
+    expect(page.locator("table")).to_have_count(0)
+    assert _decision(site, purpose["code"], pupil)["reason"] == "no_record"
+    assert_accessible(page)
+
+
+def test_a_carer_without_parental_responsibility_sees_the_answers_but_no_buttons(
+    page: Page, site: Site
+) -> None:
+    pupil, _ = _family(site)
+    with httpx.Client(base_url=site.base_url) as http:
+        relative = http.post(
+            "/consent/v1/guardians",
+            json={
+                "given_name": "Alun",
+                "family_name": "Pritchard",
+                "children": [{"pupil_id": pupil, "parental_responsibility": False}],
+            },
+            headers=_as(site, "office"),
+        )
+    assert relative.status_code == 201, relative.text
+    _sign_in_as_carer(page, relative.json()["id"])
+
+    page.goto(f"/parents/children/{pupil}")
+
+    expect(page.locator("main")).to_contain_text("parental responsibility")
+    expect(page.locator("section.purpose").first).to_be_visible()
+    expect(page.locator("section.purpose button")).to_have_count(0)
+    assert_accessible(page)
+
+
+def test_the_child_page_fits_a_phone_screen(page: Page, site: Site) -> None:
+    pupil, guardian = _family(site)
+    _sign_in_as_carer(page, guardian)
+    page.set_viewport_size({"width": 360, "height": 740})
+
+    page.goto(f"/parents/children/{pupil}")
+
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    assert_accessible(page)

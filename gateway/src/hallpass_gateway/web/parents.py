@@ -87,8 +87,8 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         body: dict[str, Any] = {"purpose": purpose, "decision": decision}
         version = str(form.get("wording_version", ""))
         if version.isdigit() and len(version) <= 10:
-            # The words the carer was shown: a newer version published meanwhile is refused
-            # by the API rather than agreed to unseen.
+            # The words the carer was shown are the ones recorded, even when the school has
+            # published newer words since the page was drawn.
             body["wording_version"] = int(version)
         async with PageApi(request.app, request) as api:
             recorded = await api.post(
