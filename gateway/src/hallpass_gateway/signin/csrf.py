@@ -114,6 +114,60 @@ async def read_form(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
             return bytes(body), False
 
 
+def multipart_boundary(headers: Headers) -> bytes | None:
+    """The boundary of a ``multipart/form-data`` body (a form with a file), if it is one."""
+    kind, _, parameters = headers.get("content-type", "").partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        return None
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "boundary" and 0 < len(value.strip().strip('"')) <= 70:
+            return value.strip().strip('"').encode("latin-1", "replace")
+    return None
+
+
+async def first_part_field(
+    receive: Receive, boundary: bytes, name: str
+) -> tuple[str | None, Receive]:
+    """The value of ``name`` when it is the first field of a multipart form, and a ``receive``
+    that hands the app the whole body still.
+
+    A form with a file cannot be read whole before the app sees it (it may be large), and a
+    browser sends a form's fields in the page's order: the console's forms put the CSRF token
+    first, so only the body's beginning is read here.
+    """
+    head = bytearray()
+    done = False
+    opening = b"--" + boundary + b"\r\n"
+    closing = b"\r\n--" + boundary
+    while not done and closing not in head[len(opening) :] and len(head) <= MAX_FORM_BYTES:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, receive
+        head += message.get("body", b"")
+        done = not message.get("more_body", False)
+    value: str | None = None
+    if head.startswith(opening) and (end := head.find(closing, len(opening))) != -1:
+        headers, _, content = bytes(head[len(opening) : end]).partition(b"\r\n\r\n")
+        if f'name="{name}"'.encode() in headers.lower() and b"filename=" not in headers.lower():
+            value = content.decode("utf-8", "replace")
+    return value, _replaying_start(bytes(head), done, receive)
+
+
+def _replaying_start(start: bytes, whole: bool, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body's first bytes already read, then the rest."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": start, "more_body": not whole}
+        return await receive()
+
+    return replay
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands the app the body already read, then the caller's own events."""
     sent = False
@@ -250,6 +304,8 @@ class BrowserSessionMiddleware:
             receive = replaying(body, receive)
             if not gone:
                 offered = form_field(body, CSRF_FIELD)
+        elif offered is None and (boundary := multipart_boundary(headers)) is not None:
+            offered, receive = await first_part_field(receive, boundary, CSRF_FIELD)
         return tokens_match(offered, session.csrf), receive
 
 

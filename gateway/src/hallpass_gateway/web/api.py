@@ -94,6 +94,25 @@ class PageApi:
             "POST", path, params=params, content=content, headers={"content-type": content_type}
         )
 
+    async def post_files(
+        self,
+        path: str,
+        *,
+        data: Mapping[str, str],
+        files: list[tuple[str, tuple[str, bytes, str]]],
+    ) -> Answer:
+        """A multipart POST: form fields and files, ``[("file", (name, bytes, type))]``."""
+        response = await self._client.post(
+            path,
+            data=data,
+            files=files,
+            headers={**self._headers, "accept": "application/json"},
+        )
+        try:
+            return Answer(response.status_code, response.json() if response.content else None)
+        except ValueError:
+            return Answer(response.status_code, None)
+
     async def _call(
         self,
         method: str,
