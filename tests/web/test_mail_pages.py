@@ -11,6 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from hallpass_gateway.web.people import SECTIONS
+from hallpass_kit.auth import Principal, Role
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
 pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
@@ -207,3 +209,12 @@ def test_a_teacher_is_not_shown_the_pastoral_inbox(page: Page, site: Site) -> No
 
     expect(page.get_by_role("alert")).to_have_text("Your role does not allow this page.")
     assert_accessible(page)
+
+
+def test_pastoral_staff_alone_are_not_offered_the_pages_that_start_from_the_class_list() -> None:
+    pastoral = Principal(sub="pastoral@demo", school="demo", roles=frozenset({Role.pastoral}))
+
+    offered = {section.path for section in SECTIONS if section.open_to(pastoral)}
+
+    assert "/app/pastoral" in offered
+    assert not offered & {"/app/mail", "/app/families"}

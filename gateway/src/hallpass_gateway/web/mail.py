@@ -36,10 +36,16 @@ CLASS_PAGE = "500"
 # The fields of the compose form the API names in a refusal (``where``), by form field.
 FIELD_OF_WHERE = {"body.subject": "subject", "body.body_text": "body_text"}
 
+# Both pages start from the class list, which the consent API gives staff but not pastoral
+# staff (who reach a family's messages from a concern instead), so neither is listed for them.
+CLASS_READERS = frozenset(
+    {Role.staff, Role.head, Role.deputy, Role.dsl, Role.office, Role.social_media, Role.admin}
+)
+
 SECTIONS.extend(
     [
-        Section("/app/mail", "mail.compose.title", SENDERS),
-        Section("/app/families", "mail.families.title", HISTORY_READERS),
+        Section("/app/mail", "mail.compose.title", SENDERS & CLASS_READERS),
+        Section("/app/families", "mail.families.title", HISTORY_READERS & CLASS_READERS),
         Section("/app/pastoral", "mail.pastoral.title", PASTORAL_READERS),
     ]
 )
