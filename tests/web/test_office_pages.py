@@ -112,6 +112,23 @@ def test_the_office_records_a_paper_consent_and_it_shows_on_the_pupil_and_the_sh
     assert_accessible(page)
 
 
+def test_the_office_records_a_refusal_taken_on_the_telephone(page: Page, site: Site) -> None:
+    enrolled = enrol(site)
+    sign_in_as(page, "office")
+    page.goto(f"/app/office/pupils/{enrolled.pupil_id}")
+
+    page.get_by_label("Purpose").select_option("social_media_photo")
+    page.get_by_role("radio", name="Refused").check()
+    page.get_by_label("How it reached the school").select_option("phone")
+    page.get_by_label("Evidence reference").fill("Call note 2026-118")
+    page.get_by_role("button", name="Record the decision").click()
+
+    history = page.locator("table", has=page.get_by_role("columnheader", name="Given by"))
+    expect(history.locator("tbody tr")).to_contain_text("Telephone call")
+    expect(history.locator("tbody tr")).to_contain_text("Call note 2026-118")
+    assert_accessible(page)
+
+
 def test_a_decision_without_evidence_is_refused_next_to_the_field(page: Page, site: Site) -> None:
     enrolled = enrol(site)
     sign_in_as(page, "office")

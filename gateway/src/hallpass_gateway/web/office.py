@@ -1,5 +1,6 @@
-"""The school office's pages: find pupils and carers, record a decision given on paper or by
-email, import the MIS export, see which grants lapse soon, and issue a carer's invitation code.
+"""The school office's pages: find pupils and carers, record a decision given on paper, on the
+telephone or by email, import the MIS export, see which grants lapse soon, and issue a carer's
+invitation code.
 
 Every page is built from the consent API's own answers, as the signed-in person, so the API's
 role rules (only the office, an admin, the head or a deputy register decisions) hold here too.
@@ -26,7 +27,7 @@ from hallpass_kit.auth import Principal, Role, TokenVerifier
 OFFICE_ROLES = frozenset({Role.office, Role.admin, Role.head, Role.deputy})
 # How a decision reached the office: the consent API's methods that a member of staff records
 # (the parent app records its own answers).
-STAFF_METHODS = ("paper", "email", "electronic")
+STAFF_METHODS = ("paper", "phone", "email", "electronic")
 # Every year group the consent API knows (-1 nursery, 0 reception, 1 to 14): "the whole school".
 ALL_YEAR_GROUPS = list(range(-1, 15))
 # The import's own ceiling is 5 MB; a little more is read so an oversized file still reaches

@@ -48,6 +48,9 @@ class Method(StrEnum):
     electronic = "electronic"
     app = "app"
     email = "email"
+    # A carer's answer taken by the office on a telephone call; the evidence reference says
+    # where the call note is kept (C10).
+    phone = "phone"
 
 
 class GivenBy(StrEnum):
