@@ -78,7 +78,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def answer(request: Request, pupil_id: str) -> Response:
         """Yes or no for one purpose; the receipt of the new record follows."""
         await viewer(request, verifier)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         form = await request.form()
@@ -102,7 +102,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def withdraw(request: Request, pupil_id: str) -> Response:
         """Withdraw consent for one purpose: it applies to every decision from now (C5)."""
         await viewer(request, verifier)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         form = await request.form()
@@ -119,7 +119,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         """The consent receipt of one record about the child, as the API issues it."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil, record = _pupil_id(pupil_id), _pupil_id(record_id)
+        pupil, record = _uuid_of(pupil_id), _uuid_of(record_id)
         if pupil is None or record is None:
             return _not_found(request)
         async with PageApi(request.app, request) as api:
@@ -150,7 +150,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         with a download of them all."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         async with PageApi(request.app, request) as api:
@@ -175,7 +175,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         one opens in the secure view (E5)."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         params = {"limit": str(MESSAGES_PER_PAGE)}
@@ -211,7 +211,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def raise_concern(request: Request, pupil_id: str) -> Response:
         """Send the concern; only the DSL and pastoral staff can read it."""
         await viewer(request, verifier)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         form = await request.form()
@@ -247,7 +247,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         """File the report; the DSL is told at once and the carer gets its reference."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _pupil_id(pupil_id)
+        pupil = _uuid_of(pupil_id)
         if pupil is None:
             return _not_found(request)
         form = await request.form()
@@ -301,7 +301,7 @@ async def _child_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _pupil_id(pupil_id)
+    pupil = _uuid_of(pupil_id)
     if pupil is None:
         return _not_found(request)
     async with PageApi(request.app, request) as api:
@@ -368,7 +368,7 @@ async def _concern_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _pupil_id(pupil_id)
+    pupil = _uuid_of(pupil_id)
     if pupil is None:
         return _not_found(request)
     async with PageApi(request.app, request) as api:
@@ -396,7 +396,7 @@ async def _report_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _pupil_id(pupil_id)
+    pupil = _uuid_of(pupil_id)
     if pupil is None:
         return _not_found(request)
     async with PageApi(request.app, request) as api:
@@ -417,7 +417,7 @@ async def _report_page(
             "received_from": "",
             "description": "",
             **values,
-            "message_id": message_id if _pupil_id(message_id) is not None else "",
+            "message_id": message_id if _uuid_of(message_id) is not None else "",
         },
         error=error,
     )
@@ -449,7 +449,7 @@ def _t(request: Request) -> Translator:
     return Translator(language_of(request))
 
 
-def _pupil_id(text: str) -> uuid.UUID | None:
+def _uuid_of(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text) if len(text) <= 40 else None
     except ValueError:
