@@ -235,6 +235,18 @@ def test_renewals_due_lists_grants_lapsing_soon(page: Page, site: Site) -> None:
     assert_accessible(page)
 
 
+def test_the_staff_console_offers_the_office_its_pages(page: Page, site: Site) -> None:
+    sign_in_as(page, "office")
+
+    page.goto("/app")
+
+    expect(page.get_by_role("link", name="School office")).to_have_attribute("href", "/app/office")
+    expect(page.get_by_role("link", name="Who may appear?")).to_have_attribute(
+        "href", "/app/activity"
+    )
+    assert_accessible(page)
+
+
 def test_a_teacher_is_not_shown_the_office_pages(page: Page, site: Site) -> None:
     sign_in_as(page, "staff")
 
