@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 from tests.web.test_office_pages import Enrolled, enrol
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_activity_pages")]
 
 
 def _granted(site: Site, enrolled: Enrolled, purpose: str) -> str:

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_leadership_pages")]
 
 
 def _api(site: Site, role: str, method: str, path: str, **kwargs: object) -> httpx.Response:

@@ -15,7 +15,7 @@ from hallpass_gateway.web.people import SECTIONS
 from hallpass_kit.auth import Principal, Role
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_mail_pages")]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_office_pages")]
 
 
 @dataclass(frozen=True)

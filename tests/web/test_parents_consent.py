@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.web.browser import Site, assert_accessible, needs_chromium
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_parents_consent")]
 
 
 def _as(site: Site, role: str) -> dict[str, str]:

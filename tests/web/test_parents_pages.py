@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_parents_pages")]
 
 
 def _first_carer(page: Page) -> str:

@@ -19,7 +19,7 @@ from playwright.sync_api import FilePayload, Page, expect
 from tests.media import images
 from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
-pytestmark = [needs_chromium, pytest.mark.xdist_group("browser")]
+pytestmark = [needs_chromium, pytest.mark.xdist_group("test_posts")]
 
 # Media's worker scans a new picture within seconds; OCR's first use loads its models.
 SCAN_DEADLINE_SECONDS = 120.0
