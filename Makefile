@@ -29,7 +29,7 @@ endif
 # Evaluated when a recipe uses it, i.e. after `install` has synced the environment.
 XDIST = $(shell $(RUN) python -c "import xdist" >/dev/null 2>&1 && echo "-n auto --dist loadgroup")
 
-.PHONY: help install run test check fmt openapi openapi-check bench fuzz fuzz-files clean
+.PHONY: help install run test check fmt openapi openapi-check bench fuzz fuzz-files screenshots clean
 
 help:
 	@echo "make run            start Hallpass with demo data on http://$(HOST):$(PORT)"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench          run the benchmarks (decisions, publish check, names, scan cost, bulk send, overload)"
 	@echo "make fuzz           schemathesis contract tests with 500 examples per operation"
 	@echo "make fuzz-files     upload and check a generated corpus of hostile image files"
+	@echo "make screenshots    photograph the console and the carers' pages into docs/screenshots/ (needs chromium)"
 	@echo "make install        create .venv from uv.lock"
 	@echo "make clean          remove caches, .venv and .tools (keeps the .hallpass data dir)"
 
@@ -85,6 +86,9 @@ bench: install
 	$(RUN) python bench/scan_cost.py
 	$(RUN) python bench/bulk_send.py
 	$(RUN) python bench/overload.py
+
+screenshots: install
+	$(RUN) python -m tests.web.screenshots
 
 fuzz: install
 	HALLPASS_FUZZ_EXAMPLES=500 $(RUN) pytest -m contract $(XDIST) $(PYTEST_ARGS)
