@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 from hallpass_gateway.app import create_gateway
 from hallpass_gateway.cli import main
@@ -20,8 +20,8 @@ from tests.servers import serving
 from tests.web.browser import CHROMIUM, assert_accessible, sign_in_as
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PHONE = {"width": 390, "height": 844}
-DESK = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESK: ViewportSize = {"width": 1280, "height": 900}
 
 
 def _shoot(page: Page, path: str, name: str) -> None:
@@ -29,7 +29,7 @@ def _shoot(page: Page, path: str, name: str) -> None:
     page.wait_for_load_state()
     assert_accessible(page)
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
-    print(f"docs/screenshots/{name}.png  {path}")
+    sys.stdout.write(f"docs/screenshots/{name}.png  {path}\n")
 
 
 def take() -> None:
@@ -66,4 +66,4 @@ def take() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(take())
+    take()
