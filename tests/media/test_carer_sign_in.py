@@ -11,12 +11,11 @@ from fastapi.testclient import TestClient
 
 from hallpass_consent.app import create_app as create_consent_app
 from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.auth import DevIssuer
+from hallpass_kit.auth import DevIssuer, RememberedCarerLinks
 from hallpass_kit.clients import SCHOOL_HEADER, ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings
 from hallpass_media.app import create_app
-from hallpass_media.consent_link import ConsentCarers
 from hallpass_media.context import media_context
 from hallpass_media.scanning import Scanner
 from hallpass_media.settings import MediaSettings
@@ -149,7 +148,7 @@ def test_an_unlink_reaches_media_once_the_remembered_links_are_stale(
 ) -> None:
     clock = Clock()
     context = media_context(media_app.state.hallpass)
-    context.carers = ConsentCarers(context.consent, ttl_seconds=30, clock=clock)
+    context.carers = RememberedCarerLinks(context.consent.carer_links, ttl_seconds=30, clock=clock)
     pupil, guardian, media_id = pictured_child(world)
     headers = own_account(provider)
     assert pictures(world, pupil, headers) == [media_id]

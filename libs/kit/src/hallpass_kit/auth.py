@@ -179,6 +179,52 @@ class CarerDirectory(Protocol):
     def links(self, principal: Principal, token: str) -> Sequence[CarerLink]: ...
 
 
+class RememberedCarerLinks:
+    """A service's ``CarerDirectory`` away from consent: ``ask(token)`` fetches the carer's
+    records from consent with the carer's own token, and the answer is remembered per account
+    for a short while.
+
+    A carer's page makes several calls in a row and links change rarely (a sign-in, a code
+    redeemed, the office unlinking by hand), so 30 seconds spares consent a call per request.
+    The price: an account the office unlinks keeps reaching the service for up to that long. An
+    empty answer is never remembered, so a carer who has just redeemed their code is let in at
+    once instead of being told for half a minute that they are not linked.
+    """
+
+    def __init__(
+        self,
+        ask: Callable[[str], Sequence[CarerLink]],
+        *,
+        ttl_seconds: float = 30.0,
+        max_accounts: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ask = ask
+        self.ttl_seconds = ttl_seconds
+        self.max_accounts = max_accounts
+        self.clock = clock
+        self._known: OrderedDict[tuple[str, str], tuple[float, tuple[CarerLink, ...]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]:
+        account = (principal.issuer, principal.sub)
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(account)
+            if known is not None and known[0] > now:
+                return known[1]
+        links = tuple(self.ask(token))
+        if links:
+            with self._lock:
+                self._known[account] = (now + self.ttl_seconds, links)
+                self._known.move_to_end(account)
+                while len(self._known) > self.max_accounts:
+                    self._known.popitem(last=False)
+        return links
+
+
 class AccessRefused(HallpassError):
     """A caller reached for something their role or family does not allow; always audited."""
 

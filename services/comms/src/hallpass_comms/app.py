@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from hallpass_comms import migrations
 from hallpass_comms.common import AUDITORS, audit
-from hallpass_comms.consent_client import ConsentCarers, ConsentClient
+from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
 from hallpass_comms.delivery.transports import SmtpTransport
@@ -25,7 +25,7 @@ from hallpass_comms.settings import CommsSettings
 from hallpass_kit.app import create_service_app
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
-from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.auth import RememberedCarerLinks, TokenVerifier
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
@@ -90,7 +90,7 @@ def build_context(
         consent=consent_client,
     )
     # Carers who sign in with their own accounts: their records are consent's to know.
-    context.carers = ConsentCarers(consent_client)
+    context.carers = RememberedCarerLinks(consent_client.carer_links)
     return context
 
 

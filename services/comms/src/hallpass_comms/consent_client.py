@@ -11,11 +11,8 @@ nothing is sent on a guess.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -23,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from hallpass_comms.recipients.policy import Carer, FamilyRecord, Targets
 from hallpass_comms.reminders.policy import Lapsing
-from hallpass_kit.auth import CarerLink, Principal
+from hallpass_kit.auth import CarerLink
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import ProblemDetail, ServiceUnavailable, Unprocessable
 
@@ -252,48 +249,3 @@ class ConsentClient:
             for r in _parsed(_RENEWALS, response)
             if r.guardian_id is not None and r.guardian_email
         ]
-
-
-class ConsentCarers:
-    """Where comms finds a signed-in carer's records (the kit's ``CarerDirectory``): consent's
-    ``/v1/me/links``, asked with the carer's own token, remembered per account for a short while.
-
-    A carer reading their family's mail makes several calls in a row and links change rarely (a
-    sign-in, a code redeemed, the office unlinking by hand), so 30 seconds spares consent a call
-    per request. The price: an account the office unlinks keeps reaching comms for up to that
-    long. An empty answer is never remembered, so a carer who has just redeemed their code is let
-    in at once instead of being told for half a minute that they are not linked.
-    """
-
-    def __init__(
-        self,
-        consent: ConsentClient,
-        *,
-        ttl_seconds: float = 30.0,
-        max_accounts: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.consent = consent
-        self.ttl_seconds = ttl_seconds
-        self.max_accounts = max_accounts
-        self.clock = clock
-        self._known: OrderedDict[tuple[str, str], tuple[float, tuple[CarerLink, ...]]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]:
-        account = (principal.issuer, principal.sub)
-        now = self.clock()
-        with self._lock:
-            known = self._known.get(account)
-            if known is not None and known[0] > now:
-                return known[1]
-        links = tuple(self.consent.carer_links(token))
-        if links:
-            with self._lock:
-                self._known[account] = (now + self.ttl_seconds, links)
-                self._known.move_to_end(account)
-                while len(self._known) > self.max_accounts:
-                    self._known.popitem(last=False)
-        return links

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from hallpass_kit.app import create_service_app
 from hallpass_kit.audit import keep_checkpoints
 from hallpass_kit.audit_endpoints import audit_router
-from hallpass_kit.auth import TokenVerifier
+from hallpass_kit.auth import RememberedCarerLinks, TokenVerifier
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
@@ -22,7 +22,7 @@ from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.settings import CommonSettings
 from hallpass_media import migrations
 from hallpass_media.common import AUDITORS, audit
-from hallpass_media.consent_link import ConsentCarers, ConsentLink
+from hallpass_media.consent_link import ConsentLink
 from hallpass_media.context import MediaContext
 from hallpass_media.devices.endpoints import router as devices_router
 from hallpass_media.events import EVENTS
@@ -77,7 +77,7 @@ def build_context(
         scanner=scanner,
     )
     # Carers who sign in with their own accounts: their records are consent's to know.
-    context.carers = ConsentCarers(context.consent)
+    context.carers = RememberedCarerLinks(context.consent.carer_links)
 
     context.readiness["storage"] = storage.ready
 

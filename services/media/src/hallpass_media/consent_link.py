@@ -13,16 +13,14 @@ fields media uses, which tests/contract/test_media_consent_client.py checks agai
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from hallpass_kit.auth import CarerLink, Principal
+from hallpass_kit.auth import CarerLink
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import NotFound, ProblemDetail, ServiceUnavailable, Unprocessable
 from hallpass_media.consent_facts import PupilDecision, Roster
@@ -299,48 +297,3 @@ def _complete(
     if any(p not in answers for p in wanted):
         raise _unavailable("The consent service left some pupils undecided.")
     return {p: answers[p] for p in wanted}
-
-
-class ConsentCarers:
-    """Where media finds a signed-in carer's records (the kit's ``CarerDirectory``): consent's
-    ``/v1/me/links``, asked with the carer's own token, remembered per account for a short while.
-
-    A carer's page makes several calls in a row and links change rarely (a sign-in, a code
-    redeemed, the office unlinking by hand), so 30 seconds spares consent a call per request.
-    The price: an account the office unlinks keeps reaching media for up to that long. An empty
-    answer is never remembered, so a carer who has just redeemed their code is let in at once
-    instead of being told for half a minute that they are not linked.
-    """
-
-    def __init__(
-        self,
-        consent: ConsentLink,
-        *,
-        ttl_seconds: float = 30.0,
-        max_accounts: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.consent = consent
-        self.ttl_seconds = ttl_seconds
-        self.max_accounts = max_accounts
-        self.clock = clock
-        self._known: OrderedDict[tuple[str, str], tuple[float, tuple[CarerLink, ...]]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def links(self, principal: Principal, token: str) -> Sequence[CarerLink]:
-        account = (principal.issuer, principal.sub)
-        now = self.clock()
-        with self._lock:
-            known = self._known.get(account)
-            if known is not None and known[0] > now:
-                return known[1]
-        links = tuple(self.consent.carer_links(token))
-        if links:
-            with self._lock:
-                self._known[account] = (now + self.ttl_seconds, links)
-                self._known.move_to_end(account)
-                while len(self._known) > self.max_accounts:
-                    self._known.popitem(last=False)
-        return links
