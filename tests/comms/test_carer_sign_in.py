@@ -14,8 +14,6 @@ from fastapi.testclient import TestClient
 from hallpass_comms.app import create_app
 from hallpass_comms.delivery import EmlFolderTransport
 from hallpass_comms.settings import CommsSettings
-from hallpass_consent.app import create_app as create_consent_app
-from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer
 from hallpass_kit.clients import SCHOOL_HEADER, ServiceClient
 from hallpass_kit.db import Database
@@ -23,7 +21,7 @@ from hallpass_kit.settings import CommonSettings
 from tests.comms.conftest import FrozenClock, sent
 from tests.conftest import SCHOOL, SISTER_SCHOOL, Headers, TokenFactory
 from tests.consent.builders import SchoolBuilder, assert_problem
-from tests.consent.carer_accounts import carer_headers, carer_verifier
+from tests.consent.carer_accounts import carer_consent_app, carer_headers, carer_verifier
 from tests.kit.identity_provider import IdentityProvider, running_provider
 
 ADDRESS = "grace.okafor@example.org"
@@ -42,14 +40,7 @@ def consent_app(
     common_settings: CommonSettings,
     provider: IdentityProvider,
 ) -> FastAPI:
-    return create_consent_app(
-        common=common_settings,
-        settings=ConsentSettings(),
-        verifier=carer_verifier(common_settings, issuer, provider),
-        database=consent_db,
-        run_background=False,
-        migrate=False,
-    )
+    return carer_consent_app(consent_db, issuer, common_settings, provider)
 
 
 @pytest.fixture

@@ -12,7 +12,12 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import FastAPI
+
+from hallpass_consent.app import create_app
+from hallpass_consent.settings import ConsentSettings
 from hallpass_kit.auth import DevIssuer, TokenVerifier
+from hallpass_kit.db import Database
 from hallpass_kit.identity import IdentityFile, parse_identity
 from hallpass_kit.settings import CommonSettings
 from tests.conftest import Headers
@@ -66,3 +71,18 @@ def carer_headers(
     if email is not None:
         claims["email"] = email
     return {"Authorization": f"Bearer {sign(provider.key, claims)}"}
+
+
+def carer_consent_app(
+    database: Database, issuer: DevIssuer, common: CommonSettings, provider: IdentityProvider
+) -> FastAPI:
+    """The consent app, without background work, trusting the dev issuer and the carers'
+    provider, for the services that ask it for a carer's records."""
+    return create_app(
+        common=common,
+        settings=ConsentSettings(),
+        verifier=carer_verifier(common, issuer, provider),
+        database=database,
+        run_background=False,
+        migrate=False,
+    )
