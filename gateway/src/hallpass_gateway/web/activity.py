@@ -14,7 +14,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from hallpass_gateway.web.api import PageApi
 from hallpass_gateway.web.i18n import Translator, language_of
-from hallpass_gateway.web.office import as_uuid, long_date, not_allowed, trouble
+from hallpass_gateway.web.office import not_allowed
+from hallpass_gateway.web.pages import as_uuid, long_date, trouble
 from hallpass_gateway.web.people import SECTIONS, Section, viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import STAFF_ROLES, TokenVerifier

@@ -17,14 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hallpass_gateway.web.api import Answer, PageApi
 from hallpass_gateway.web.i18n import Translator, language_of
-from hallpass_gateway.web.mail import (
-    as_uuid,
-    field_errors,
-    not_allowed,
-    pupil_name,
-    trouble,
-    when,
-)
+from hallpass_gateway.web.mail import field_errors, not_allowed, when
+from hallpass_gateway.web.pages import as_uuid, pupil_name, refused
 from hallpass_gateway.web.people import SECTIONS, Section, viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import Role, TokenVerifier
@@ -116,7 +110,7 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
         async with PageApi(request.app, request) as api:
             waiting = await api.get("/comms/v1/approvals")
         if not waiting.ok:
-            return trouble(request, waiting)
+            return refused(request, waiting)
         return render(
             request,
             "leadership/approvals.html",
@@ -176,9 +170,9 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             entries = await api.get(f"/{service}/v1/audit", params=params)
             verified = await api.get(f"/{service}/v1/audit:verify")
         if not entries.ok:
-            return trouble(request, entries)
+            return refused(request, entries)
         if not verified.ok:
-            return trouble(request, verified)
+            return refused(request, verified)
         next_params = {"service": service, **filters, "cursor": entries.body.get("next_cursor")}
         return render(
             request,
@@ -245,7 +239,7 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             }
             return await settings_page(request, defaults, missing=True)
         if not current.ok:
-            return trouble(request, current)
+            return refused(request, current)
         return await settings_page(
             request, current.body, saved=request.query_params.get("saved") == "1"
         )
@@ -277,7 +271,7 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             for _ in range(ROLL_PAGES):
                 roll = await api.get("/consent/v1/pupils", params=params)
                 if not roll.ok:
-                    return trouble(request, roll)
+                    return refused(request, roll)
                 restricted.extend(p for p in roll.body.get("items", []) if p.get("restricted"))
                 cursor = roll.body.get("next_cursor")
                 if not cursor:
@@ -287,7 +281,7 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             for pupil in restricted:
                 answer: Answer = await api.get(f"/consent/v1/pupils/{pupil['id']}/restriction")
                 if not answer.ok:
-                    return trouble(request, answer)
+                    return refused(request, answer)
                 rows.append({"pupil": pupil, "restriction": answer.body})
         return render(
             request,

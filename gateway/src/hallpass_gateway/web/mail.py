@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hallpass_gateway.web.api import Answer, PageApi
 from hallpass_gateway.web.i18n import Translator, language_of
+from hallpass_gateway.web.pages import as_uuid, day_words, pupil_name, refused
 from hallpass_gateway.web.people import SECTIONS, Section, viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import Principal, Role, TokenVerifier
@@ -61,34 +62,8 @@ def when(t: Translator, value: object, *, with_time: bool = True) -> str:
         return value
     if moment.tzinfo is not None:
         moment = moment.astimezone(SCHOOL_ZONE)
-    day = t("mail.date", day=moment.day, month=t(f"mail.month.{moment.month}"), year=moment.year)
+    day = day_words(t, moment)
     return t("mail.date_time", date=day, time=f"{moment:%H:%M}") if with_time else day
-
-
-def pupil_name(pupil: Mapping[str, Any]) -> str:
-    """The name the school calls the pupil by: the preferred name when there is one."""
-    given = pupil.get("preferred_name") or pupil.get("given_name") or ""
-    return f"{given} {pupil.get('family_name', '')}".strip()
-
-
-def as_uuid(value: object) -> str | None:
-    """``value`` as a canonical UUID string, or None when it is not one."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None
-
-
-def trouble(request: Request, answer: Answer) -> Response:
-    """The API said no or could not answer: its own words, with its status."""
-    t = Translator(language_of(request))
-    return render(
-        request,
-        "message.html",
-        status=answer.status if answer.status >= 400 else 502,
-        title=t("site.error_title"),
-        message=answer.detail or t("site.try_again"),
-    )
 
 
 def not_allowed(request: Request) -> Response:
@@ -204,9 +179,9 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
     ) -> Response:
         t = Translator(language_of(request))
         async with PageApi(request.app, request) as api:
-            classes, chosen, pupils, refused = await _class_and_pupils(api, draft.class_id)
-        if refused is not None:
-            return trouble(request, refused)
+            classes, chosen, pupils, refusal = await _class_and_pupils(api, draft.class_id)
+        if refusal is not None:
+            return refused(request, refusal)
         return render(
             request,
             "mail/compose.html",
@@ -298,11 +273,11 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
         t = Translator(language_of(request))
         ident = as_uuid(message_id)
         if ident is None:
-            return trouble(request, Answer(404, {"detail": t("mail.message.unknown")}))
+            return refused(request, Answer(404, {"detail": t("mail.message.unknown")}))
         async with PageApi(request.app, request) as api:
             answer = await api.get(f"/comms/v1/messages/{ident}")
         if not answer.ok:
-            return trouble(request, answer)
+            return refused(request, answer)
         message = answer.body
         statuses: dict[str, int] = {}
         for delivery in message.get("deliveries", []):
@@ -327,9 +302,9 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
         t = Translator(language_of(request))
         class_id = as_uuid(request.query_params.get("class_id")) or ""
         async with PageApi(request.app, request) as api:
-            classes, chosen, pupils, refused = await _class_and_pupils(api, class_id)
-        if refused is not None:
-            return trouble(request, refused)
+            classes, chosen, pupils, refusal = await _class_and_pupils(api, class_id)
+        if refusal is not None:
+            return refused(request, refusal)
         return render(
             request,
             "mail/families.html",
@@ -349,7 +324,7 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
         t = Translator(language_of(request))
         ident = as_uuid(pupil_id)
         if ident is None:
-            return trouble(request, Answer(404, {"detail": t("mail.families.unknown")}))
+            return refused(request, Answer(404, {"detail": t("mail.families.unknown")}))
         params = {"limit": "50"}
         cursor = request.query_params.get("cursor")
         if cursor:
@@ -358,7 +333,7 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
             pupil = await api.get(f"/consent/v1/pupils/{ident}")
             history = await api.get(f"/comms/v1/families/{ident}/messages", params=params)
         if not history.ok:
-            return trouble(request, history)
+            return refused(request, history)
         name = pupil_name(pupil.body) if pupil.ok else ""
         return render(
             request,
@@ -389,7 +364,7 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
         async with PageApi(request.app, request) as api:
             inbox = await api.get("/comms/v1/pastoral/concerns", params=params)
         if not inbox.ok:
-            return trouble(request, inbox)
+            return refused(request, inbox)
         return render(
             request,
             "mail/pastoral.html",
@@ -409,11 +384,11 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
         t = Translator(language_of(request))
         ident = as_uuid(concern_id)
         if ident is None:
-            return trouble(request, Answer(404, {"detail": t("mail.pastoral.unknown")}))
+            return refused(request, Answer(404, {"detail": t("mail.pastoral.unknown")}))
         async with PageApi(request.app, request) as api:
             answer = await api.get(f"/comms/v1/pastoral/concerns/{ident}")
         if not answer.ok:
-            return trouble(request, answer)
+            return refused(request, answer)
         return render(
             request,
             "mail/concern.html",

@@ -8,7 +8,6 @@ role rules (only the office, an admin, the head or a deputy register decisions) 
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from hallpass_gateway.web.api import Answer, PageApi
 from hallpass_gateway.web.i18n import Translator, language_of
+from hallpass_gateway.web.pages import as_uuid, long_date, pupil_name, trouble
 from hallpass_gateway.web.people import SECTIONS, Section, viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import Principal, Role, TokenVerifier
@@ -38,43 +38,6 @@ MAX_RESULTS = 200
 RENEWAL_WINDOWS = (7, 30, 60, 90)
 
 SECTIONS.append(Section("/app/office", "office.title", OFFICE_ROLES))
-
-
-def long_date(t: Translator, value: object) -> str:
-    """An API date-time as a person reads it: ``5 July 2027`` / ``5 Gorffennaf 2027``."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return t("office.date", day=when.day, month=t(f"office.month.{when.month}"), year=when.year)
-
-
-def pupil_name(pupil: Mapping[str, Any]) -> str:
-    """The name the school calls the pupil by: the preferred name when there is one."""
-    given = pupil.get("preferred_name") or pupil.get("given_name") or ""
-    return f"{given} {pupil.get('family_name', '')}".strip()
-
-
-def as_uuid(value: object) -> str | None:
-    """``value`` as a canonical UUID string, or None when it is not one."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None
-
-
-def trouble(request: Request, status: int, detail: str) -> Response:
-    """The API said no or could not answer: its own words, with its status."""
-    t = Translator(language_of(request))
-    return render(
-        request,
-        "message.html",
-        status=status if status >= 400 else 502,
-        title=t("site.error_title"),
-        message=detail or t("site.try_again"),
-    )
 
 
 def not_allowed(request: Request) -> Response:

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hallpass_gateway.web.api import Answer, PageApi
 from hallpass_gateway.web.i18n import Translator, catalogue, language_of
+from hallpass_gateway.web.pages import day_words, pupil_name, refused
 from hallpass_gateway.web.people import viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import TokenVerifier
@@ -137,7 +138,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
             "parents/receipt.html",
             title=t("parents.receipt.title"),
             child=child.body,
-            name=_name(child.body),
+            name=pupil_name(child.body),
             receipt=issued.body,
             answer_label=_answer_label(t, issued.body["decision"]),
             when=_dates(request),
@@ -163,7 +164,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         return render(
             request,
             "parents/photos.html",
-            title=t("parents.photos.title", name=_name(child.body)),
+            title=t("parents.photos.title", name=pupil_name(child.body)),
             child=child.body,
             items=media.body["items"],
             when=_dates(request),
@@ -194,7 +195,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         return render(
             request,
             "parents/messages.html",
-            title=t("parents.messages.title", name=_name(child.body)),
+            title=t("parents.messages.title", name=pupil_name(child.body)),
             child=child.body,
             items=history.body["items"],
             next_cursor=history.body.get("next_cursor"),
@@ -319,7 +320,7 @@ async def _child_page(
         request,
         "parents/child.html",
         status=status,
-        title=_name(child.body),
+        title=pupil_name(child.body),
         child=child.body,
         consents=[
             {
@@ -381,7 +382,7 @@ async def _concern_page(
         status=status,
         title=t("parents.concern.title"),
         child=child.body,
-        name=_name(child.body),
+        name=pupil_name(child.body),
         values={"subject": "", "body": "", **values},
         error=error,
     )
@@ -466,10 +467,6 @@ def _idempotency(key: object) -> dict[str, str]:
     return {"idempotency-key": text} if text.isascii() and 0 < len(text) <= 64 else {}
 
 
-def _name(child: Mapping[str, Any]) -> str:
-    return f"{child.get('preferred_name') or child['given_name']} {child['family_name']}"
-
-
 def _wording(purpose: Mapping[str, Any] | None, version: int) -> str | None:
     if purpose is None or purpose.get("wording_version") != version:
         return None
@@ -502,12 +499,7 @@ def _dates(request: Request) -> Any:
         if moment.tzinfo is not None:
             # The day as the school and the family live it, not as UTC counts it.
             moment = moment.astimezone(SCHOOL_TIME)
-        return t(
-            "parents.date",
-            day=moment.day,
-            month=t(f"parents.month.{moment.month}"),
-            year=moment.year,
-        )
+        return day_words(t, moment)
 
     return when
 
@@ -528,13 +520,6 @@ def _not_found(request: Request) -> Response:
 
 
 def _trouble(request: Request, answer: Answer) -> Response:
-    t = _t(request)
     if answer.status == 404:
         return _not_found(request)
-    return render(
-        request,
-        "message.html",
-        status=answer.status if answer.status >= 400 else 502,
-        title=t("site.error_title"),
-        message=answer.detail or t("site.try_again"),
-    )
+    return refused(request, answer)

@@ -11,7 +11,6 @@ publishes, M6; what must come down, M7) hold here as they do for the API.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from hallpass_gateway.web.api import PageApi
 from hallpass_gateway.web.i18n import Translator, catalogue, language_of
+from hallpass_gateway.web.pages import as_uuid, long_date, pupil_name, trouble
 from hallpass_gateway.web.people import SECTIONS, Section, viewer
 from hallpass_gateway.web.render import render
 from hallpass_kit.auth import Principal, Role, TokenVerifier
@@ -124,17 +124,6 @@ class Draft:
         return {name: (self.texts.get(name) or "").strip() or None for name in TEXT_FIELDS}
 
 
-def long_date(t: Translator, value: object) -> str:
-    """An API date-time as a person reads it: ``5 July 2027`` / ``5 Gorffennaf 2027``."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return t("posts.date", day=when.day, month=t(f"posts.month.{when.month}"), year=when.year)
-
-
 def where_label(t: Translator, where: str) -> str:
     """Where a problem is, in words: a text field, the file name, a metadata field, …"""
     if where.startswith("metadata."):
@@ -150,13 +139,6 @@ def explain(t: Translator, problem: Problem) -> str:
     if t.language == "en" or key not in catalogue("en"):
         return problem.detail
     return t(key)
-
-
-def as_uuid(value: object) -> str | None:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return None
 
 
 def segments(text: str, spans: Sequence[tuple[int, int, Problem]]) -> list[Segment]:
@@ -567,11 +549,11 @@ def posts_router(verifier: TokenVerifier) -> APIRouter:
         _, t = allowed
         found = as_uuid(publication_id)
         if found is None:
-            return _trouble(request, 404, t("posts.publication.not_found"))
+            return trouble(request, 404, t("posts.publication.not_found"))
         async with PageApi(request.app, request) as api:
             answer = await api.get(f"/media/v1/publications/{found}")
         if not answer.ok:
-            return _trouble(request, answer.status, answer.detail)
+            return trouble(request, answer.status, answer.detail)
         return render(
             request,
             "posts/publication.html",
@@ -589,7 +571,7 @@ def posts_router(verifier: TokenVerifier) -> APIRouter:
                 "/media/v1/publications", params={"status": "takedown_required", "limit": "200"}
             )
         if not answer.ok:
-            return _trouble(request, answer.status, answer.detail)
+            return trouble(request, answer.status, answer.detail)
         done = as_uuid(request.query_params.get("done", ""))
         return render(
             request,
@@ -618,7 +600,7 @@ def posts_router(verifier: TokenVerifier) -> APIRouter:
         _, t = allowed
         found = as_uuid(publication_id)
         if found is None:
-            return _trouble(request, 404, t("posts.publication.not_found"))
+            return trouble(request, 404, t("posts.publication.not_found"))
         form = await request.form()
         if form.get("removed") != "yes":
             return await takedown_page(
@@ -653,17 +635,5 @@ async def _pupil_names(
     for pupil in sorted(wanted)[:200]:
         answer = await api.get(f"/consent/v1/pupils/{pupil}")
         if answer.ok and isinstance(answer.body, dict):
-            given = answer.body.get("preferred_name") or answer.body.get("given_name") or ""
-            names[pupil] = f"{given} {answer.body.get('family_name', '')}".strip()
+            names[pupil] = pupil_name(answer.body)
     return names
-
-
-def _trouble(request: Request, status: int, detail: str) -> Response:
-    t = Translator(language_of(request))
-    return render(
-        request,
-        "message.html",
-        status=status if status >= 400 else 502,
-        title=t("site.error_title"),
-        message=detail or t("site.try_again"),
-    )
