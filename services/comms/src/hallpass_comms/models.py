@@ -67,6 +67,7 @@ class MessageKind(StrEnum):
     renewal_reminder = "renewal_reminder"
     report_notice = "report_notice"
     concern_notice = "concern_notice"  # tells the DSL a concern is waiting, never its words
+    consent_request = "consent_request"  # a carer's personal link to answer the school's request
 
 
 class Approval(StrEnum):
@@ -236,5 +237,18 @@ class RenewalReminder(Base):
     school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     guardian_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     record_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the consent grant that lapses
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"))
+    created_at: Mapped[dt.datetime]
+
+
+class ConsentRequestMail(Base):
+    """One email per carer per round of a consent request: a redelivered event never mails twice."""
+
+    __tablename__ = "consent_request_mail"
+
+    school_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    guardian_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"))
     created_at: Mapped[dt.datetime]

@@ -6,11 +6,15 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
+from typing import Any
+
 from sqlalchemy import (
+    JSON,
     Boolean,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -24,7 +28,7 @@ from hallpass_kit.tables import define_kit_tables
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
-    type_annotation_map = {dt.datetime: UTCDateTime()}
+    type_annotation_map = {dt.datetime: UTCDateTime(), list[Any]: JSON, dict[str, Any]: JSON}
 
 
 kit_tables = define_kit_tables(Base.metadata)
@@ -174,6 +178,10 @@ class PurposeWording(Base):
     version: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     text_sha256: Mapped[str] = mapped_column(String(64))
+    # The same words in Welsh (Welsh Language Standards): a version is one meaning in both
+    # languages, and a record keeps which language its carer was shown.
+    text_cy: Mapped[str | None] = mapped_column(Text)
+    text_cy_sha256: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime]
 
@@ -196,6 +204,8 @@ class ConsentRecord(Base):
     method: Mapped[Method] = mapped_column(enum_column(Method, "method"))
     evidence_ref: Mapped[str | None] = mapped_column(String(200))
     wording_version: Mapped[int] = mapped_column(Integer)
+    # "en" or "cy": the language of the wording the carer was shown (C10).
+    wording_language: Mapped[str] = mapped_column(String(8), server_default="en")
     valid_from: Mapped[dt.datetime]
     valid_until: Mapped[dt.datetime | None] = mapped_column(index=True)
     recorded_by: Mapped[str] = mapped_column(String(200))
@@ -278,3 +288,124 @@ class CarerInvitation(Base):
     redeemed_at: Mapped[dt.datetime | None]
     redeemed_by_issuer: Mapped[str | None] = mapped_column(String(100))
     redeemed_by_subject: Mapped[str | None] = mapped_column(String(255))
+
+
+class ConsentEvidence(Base):
+    """A scan of the signed paper form (or a photo of it), kept with the record it proves (C10).
+
+    The record itself is never updated; the scan points at it. Kept in the database so a record
+    and its proof are backed up, restored and erased together.
+    """
+
+    __tablename__ = "consent_evidence"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    record_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("consent_record.id"), index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str] = mapped_column(String(200))
+    uploaded_at: Mapped[dt.datetime]
+
+
+class ConsentRequestStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class ConsentRequest(Base):
+    """The school asking the carers of a class, a year or the whole school for chosen purposes."""
+
+    __tablename__ = "consent_request"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    purpose_codes: Mapped[list[Any]] = mapped_column(JSON)
+    # Who was asked, as chosen: {"class_ids": [...], "year_groups": [...], "whole_school": bool}.
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[ConsentRequestStatus] = mapped_column(
+        enum_column(ConsentRequestStatus, "consent_request_status")
+    )
+    # Mail rounds: 1 is the first email, each reminder adds one.
+    rounds: Mapped[int] = mapped_column(Integer)
+    closes_at: Mapped[dt.datetime | None]
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    closed_at: Mapped[dt.datetime | None]
+
+
+class ConsentRequestPupil(Base):
+    """A pupil the request is about, with their class when it was sent (progress per class)."""
+
+    __tablename__ = "consent_request_pupil"
+
+    request_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("consent_request.id"), primary_key=True
+    )
+    pupil_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pupil.id"), primary_key=True)
+    class_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("school_class.id"))
+
+
+class ConsentRequestCarer(Base):
+    """A carer asked: the address written to and when; their links are below."""
+
+    __tablename__ = "consent_request_carer"
+    __table_args__ = (UniqueConstraint("request_id", "guardian_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("consent_request.id"), index=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"))
+    guardian_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guardian.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    last_round_mailed: Mapped[int] = mapped_column(Integer)
+    mailed_at: Mapped[dt.datetime | None]
+    answered_at: Mapped[dt.datetime | None]
+
+
+class ConsentRequestLink(Base):
+    """One personal link mailed to a carer. Only the hash of its secret is kept; each round's
+    email carries a fresh link and earlier ones keep working until the request closes."""
+
+    __tablename__ = "consent_request_link"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    carer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("consent_request_carer.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    round: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[dt.datetime]
+    last_used_at: Mapped[dt.datetime | None]
+
+
+class ImportStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class PupilImport(Base):
+    """An MIS export being imported in the background, with how far it has got (all rows land or
+    none do; the progress is what the office's progress bar shows)."""
+
+    __tablename__ = "pupil_import"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
+    status: Mapped[ImportStatus] = mapped_column(enum_column(ImportStatus, "import_status"))
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    stage: Mapped[str] = mapped_column(String(20))
+    done: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    # The file until the import finishes; emptied then, the summary or problems stay.
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    problems: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
