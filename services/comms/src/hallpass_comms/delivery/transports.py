@@ -41,6 +41,18 @@ class ServerUnavailable(TransientFailure):
     """The mail server could not be reached at all: nothing about this envelope is at fault."""
 
 
+class Throttled(TransientFailure):
+    """The provider asked us to slow down (SMTP 421 / 451 4.7.x, Graph or Gmail 429).
+
+    Nothing is wrong with the envelope: it is tried again after ``retry_after`` (the provider's
+    own ``Retry-After`` when it gave one) without using up an attempt, and the sender slows down.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
 class PermanentFailure(Exception):
     """Not sent, and sending the same message again will not change that."""
 
