@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -89,6 +90,7 @@ class DeliveryStatus(StrEnum):
     sending = "sending"  # claimed by a dispatcher until claimed_until
     sent = "sent"
     failed = "failed"  # permanent failure (SMTP 5xx) or attempts exhausted
+    bounced = "bounced"  # accepted, then reported undeliverable by a DSN (RFC 3464)
 
 
 class ConcernStatus(StrEnum):
@@ -252,3 +254,72 @@ class ConsentRequestMail(Base):
     round: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"))
     created_at: Mapped[dt.datetime]
+
+
+class MailPace(Base):
+    """One sending mailbox's pace, shared by every delivery worker (docs/mail-delivery.md).
+
+    The row is locked while a worker reserves a slot, so two workers never both take the last
+    one. ``mailbox`` is the lower-cased From address, or ``*`` for the transport as a whole.
+    After the provider throttles, ``pace`` (1 = full speed) is halved from ``paced_at`` and
+    recovers by itself; nothing is sent from the mailbox before ``held_until``.
+    """
+
+    __tablename__ = "mail_pace"
+
+    mailbox: Mapped[str] = mapped_column(String(320), primary_key=True)
+    pace: Mapped[float] = mapped_column(Float, default=1.0)
+    paced_at: Mapped[dt.datetime | None]
+    # With no per-minute limit configured: the rate (per minute) seen when the provider
+    # throttled, which the lowered pace is a share of.
+    base_per_minute: Mapped[int | None] = mapped_column(Integer)
+    held_until: Mapped[dt.datetime | None]
+    throttles: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime]
+
+
+class MailSendSlot(Base):
+    """One envelope handed to the provider from a mailbox: the rolling windows count these."""
+
+    __tablename__ = "mail_send_slot"
+    __table_args__ = (Index("ix_mail_send_slot_mailbox_at", "mailbox", "reserved_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    mailbox: Mapped[str] = mapped_column(String(320))
+    reserved_at: Mapped[dt.datetime]
+    recipients: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[uuid.UUID]
+
+
+class MessageForecast(Base):
+    """When a message's last envelope is expected to leave, as told to its sender at send time."""
+
+    __tablename__ = "message_forecast"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("message.id"), primary_key=True)
+    expected_last_at: Mapped[dt.datetime]
+    computed_at: Mapped[dt.datetime]
+
+
+class MailBounce(Base):
+    """One recipient's line of a delivery status notification (RFC 3464) matched to an envelope.
+
+    Failed lines turn the envelope ``bounced``; delayed ones are kept as news, not failures.
+    """
+
+    __tablename__ = "mail_bounce"
+    __table_args__ = (
+        UniqueConstraint("report_id", "recipient"),
+        Index("ix_mail_bounce_delivery", "delivery_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("delivery.id"))
+    school_id: Mapped[str] = mapped_column(String(64))
+    # The report's own Message-ID, so a report read twice is recorded once.
+    report_id: Mapped[str] = mapped_column(String(255))
+    recipient: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(16))  # failed, delayed (RFC 3464 2.3.3)
+    status: Mapped[str] = mapped_column(String(16))  # e.g. 5.1.1
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[dt.datetime]
