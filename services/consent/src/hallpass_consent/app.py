@@ -19,6 +19,8 @@ from hallpass_consent.context import ConsentContext
 from hallpass_consent.decisions.endpoints import router as decisions_router
 from hallpass_consent.events import EVENTS
 from hallpass_consent.families.endpoints import router as families_router
+from hallpass_consent.imports.endpoints import router as imports_router
+from hallpass_consent.imports.service import IMPORT_QUEUED, ImportRunner
 from hallpass_consent.me.endpoints import router as me_router
 from hallpass_consent.models import kit_tables
 from hallpass_consent.pupils.endpoints import router as pupils_router
@@ -65,6 +67,9 @@ def build_context(
             )
 
     dispatcher.every(dt.timedelta(minutes=settings.expiry_sweep_minutes), "expiry-sweep", sweep)
+    # Background imports ride the outbox's job engine (claims, leases): imports/service.py.
+    imports = ImportRunner(database, max_rows=settings.max_import_rows, clock=clock)
+    dispatcher.subscribe(IMPORT_QUEUED, "pupil-imports", imports.handle)
     context = ConsentContext(
         name="consent",
         database=database,
@@ -107,13 +112,17 @@ def create_app(
         settings=common,
         events=EVENTS,
         # The CSV is read whole; a little room over the import limit for the request's framing.
-        body_limits={"import_pupils": settings.max_import_bytes + 64 * 1024},
+        body_limits={
+            "import_pupils": settings.max_import_bytes + 64 * 1024,
+            "create_import": settings.max_import_bytes + 64 * 1024,
+        },
         title="Hallpass consent",
         version="1.0.0",
         description=DESCRIPTION,
         routers=[
             schools_router,
             pupils_router,
+            imports_router,
             consents_router,
             decisions_router,
             sheets_router,

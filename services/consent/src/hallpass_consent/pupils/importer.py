@@ -455,6 +455,21 @@ def import_csv(
     """Create or update every pupil in the file with their carers, in the caller's transaction."""
     require_school(session, school_id)
     rows = parse(data, max_rows=max_rows, progress=progress)
+    return import_rows(session, school_id, rows, dry_run=dry_run, progress=progress, now=now)
+
+
+def import_rows(
+    session: Session,
+    school_id: str,
+    rows: list[PupilRow],
+    *,
+    dry_run: bool,
+    progress: Progress = _quiet,
+    now: dt.datetime,
+) -> ImportSummary:
+    """Write rows that ``parse`` passed, in the caller's transaction (a background import checks
+    the file first, outside any transaction, and writes in a second step)."""
+    require_school(session, school_id)
     run = Import(
         session=session,
         school_id=school_id,

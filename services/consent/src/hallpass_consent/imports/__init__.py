@@ -1,0 +1,1 @@
+"""Background imports of MIS exports, with the progress the office's progress bar shows."""
