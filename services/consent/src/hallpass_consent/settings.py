@@ -17,6 +17,8 @@ class ConsentSettings(BaseSettings):
     max_decision_batch: int = Field(default=1000, ge=1, le=MAX_DECISION_BATCH_CEILING)
     max_import_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_import_rows: int = Field(default=10_000, ge=1)
+    # The largest scan of a signed consent form, per file: a phone photo or a few scanned pages.
+    max_scan_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     expiry_sweep_minutes: int = Field(default=10, ge=1)
     # How long a carer's invitation code works: long enough for a letter home and back.
     invitation_days: int = Field(default=14, ge=1, le=90)

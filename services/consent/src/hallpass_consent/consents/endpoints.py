@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import Response
 
 from hallpass_consent.common import PUPIL_RECORD_READERS, RECORD_READERS, REGISTRARS
-from hallpass_consent.consents import service
+from hallpass_consent.consents import evidence, service
+from hallpass_consent.consents.scans import MAX_SCANS_PER_REQUEST
 from hallpass_consent.consents.schemas import (
     ConsentCreate,
     ConsentReceipt,
     ConsentRecordView,
     PupilConsents,
+    RecordWithScans,
     Renewal,
+    ScanView,
     Withdrawal,
 )
 from hallpass_consent.context import ConsentContextDep
@@ -20,9 +25,30 @@ from hallpass_consent.models import kit_tables
 from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
 
 router = APIRouter(prefix="/v1", tags=["consents"], responses=problem_responses(403, 404, 422))
+
+# The scan of a signed form is the carer's own writing and signature: the registrars who keep
+# the records, and the DSL, read it. Carers do not download scans through the API (yet): their
+# receipt says what was recorded.
+SCAN_READERS = (*REGISTRARS, Role.dsl)
+_SCANS = (
+    f"The scanned pages: PDF, JPEG or PNG (the type is read from the bytes), at most "
+    f"{MAX_SCANS_PER_REQUEST} files, each within HALLPASS_CONSENT_MAX_SCAN_BYTES."
+)
+
+
+def _attachment(file_name: str) -> str:
+    # RFC 6266: an ASCII name for every client, the exact (e.g. Welsh) name for those that read it.
+    ascii_name = file_name.encode("ascii", "replace").decode().replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name)}"
+
+
+def _uploads(files: list[UploadFile], limit: int) -> list[evidence.Upload]:
+    # One byte past the limit is enough to know a file is too large, without reading it all.
+    return [evidence.Upload(f.filename, f.file.read(limit + 1)) for f in files]
 
 
 @router.post(
@@ -43,6 +69,99 @@ def record_consent(
         idempotency,
         lambda: service.record_consent(session, principal, body, now=context.clock()),
         status_code=201,
+    )
+
+
+@router.post(
+    "/consents:with-evidence",
+    status_code=201,
+    responses=problem_responses(409, 413, 415),
+)
+def record_consent_with_evidence(
+    session: SessionDep,
+    context: ConsentContextDep,
+    record: Annotated[
+        str,
+        Form(
+            max_length=20_000,
+            description="The decision as JSON, exactly as POST /v1/consents takes it.",
+        ),
+        STORABLE,
+    ],
+    scan: Annotated[list[UploadFile], File(description=_SCANS)],
+    principal: Principal = require_roles(*REGISTRARS),
+) -> RecordWithScans:
+    """Record a decision from a signed paper form together with its scan, in one transaction
+    (C10): if the record or any page is refused, nothing is stored."""
+    limit = context.settings.max_scan_bytes
+    return evidence.record_with_scans(
+        session,
+        principal,
+        record,
+        _uploads(scan, limit),
+        max_bytes=limit,
+        now=context.clock(),
+    )
+
+
+@router.post(
+    "/consents/{record_id}/evidence",
+    status_code=201,
+    responses=problem_responses(409, 413, 415),
+)
+def add_evidence(
+    record_id: uuid.UUID,
+    session: SessionDep,
+    context: ConsentContextDep,
+    scan: Annotated[list[UploadFile], File(description=_SCANS)],
+    principal: Principal = require_roles(*REGISTRARS),
+) -> list[ScanView]:
+    """Keep scans of the signed form with a record made earlier; the record is not changed."""
+    limit = context.settings.max_scan_bytes
+    return evidence.add_scans(
+        session, principal, record_id, _uploads(scan, limit), max_bytes=limit, now=context.clock()
+    )
+
+
+@router.get("/consents/{record_id}/evidence")
+def list_evidence(
+    record_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_roles(*SCAN_READERS),
+) -> list[ScanView]:
+    """The scans kept with a record (without their content), oldest first."""
+    return evidence.list_scans(session, principal, record_id)
+
+
+@router.get(
+    "/evidence/{scan_id}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The scan as stored.",
+            "content": {
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+def download_evidence(
+    scan_id: uuid.UUID,
+    session: SessionDep,
+    principal: Principal = require_roles(*SCAN_READERS),
+) -> Response:
+    """Download one scan, with the type found in its bytes when it was stored."""
+    scan = evidence.download(session, principal, scan_id)
+    return Response(
+        scan.content,
+        media_type=scan.content_type,
+        headers={
+            "Content-Disposition": _attachment(scan.file_name),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
     )
 
 

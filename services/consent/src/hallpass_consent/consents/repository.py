@@ -6,17 +6,19 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy.orm import Session, defer
 
 from hallpass_consent.consents.policy import RecordView
 from hallpass_consent.models import (
+    ConsentEvidence,
     ConsentRecord,
     ExpiryNotice,
     Guardian,
     GuardianLink,
     Pupil,
     Purpose,
+    PurposeWording,
     Restriction,
 )
 from hallpass_kit.db import UTCDateTime
@@ -248,3 +250,72 @@ def note_expiry(session: Session, record_id: uuid.UUID, noticed_at: dt.datetime)
     """Remember that a lapsed grant has been looked at, so the sweep never announces it twice."""
     session.add(ExpiryNotice(record_id=record_id, noticed_at=noticed_at))
     session.flush()
+
+
+def wordings_of(
+    session: Session, keys: Collection[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], PurposeWording]:
+    """(purpose id, version) → the words of that version, for the versions asked about."""
+    if not keys:
+        return {}
+    rows = (
+        session.execute(
+            select(PurposeWording).where(
+                PurposeWording.purpose_id.in_({purpose_id for purpose_id, _ in keys}),
+                PurposeWording.version.in_({version for _, version in keys}),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return {(w.purpose_id, w.version): w for w in rows}
+
+
+def scan_counts(
+    session: Session, school_id: str, record_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    if not record_ids:
+        return {}
+    rows = session.execute(
+        select(ConsentEvidence.record_id, func.count())
+        .where(
+            ConsentEvidence.school_id == school_id,
+            ConsentEvidence.record_id.in_(list(record_ids)),
+        )
+        .group_by(ConsentEvidence.record_id)
+    ).all()
+    counts: dict[uuid.UUID, int] = {}
+    for record_id, count in rows:
+        counts[record_id] = count
+    return counts
+
+
+def add_scan(session: Session, scan: ConsentEvidence) -> ConsentEvidence:
+    """Store a scan with its record; flushed, so it has its id."""
+    session.add(scan)
+    session.flush()
+    return scan
+
+
+def scans_of_record(
+    session: Session, school_id: str, record_id: uuid.UUID
+) -> Sequence[ConsentEvidence]:
+    """The scans of one record, oldest first, without loading their content."""
+    return (
+        session.execute(
+            select(ConsentEvidence)
+            .options(defer(ConsentEvidence.content))
+            .where(ConsentEvidence.school_id == school_id, ConsentEvidence.record_id == record_id)
+            .order_by(ConsentEvidence.uploaded_at, ConsentEvidence.id)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def get_scan(session: Session, school_id: str, scan_id: uuid.UUID) -> ConsentEvidence | None:
+    return session.execute(
+        select(ConsentEvidence).where(
+            ConsentEvidence.school_id == school_id, ConsentEvidence.id == scan_id
+        )
+    ).scalar_one_or_none()

@@ -21,6 +21,12 @@ EvidenceRef = Annotated[
 # Bounded by the database column (a 32-bit integer).
 WordingVersion = Annotated[int, Field(ge=1, le=2_147_483_647), JsonInteger]
 When = Annotated[AwareDatetime, DateTimeText]
+# The language of the words a carer was shown: English, or Welsh where the version has Welsh.
+WordingLanguage = Literal["en", "cy"]
+_LANGUAGE = (
+    "The language of the words the carer was shown: en, or cy where this version has Welsh "
+    "words (wording_cy); cy without them is refused."
+)
 
 
 class ConsentCreate(BaseModel):
@@ -42,6 +48,7 @@ class ConsentCreate(BaseModel):
     wording_version: WordingVersion | None = Field(
         default=None, description="The wording the carer was shown; default: the current one."
     )
+    wording_language: WordingLanguage = Field(default="en", description=_LANGUAGE)
     valid_from: When | None = None
     valid_until: When | None = Field(
         default=None, description="Default: the school's consent expiry (end of academic year)."
@@ -55,7 +62,12 @@ class ParentConsent(BaseModel):
 
     purpose: PurposeCode
     decision: Literal["granted", "refused"]
-    wording_version: WordingVersion | None = None
+    wording_version: WordingVersion | None = Field(
+        default=None,
+        description="The version the carer was shown; if the school has published newer words "
+        "since, the answer is refused (409 wording_changed) so the carer reads them first.",
+    )
+    wording_language: WordingLanguage = Field(default="en", description=_LANGUAGE)
 
 
 class Withdrawal(BaseModel):
@@ -77,11 +89,15 @@ class ConsentRecordView(BaseModel):
     method: Method
     evidence_ref: str | None
     wording_version: int
+    wording_language: WordingLanguage
+    wording: str = Field(description="The exact words shown, in wording_language.")
+    wording_sha256: str
     valid_from: dt.datetime
     valid_until: dt.datetime | None
     recorded_by: str
     recorded_at: dt.datetime
     withdraws_record_id: uuid.UUID | None
+    scans: int = Field(description="How many scans of the signed form are kept with the record.")
 
 
 class EffectiveConsent(BaseModel):
@@ -117,7 +133,8 @@ class ReceiptPurpose(BaseModel):
     code: str
     title: str
     wording_version: int
-    wording: str
+    wording_language: WordingLanguage
+    wording: str = Field(description="The exact words the carer was shown, in wording_language.")
     wording_sha256: str
 
 
@@ -199,3 +216,27 @@ class DecisionResponse(BaseModel):
     purpose: str
     at: dt.datetime
     decisions: list[PupilDecision]
+
+
+class ScanView(BaseModel):
+    """A scan of the signed form kept with a record (its content is downloaded on its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    record_id: uuid.UUID
+    file_name: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    uploaded_at: dt.datetime
+
+
+class RecordWithScans(BaseModel):
+    """A record made from a paper form, with the scans stored alongside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: ConsentRecordView
+    scans: list[ScanView]

@@ -38,12 +38,13 @@ from hallpass_consent.models import (
     Method,
     Pupil,
     Purpose,
+    PurposeWording,
     School,
 )
 from hallpass_consent.pupils import repository as pupils
 from hallpass_consent.schools import repository as schools
 from hallpass_kit.auth import Principal
-from hallpass_kit.errors import NotFound, ProblemDetail, Unprocessable
+from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 
 Verdicts = dict[tuple[uuid.UUID, str], Verdict]
 
@@ -129,7 +130,36 @@ def school_year(school: School) -> SchoolYear:
     )
 
 
-def record_view(record: ConsentRecord, purpose_code: str) -> ConsentRecordView:
+def shown_words(wording: PurposeWording, language: str) -> tuple[str, str]:
+    """The words a carer was shown in ``language`` and their hash (C10)."""
+    if language == "cy" and wording.text_cy is not None and wording.text_cy_sha256 is not None:
+        return wording.text_cy, wording.text_cy_sha256
+    return wording.text, wording.text_sha256
+
+
+def record_views(
+    session: Session, school_id: str, records: Sequence[ConsentRecord]
+) -> list[ConsentRecordView]:
+    """Records as the API shows them: each with the words its carer was shown and how many
+    scans of the form are kept with it. Three queries, whatever the number of records."""
+    codes = {p.id: p.code for p in consent_purposes(session, school_id)}
+    wordings = repository.wordings_of(session, {(r.purpose_id, r.wording_version) for r in records})
+    scans = repository.scan_counts(session, school_id, [r.id for r in records])
+    return [
+        record_view(
+            r,
+            codes[r.purpose_id],
+            wordings[(r.purpose_id, r.wording_version)],
+            scans.get(r.id, 0),
+        )
+        for r in records
+    ]
+
+
+def record_view(
+    record: ConsentRecord, purpose_code: str, wording: PurposeWording, scans: int
+) -> ConsentRecordView:
+    words, sha256 = shown_words(wording, record.wording_language)
     return ConsentRecordView(
         id=record.id,
         pupil_id=record.pupil_id,
@@ -140,11 +170,15 @@ def record_view(record: ConsentRecord, purpose_code: str) -> ConsentRecordView:
         method=record.method,
         evidence_ref=record.evidence_ref,
         wording_version=record.wording_version,
+        wording_language="cy" if record.wording_language == "cy" else "en",
+        wording=words,
+        wording_sha256=sha256,
         valid_from=record.valid_from,
         valid_until=record.valid_until,
         recorded_by=record.recorded_by,
         recorded_at=record.recorded_at,
         withdraws_record_id=record.withdraws_record_id,
+        scans=scans,
     )
 
 
@@ -199,6 +233,7 @@ def _append(
     method: Method,
     evidence_ref: str | None,
     wording_version: int,
+    wording_language: str,
     valid_from: dt.datetime,
     valid_until: dt.datetime | None,
     now: dt.datetime,
@@ -215,6 +250,7 @@ def _append(
         method=method,
         evidence_ref=evidence_ref,
         wording_version=wording_version,
+        wording_language=wording_language,
         valid_from=valid_from,
         valid_until=valid_until,
         recorded_by=actor,
@@ -234,16 +270,26 @@ def _append(
     return record
 
 
-def _wording_version(session: Session, purpose: Purpose, requested: int | None) -> int:
-    if requested is None:
-        return purpose.current_version
-    if schools.wording(session, purpose.id, requested) is None:
+def _wording_shown(
+    session: Session, purpose: Purpose, requested: int | None, language: str
+) -> PurposeWording:
+    """The version a carer was shown, which must exist in the language they were shown it."""
+    version = purpose.current_version if requested is None else requested
+    wording = schools.wording(session, purpose.id, version)
+    if wording is None:
         raise Unprocessable(
-            f"'{purpose.code}' has no wording version {requested}.",
+            f"'{purpose.code}' has no wording version {version}.",
             code="unknown_wording_version",
             rule="C10",
         )
-    return requested
+    if language == "cy" and wording.text_cy is None:
+        raise Unprocessable(
+            f"Version {version} of '{purpose.code}' has no Welsh words, so a carer cannot have "
+            "been shown it in Welsh.",
+            code="wording_not_in_welsh",
+            rule="C10",
+        )
+    return wording
 
 
 def record_consent(
@@ -274,6 +320,7 @@ def record_consent(
     valid_from, valid_until = policy.validity(
         school_year(school), decision, body.valid_from, body.valid_until, now=now
     )
+    wording = _wording_shown(session, purpose, body.wording_version, body.wording_language)
     record = _append(
         session,
         school=school,
@@ -285,7 +332,8 @@ def record_consent(
         guardian_id=body.guardian_id,
         method=body.method,
         evidence_ref=body.evidence_ref,
-        wording_version=_wording_version(session, purpose, body.wording_version),
+        wording_version=wording.version,
+        wording_language=body.wording_language,
         valid_from=valid_from,
         valid_until=valid_until,
         now=now,
@@ -295,9 +343,14 @@ def record_consent(
         principal,
         f"consent.{decision.value}",
         str(record.id),
-        {"pupil_id": str(pupil.id), "purpose": purpose.code, "method": body.method.value},
+        {
+            "pupil_id": str(pupil.id),
+            "purpose": purpose.code,
+            "method": body.method.value,
+            "wording": f"{wording.version}/{body.wording_language}",
+        },
     )
-    return record_view(record, purpose.code)
+    return record_view(record, purpose.code, wording, 0)
 
 
 def record_parent_consent(
@@ -309,14 +362,29 @@ def record_parent_consent(
     wording_version: int | None,
     *,
     now: dt.datetime,
+    wording_language: str = "en",
 ) -> ConsentRecordView:
-    """A carer answers for their own child in the app (A2 is checked by the caller)."""
+    """A carer answers for their own child in the app (A2 is checked by the caller).
+
+    ``wording_version`` and ``wording_language`` are what the carer's page showed: a version
+    the school has replaced since is refused (409), so nobody agrees to words that no longer
+    describe what the school does.
+    """
     assert principal.guardian_id is not None
     school = require_school(session, principal.school)
     if pupil.archived_at is not None:
         raise Unprocessable("This pupil has left the school.", code="pupil_not_on_roll")
     purpose = _find_purpose(session, school.id, purpose_code)
     _check_carer(session, pupil, principal.guardian_id)
+    wording = _wording_shown(session, purpose, wording_version, wording_language)
+    if wording.version != purpose.current_version:
+        raise Conflict(
+            f"The school has published new words for '{purpose.code}' (version "
+            f"{purpose.current_version}) since version {wording.version} was shown; read them "
+            "and answer again.",
+            code="wording_changed",
+            rule="C10",
+        )
     valid_from, valid_until = policy.validity(school_year(school), decision, None, None, now=now)
     withdraws = None
     if decision is Decision.withdrawn:
@@ -341,7 +409,8 @@ def record_parent_consent(
         guardian_id=principal.guardian_id,
         method=Method.app,
         evidence_ref=None,
-        wording_version=_wording_version(session, purpose, wording_version),
+        wording_version=wording.version,
+        wording_language=wording_language,
         valid_from=valid_from,
         valid_until=valid_until,
         now=now,
@@ -352,9 +421,14 @@ def record_parent_consent(
         principal,
         f"consent.{decision.value}",
         str(record.id),
-        {"pupil_id": str(pupil.id), "purpose": purpose.code, "method": "app"},
+        {
+            "pupil_id": str(pupil.id),
+            "purpose": purpose.code,
+            "method": "app",
+            "wording": f"{wording.version}/{wording_language}",
+        },
     )
-    return record_view(record, purpose.code)
+    return record_view(record, purpose.code, wording, 0)
 
 
 def withdraw_record(
@@ -387,6 +461,7 @@ def withdraw_record(
         method=body.method,
         evidence_ref=body.evidence_ref,
         wording_version=record.wording_version,
+        wording_language=record.wording_language,
         valid_from=now,
         valid_until=None,
         now=now,
@@ -399,15 +474,14 @@ def withdraw_record(
         str(withdrawal.id),
         {"pupil_id": str(pupil.id), "purpose": purpose.code, "withdraws": str(record.id)},
     )
-    return record_view(withdrawal, purpose.code)
+    return record_views(session, school.id, [withdrawal])[0]
 
 
 def get_record(session: Session, principal: Principal, record_id: uuid.UUID) -> ConsentRecordView:
     record = repository.get_record(session, principal.school, record_id)
     if record is None:
         raise NotFound("No such consent record in this school.", code="unknown_record")
-    purposes = {p.id: p.code for p in consent_purposes(session, principal.school)}
-    return record_view(record, purposes[record.purpose_id])
+    return record_views(session, principal.school, [record])[0]
 
 
 def pupil_consents(
@@ -420,7 +494,6 @@ def pupil_consents(
         raise NotFound("No such pupil in this school.", code="unknown_pupil")
     purposes = consent_purposes(session, school_id)
     verdicts = evaluate(session, school_id, purposes, [pupil.id], now)
-    codes = {p.id: p.code for p in purposes}
     restricted = bool(pupils.restricted_pupil_ids(session, school_id, [pupil.id]))
     return PupilConsents(
         pupil_id=pupil.id,
@@ -436,20 +509,13 @@ def pupil_consents(
             )
             for p in purposes
         ],
-        history=[
-            record_view(r, codes[r.purpose_id])
-            for r in repository.history(session, school_id, pupil.id)
-        ],
+        history=record_views(session, school_id, repository.history(session, school_id, pupil.id)),
     )
 
 
 def history(session: Session, school_id: str, pupil_id: uuid.UUID) -> list[ConsentRecordView]:
     """Every consent record about a pupil, newest first."""
-    codes = {p.id: p.code for p in consent_purposes(session, school_id)}
-    return [
-        record_view(r, codes[r.purpose_id])
-        for r in repository.history(session, school_id, pupil_id)
-    ]
+    return record_views(session, school_id, repository.history(session, school_id, pupil_id))
 
 
 def decisions(
@@ -509,6 +575,7 @@ def receipt(
     wording = schools.wording(session, purpose.id, record.wording_version)
     assert pupil is not None
     assert wording is not None
+    words, words_sha256 = shown_words(wording, record.wording_language)
     if record.guardian_id is not None:
         guardian = pupils.get_guardian(session, school_id, record.guardian_id)
         assert guardian is not None
@@ -534,8 +601,9 @@ def receipt(
             code=purpose.code,
             title=purpose.title,
             wording_version=wording.version,
-            wording=wording.text,
-            wording_sha256=wording.text_sha256,
+            wording_language="cy" if record.wording_language == "cy" else "en",
+            wording=words,
+            wording_sha256=words_sha256,
         ),
         decision=record.decision,
         method=record.method,

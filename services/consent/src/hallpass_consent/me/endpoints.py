@@ -87,6 +87,7 @@ def answer_for_my_child(
         body.wording_version,
         now=context.clock(),
         action="refused:me.answer",
+        wording_language=body.wording_language,
     )
 
 

@@ -155,6 +155,7 @@ def answer_for_child(
     *,
     now: dt.datetime,
     action: str,
+    wording_language: str = "en",
 ) -> object:
     """A carer's answer for their own child, recorded once per Idempotency-Key.
 
@@ -168,7 +169,14 @@ def answer_for_child(
         carer,
         idempotency,
         lambda: consents.record_parent_consent(
-            session, carer, pupil, purpose, decision, wording_version, now=now
+            session,
+            carer,
+            pupil,
+            purpose,
+            decision,
+            wording_version,
+            now=now,
+            wording_language=wording_language,
         ),
         status_code=201,
     )

@@ -51,6 +51,10 @@ class PurposeView(BaseModel):
     wording_version: int
     wording: str
     wording_sha256: str
+    wording_cy: str | None = Field(
+        description="The same words in Welsh, when the school has given them for this version."
+    )
+    wording_cy_sha256: str | None
 
 
 class WordingVersion(BaseModel):
@@ -59,6 +63,8 @@ class WordingVersion(BaseModel):
     version: int
     text: str
     sha256: str
+    text_cy: str | None
+    sha256_cy: str | None
     created_by: str
     created_at: dt.datetime
 
@@ -67,14 +73,25 @@ class PurposeHistory(PurposeView):
     versions: list[WordingVersion]
 
 
+WordingText = Annotated[
+    str, StringConstraints(min_length=20, max_length=5000, pattern=VISIBLE), STORABLE, TRIM
+]
+
+
 class NewWording(BaseModel):
-    """New words for a purpose; later consents cite the new version, earlier ones keep theirs."""
+    """New words for a purpose; later consents cite the new version, earlier ones keep theirs.
+
+    A version is one meaning in English and, when given, Welsh. Adding or correcting the Welsh
+    is a new version too: the words a carer was shown never change under their record (C10).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Annotated[
-        str, StringConstraints(min_length=20, max_length=5000, pattern=VISIBLE), STORABLE, TRIM
-    ]
+    text: WordingText
+    text_cy: WordingText | None = Field(
+        default=None,
+        description="The same words in Welsh; without them the version is English only.",
+    )
 
 
 class PurposeChange(BaseModel):

@@ -90,15 +90,28 @@ def seed_purposes(session: Session, school_id: str, *, actor: str, now: dt.datet
         repository.add(session, purpose)
         repository.add(
             session,
-            PurposeWording(
-                purpose_id=purpose.id,
-                version=1,
-                text=seed.wording,
-                text_sha256=hashlib.sha256(seed.wording.encode()).hexdigest(),
-                created_by=actor,
-                created_at=now,
-            ),
+            _wording_row(purpose, 1, seed.wording, seed.wording_cy, actor=actor, now=now),
         )
+
+
+def sha256_of(text: str) -> str:
+    """The hash a receipt carries, so a carer can show the words they were given are these."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _wording_row(
+    purpose: Purpose, version: int, text: str, text_cy: str | None, *, actor: str, now: dt.datetime
+) -> PurposeWording:
+    return PurposeWording(
+        purpose_id=purpose.id,
+        version=version,
+        text=text,
+        text_sha256=sha256_of(text),
+        text_cy=text_cy,
+        text_cy_sha256=sha256_of(text_cy) if text_cy is not None else None,
+        created_by=actor,
+        created_at=now,
+    )
 
 
 def _purpose_view(purpose: Purpose, wording: PurposeWording) -> PurposeView:
@@ -113,6 +126,8 @@ def _purpose_view(purpose: Purpose, wording: PurposeWording) -> PurposeView:
         wording_version=wording.version,
         wording=wording.text,
         wording_sha256=wording.text_sha256,
+        wording_cy=wording.text_cy,
+        wording_cy_sha256=wording.text_cy_sha256,
     )
 
 
@@ -140,6 +155,8 @@ def purpose_history(session: Session, principal: Principal, code: str) -> Purpos
                 version=w.version,
                 text=w.text,
                 sha256=w.text_sha256,
+                text_cy=w.text_cy,
+                sha256_cy=w.text_cy_sha256,
                 created_by=w.created_by,
                 created_at=w.created_at,
             )
@@ -156,18 +173,25 @@ def add_wording(
     purpose.current_version += 1
     repository.add(
         session,
-        PurposeWording(
-            purpose_id=purpose.id,
-            version=purpose.current_version,
-            text=body.text,
-            text_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
-            created_by=principal.actor,
-            created_at=now,
+        _wording_row(
+            purpose,
+            purpose.current_version,
+            body.text,
+            body.text_cy,
+            actor=principal.actor,
+            now=now,
         ),
     )
     repository.save(session)
     record_audit(
-        session, principal, "purpose.wording_added", code, {"version": purpose.current_version}
+        session,
+        principal,
+        "purpose.wording_added",
+        code,
+        {
+            "version": purpose.current_version,
+            "languages": ["en", "cy"] if body.text_cy is not None else ["en"],
+        },
     )
     return purpose_history(session, principal, code)
 
