@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     remind.add_argument("--school", default="demo")
     remind.add_argument("--within-days", type=int, default=30, help="how far ahead (1 to 366)")
     remind.set_defaults(command=_remind_renewals)
+    check = comms_commands.add_parser(
+        "check-transport",
+        help="send one test message through the configured mail transport and say what is missing",
+    )
+    check.add_argument("--from", dest="sender", required=True, help="a member of staff's address")
+    check.add_argument("--to", dest="recipient", required=True, help="where the test goes")
+    check.set_defaults(command=_check_transport)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI documents under --out")
     openapi.add_argument("--out", type=Path, default=Path("openapi"))
@@ -541,6 +548,31 @@ def _remind_renewals(args: argparse.Namespace) -> int:
         context.database.dispose()
     print(f"{school}: {written} reminder(s) written, {delivered} envelope(s) sent now")
     return 0
+
+
+def _check_transport(args: argparse.Namespace) -> int:
+    # Only the comms settings and transports: no service, database or scanning stack.
+    from hallpass_comms.delivery.check import check_transport
+    from hallpass_comms.delivery.transports import MailSettingsError, transport_from_settings
+    from hallpass_comms.settings import CommsSettings
+
+    settings = CommsSettings()
+    try:
+        transport = transport_from_settings(settings, CommonSettings())
+    except (MailSettingsError, ValueError) as exc:
+        print(f"hallpass: mail settings refused: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = check_transport(
+            transport, args.sender, args.recipient, name=settings.resolved_mail_transport()
+        )
+    finally:
+        close = getattr(transport, "close", None)
+        if callable(close):
+            close()
+    for line in report.lines:
+        print(line, file=sys.stdout if report.sent else sys.stderr)
+    return 0 if report.sent else 1
 
 
 def _seed_media_demo(school: str) -> str:

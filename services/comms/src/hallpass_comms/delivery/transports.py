@@ -1,8 +1,11 @@
-"""Where a rendered message goes: the school's SMTP relay, or readable .eml files on disk.
+"""Where a rendered message goes: an SMTP server, Microsoft Graph, the Gmail API, or .eml files.
 
-Every transport sorts what goes wrong into two kinds the worker acts on: a transient failure
-(server down, timeout, SMTP 4xx) is tried again later; a permanent one (SMTP 5xx, an address the
-server will never take) is recorded and left alone.
+Every transport sorts what goes wrong into the kinds the worker acts on: a transient failure
+(server down, timeout, SMTP 4xx) is tried again later; throttling (the provider asking us to slow
+down) is tried again later without counting against the envelope; a permanent one (SMTP 5xx, an
+address the server will never take, a mailbox the app may not send from) is recorded and left
+alone. This module holds the password SMTP and .eml transports and chooses among all of them;
+the others live in ``smtp_sessions`` (XOAUTH2, relay), ``graph`` and ``gmail``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pydantic import SecretStr
 from hallpass_comms.delivery.headers import envelope, wire_bytes
 from hallpass_comms.delivery.rendering import DELIVERY_HEADER
 from hallpass_comms.settings import CommsSettings
-from hallpass_kit.settings import CommonSettings
+from hallpass_kit.settings import CommonSettings, Environment
 
 
 class TransientFailure(Exception):
@@ -75,6 +78,65 @@ class MailTransport(Protocol):
     def send(self, message: EmailMessage) -> None:
         """Hand ``message`` over for delivery, or raise TransientFailure / PermanentFailure."""
         ...
+
+
+# --------------------------------------------------------------------------------------------
+# What a provider's answer means
+
+# Enhanced status codes (RFC 3463) in a reply: "451 4.7.500 Server busy".
+_ENHANCED_STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Daily sending quotas answered with a 5xx: Exchange Online ("554 5.2.0 STOREDRV.Submission.
+# Exception:SubmissionQuotaExceededException") and Gmail ("550 5.4.5 Daily user sending limit
+# exceeded"). The message is fine; the mailbox may send again tomorrow.
+_QUOTA_REPLIES = re.compile(
+    r"SubmissionQuotaExceeded|sending (?:quota|limit) exceeded|5\.4\.5 Daily", re.IGNORECASE
+)
+QUOTA_RETRY_AFTER_SECONDS = 3600.0
+
+
+def enhanced_status(reply: str) -> tuple[int, int, int] | None:
+    found = _ENHANCED_STATUS.match(reply)
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2)), int(found.group(3))
+
+
+def smtp_reply_failure(code: int, reply: str) -> Exception:
+    """The failure a reply to the connection, MAIL FROM or DATA stands for.
+
+    Not for replies to one RCPT: a greylisting ``451 4.7.1`` there is about that recipient and
+    is retried like any 4xx. Providers throttle with ``421`` (Gmail "421 4.7.0 Try again
+    later"), ``451 4.7.x`` (Exchange "451 4.7.500 Server busy"), ``432 4.3.2`` (Exchange's
+    concurrent connection limit) and, for a daily quota, a 5xx naming the quota.
+    """
+    text = f"{code} {reply}".strip()
+    status = enhanced_status(reply)
+    if code == 421 or code == 432 or (400 <= code < 500 and status is not None and status[1] == 7):
+        return Throttled(f"the server asked to slow down: {text}")
+    if _QUOTA_REPLIES.search(reply):
+        return Throttled(
+            f"the mailbox reached its sending quota: {text}",
+            retry_after=QUOTA_RETRY_AFTER_SECONDS,
+        )
+    if 500 <= code < 600:
+        return PermanentFailure(text)
+    return TransientFailure(text)
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """An HTTP ``Retry-After`` (seconds, or an HTTP date) as seconds from now, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    with suppress(TypeError, ValueError, IndexError):
+        moment = parsedate_to_datetime(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        current = time.time() if now is None else now
+        return max(0.0, moment.timestamp() - current)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,10 +279,10 @@ class _SmtpSession:
                 raise PermanentFailure(f"every recipient refused: {answer}") from exc
             raise TransientFailure(f"recipients refused for now: {answer}") from exc
         except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            await self._disconnect()
-            raise TransientFailure(f"{exc.code} {exc.message}") from exc
+            failure = smtp_reply_failure(exc.code, exc.message)
+            if not isinstance(failure, PermanentFailure):
+                await self._disconnect()
+            raise failure from exc
         except aiosmtplib.SMTPNotSupported as exc:
             raise PermanentFailure(str(exc)) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -343,8 +405,49 @@ def _sync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
+class MailSettingsError(ValueError):
+    """The mail settings cannot work; raised at start-up, naming the setting to change."""
+
+
 def transport_from_settings(settings: CommsSettings, common: CommonSettings) -> MailTransport:
-    """SMTP when a host is configured; otherwise the .eml outbox under the data dir."""
-    if settings.smtp_host:
+    """The transport HALLPASS_COMMS_MAIL_TRANSPORT names (docs/mail-delivery.md).
+
+    Unset: SMTP with a password when a host is configured, otherwise the .eml outbox under the
+    data dir. Imports are local: a deployment sending over SMTP never loads the HTTP transports.
+    """
+    name = settings.resolved_mail_transport()
+    if common.env is Environment.production:
+        _refuse_in_production(settings, name)
+    if name == "eml":
+        return EmlFolderTransport(common.data_dir / "outbox")
+    if name == "smtp":
         return SmtpTransport(settings)
-    return EmlFolderTransport(common.data_dir / "outbox")
+    if name in {"smtp_oauth2", "smtp_relay"}:
+        from hallpass_comms.delivery.smtp_sessions import RelayTransport, XOAuth2Transport
+
+        if name == "smtp_relay":
+            return RelayTransport(settings)
+        return XOAuth2Transport(settings)
+    if name == "graph":
+        from hallpass_comms.delivery.graph import GraphTransport
+
+        return GraphTransport(settings)
+    from hallpass_comms.delivery.gmail import GmailTransport
+
+    return GmailTransport(settings)
+
+
+def _refuse_in_production(settings: CommsSettings, name: str) -> None:
+    # Loopback stand-ins and plain HTTP are for trying things out; in production a token or a
+    # message sent in clear would be readable on the path.
+    urls = {
+        "graph": ("microsoft_login_url", "microsoft_graph_url"),
+        "gmail": ("google_token_url", "google_gmail_url"),
+        "smtp_oauth2": ("microsoft_login_url", "google_token_url"),
+    }.get(name, ())
+    for field in urls:
+        url: str = getattr(settings, field)
+        if not url.startswith("https://"):
+            raise MailSettingsError(
+                f"production mode refuses HALLPASS_COMMS_{field.upper()}={url}: it must be https"
+            )
