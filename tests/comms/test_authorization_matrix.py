@@ -9,6 +9,7 @@ endpoints are read from the app's routes, so a new endpoint without a row fails 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ PASTORAL = frozenset({R.dsl, R.pastoral})
 CARERS = frozenset({R.parent})
 REPORTERS = STAFF | {R.pastoral, R.parent}
 AUDITORS = frozenset({R.head, R.dsl, R.trust_dpo})
+REPORT_READERS = frozenset({R.dsl, R.head})
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ MATRIX: dict[Endpoint, Row] = {
         REPORTERS,
         json=lambda w: {"message_id": w.message_a, "description": "This was rude."},
     ),
+    ("GET", "/v1/reports"): Row(REPORT_READERS),
+    ("GET", "/v1/reports/{report_id}"): Row(REPORT_READERS),
     ("GET", "/v1/audit"): Row(AUDITORS),
     ("GET", "/v1/audit:verify"): Row(AUDITORS),
     ("GET", "/v1/audit:checkpoint"): Row(AUDITORS),
@@ -183,7 +187,12 @@ def call(comms: TestClient, world: World, endpoint: Endpoint, headers: dict[str,
     method, path = endpoint
     row = MATRIX[endpoint]
     message = world.held if path.endswith(":approve") else world.message_a
-    url = path.format(message_id=message, pupil_id=world.pupil_a, concern_id=world.concern_a)
+    url = path.format(
+        message_id=message,
+        pupil_id=world.pupil_a,
+        concern_id=world.concern_a,
+        report_id=uuid.uuid4(),  # none such: a reader is told 404, anyone else 403
+    )
     body = row.json(world) if callable(row.json) else row.json
     return comms.request(method, url, json=body, headers=headers)
 

@@ -26,6 +26,9 @@ SEARCHERS = (Role.head, Role.dsl)  # E3: search over subjects and bodies
 SENSITIVE_READERS = (Role.head, Role.deputy, Role.dsl, Role.pastoral)
 PASTORAL_READERS = (Role.dsl, Role.pastoral)  # E7: designated, trained staff only
 REPORTERS = (Role.parent, *sorted(STAFF_ROLES), Role.pastoral)  # E10
+# E10: the designated staff told of a report (the DSL, by the notice) and the head teacher, who
+# answers for the school's communication.
+REPORT_READERS = (Role.dsl, Role.head)
 # A trust's data protection officer checks each school's trail is whole (UK GDPR Art. 5(2)) and
 # holds no other comms role: they send nothing, read no family's mail and no pastoral matter
 # (E7); a family's history for a subject access request is the head's or the office's to give.

@@ -1,16 +1,22 @@
-"""POST /v1/reports: report an offensive message to the DSL (E10)."""
+"""Reports of offensive messages (E10): anyone reports (``POST /v1/reports``), and the designated
+staff told of each report (the DSL, and the head who answers for the school) read them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
 
-from hallpass_comms.common import REPORTERS
+from fastapi import APIRouter, Query
+
+from hallpass_comms.common import REPORT_READERS, REPORTERS
 from hallpass_comms.context import CommsContextDep
 from hallpass_comms.reports import service
-from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt
-from hallpass_kit.app import SessionDep, require_roles
+from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt, ReportView
+from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
+from hallpass_kit.fields import STORABLE
+from hallpass_kit.pagination import Page
 
 router = APIRouter(prefix="/v1", tags=["reports"], responses=problem_responses(403))
 
@@ -25,3 +31,24 @@ def file_report(
     """Report an offensive message, one sent through Hallpass or one received from an address.
     The DSL is emailed at once with the reference, which the answer gives you too."""
     return service.file_report(session, context.consent, principal, body, context.clock())
+
+
+@router.get("/reports", responses=problem_responses(400))
+def list_reports(
+    session: WriteSessionDep,
+    cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    principal: Principal = require_roles(*REPORT_READERS),
+) -> Page[ReportView]:
+    """Reports, newest first (the DSL and the head; every reading audited)."""
+    return service.list_reports(session, principal, cursor=cursor, limit=limit)
+
+
+@router.get("/reports/{report_id:uuid}", responses=problem_responses(404))
+def read_report(
+    report_id: uuid.UUID,
+    session: WriteSessionDep,
+    principal: Principal = require_roles(*REPORT_READERS),
+) -> ReportView:
+    """One report with what the reporter said (the DSL and the head; audited)."""
+    return service.read_report(session, principal, report_id)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hallpass_comms.models import OffensiveReport
+from hallpass_kit.pagination import Position, older_than
 
 
 def reports_this_year(session: Session, school_id: str, prefix: str) -> int:
@@ -28,3 +32,21 @@ def add_if_reference_free(session: Session, report: OffensiveReport) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def page_reports(
+    session: Session, school_id: str, *, after: Position | None, limit: int
+) -> Sequence[OffensiveReport]:
+    query = select(OffensiveReport).where(OffensiveReport.school_id == school_id)
+    if after is not None:
+        query = query.where(older_than(OffensiveReport.created_at, OffensiveReport.id, after))
+    query = query.order_by(OffensiveReport.created_at.desc(), OffensiveReport.id.desc())
+    return session.execute(query.limit(limit)).scalars().all()
+
+
+def get_report(session: Session, school_id: str, report_id: uuid.UUID) -> OffensiveReport | None:
+    return session.scalars(
+        select(OffensiveReport).where(
+            OffensiveReport.school_id == school_id, OffensiveReport.id == report_id
+        )
+    ).one_or_none()

@@ -32,3 +32,20 @@ class ReportReceipt(BaseModel):
     id: uuid.UUID
     reference: str = Field(description='Quote it to the DSL, e.g. "R-2026-000123".')
     created_at: dt.datetime
+
+
+class ReportView(BaseModel):
+    """A report as the designated staff read it (E10)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    reference: str
+    reported_by: str = Field(description="Who reported it (their account).")
+    message_id: uuid.UUID | None = Field(description="The message reported, if sent through here.")
+    received_from: str | None = Field(description="Or the address it came from.")
+    description: str
+    notice_message_id: uuid.UUID | None = Field(
+        description="The notice sent to the DSL at once (its delivery can be followed)."
+    )
+    created_at: dt.datetime

@@ -16,9 +16,10 @@ from hallpass_comms.models import Message, MessageKind, OffensiveReport, Recipie
 from hallpass_comms.recipients.policy import Envelope
 from hallpass_comms.reports import repository
 from hallpass_comms.reports.policy import reference, reference_prefix
-from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt
+from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt, ReportView
 from hallpass_kit.auth import AccessRefused, Principal, Role
-from hallpass_kit.errors import Conflict, Unprocessable
+from hallpass_kit.errors import Conflict, NotFound, Unprocessable
+from hallpass_kit.pagination import Page, decode_position, encode_position
 
 NOTICE_ACTOR = "service:comms-reports"
 ATTEMPTS = 5
@@ -133,3 +134,46 @@ def file_report(
         },
     )
     return ReportReceipt(id=report.id, reference=report.reference, created_at=report.created_at)
+
+
+def _view(report: OffensiveReport) -> ReportView:
+    return ReportView(
+        id=report.id,
+        reference=report.reference,
+        reported_by=report.reported_by,
+        message_id=report.message_id,
+        received_from=report.received_from,
+        description=report.description,
+        notice_message_id=report.notice_message_id,
+        created_at=report.created_at,
+    )
+
+
+def list_reports(
+    session: Session, principal: Principal, *, cursor: str | None, limit: int
+) -> Page[ReportView]:
+    """The school's reports, newest first; the reading is audited like the pastoral inbox's."""
+    rows = repository.page_reports(
+        session, principal.school, after=decode_position(cursor), limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    record_audit(
+        session,
+        principal,
+        "report.list",
+        target="reports",
+        details={"reports": [r.reference for r in rows]},
+    )
+    return Page[ReportView](
+        items=[_view(r) for r in rows],
+        next_cursor=encode_position(rows[-1].created_at, rows[-1].id) if more and rows else None,
+    )
+
+
+def read_report(session: Session, principal: Principal, report_id: uuid.UUID) -> ReportView:
+    report = repository.get_report(session, principal.school, report_id)
+    if report is None:
+        raise NotFound("No such report in this school.", code="unknown_report")
+    record_audit(session, principal, "report.read", target=f"report:{report.reference}")
+    return _view(report)
