@@ -191,6 +191,12 @@ MATRIX: dict[Endpoint, Row] = {
     ("POST", "/v1/guardians/{guardian_id}/invitations"): Row(REGISTRARS),
     ("GET", "/v1/guardians/{guardian_id}/accounts"): Row(ACCOUNT_READERS),
     ("DELETE", "/v1/guardians/{guardian_id}/accounts/{account_id}"): Row(REGISTRARS),
+    # Scans of signed forms (C10): kept by the registrars, read by them and the DSL; carers do
+    # not download them through the API. Without the multipart parts an allowed role gets 422.
+    ("POST", "/v1/consents:with-evidence"): Row(REGISTRARS),
+    ("POST", "/v1/consents/{record_id}/evidence"): Row(REGISTRARS),
+    ("GET", "/v1/consents/{record_id}/evidence"): Row(REGISTRARS | {R.dsl}),
+    ("GET", "/v1/evidence/{scan_id}"): Row(REGISTRARS | {R.dsl}),
 }
 
 
@@ -240,6 +246,7 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
         subscription_id=uuid.uuid4(),
         account_id=uuid.uuid4(),
         delivery_id=uuid.uuid4(),
+        scan_id=uuid.uuid4(),
     )
     body = row.json(world) if callable(row.json) else row.json
     if row.csv is not None:
