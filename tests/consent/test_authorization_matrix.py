@@ -197,7 +197,47 @@ MATRIX: dict[Endpoint, Row] = {
     ("POST", "/v1/consents/{record_id}/evidence"): Row(REGISTRARS),
     ("GET", "/v1/consents/{record_id}/evidence"): Row(REGISTRARS | {R.dsl}),
     ("GET", "/v1/evidence/{scan_id}"): Row(REGISTRARS | {R.dsl}),
+    # Consent requests: the office asks carers by email; comms fetches each round's links.
+    ("POST", "/v1/consent-requests"): Row(
+        REGISTRARS,
+        json=lambda w: {
+            "title": "Photos this year",
+            "purposes": ["website_photo"],
+            "scope": {"class_ids": [w.class_id]},
+        },
+    ),
+    ("GET", "/v1/consent-requests"): Row(REGISTRARS),
+    # Nobody's request: an allowed role gets 404, the others 403 before the lookup.
+    ("GET", "/v1/consent-requests/{request_id}"): Row(REGISTRARS),
+    ("POST", "/v1/consent-requests/{request_id}:remind"): Row(REGISTRARS),
+    ("POST", "/v1/consent-requests/{request_id}:close"): Row(REGISTRARS),
+    ("POST", "/v1/consent-requests/{request_id}/rounds/{round}:links"): Row(frozenset({R.service})),
+    # Deliberately public: the personal link is the credential; a token nobody was sent is 404
+    # whoever asks (and whatever bearer token comes with it).
+    ("POST", "/v1/consent-requests:open-link"): Row(EVERYONE, json={"token": "A" * 43}),
+    ("POST", "/v1/consent-requests:answer-link"): Row(
+        EVERYONE,
+        json=lambda w: {
+            "token": "A" * 43,
+            "answers": [
+                {
+                    "pupil_id": w.pupil_a,
+                    "purpose": "website_photo",
+                    "decision": "granted",
+                    "wording_version": 1,
+                }
+            ],
+        },
+    ),
 }
+
+# Routes with no bearer check at all, each one a deliberate choice.
+PUBLIC: frozenset[Endpoint] = frozenset(
+    {
+        ("POST", "/v1/consent-requests:open-link"),
+        ("POST", "/v1/consent-requests:answer-link"),
+    }
+)
 
 
 def endpoints(app: FastAPI) -> list[Endpoint]:
@@ -247,6 +287,8 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
         account_id=uuid.uuid4(),
         delivery_id=uuid.uuid4(),
         scan_id=uuid.uuid4(),
+        request_id=uuid.uuid4(),
+        round=1,
     )
     body = row.json(world) if callable(row.json) else row.json
     if row.csv is not None:
@@ -322,6 +364,11 @@ def test_every_endpoint_refuses_a_request_without_a_token(
     assert served
     for endpoint in served:
         response = call(client, world, endpoint, {})
+        if endpoint in PUBLIC:
+            # No token is asked for; the link's token in the body is the credential.
+            assert is_problem(response, 404), (endpoint, response.status_code, response.text)
+            assert response.json()["code"] == "link_not_found", endpoint
+            continue
         assert is_problem(response, 401), (endpoint, response.status_code, response.text)
         assert response.headers["www-authenticate"] == "Bearer", endpoint
         assert response.json()["code"] == "unauthenticated", endpoint

@@ -24,6 +24,8 @@ from hallpass_consent.imports.service import IMPORT_QUEUED, ImportRunner
 from hallpass_consent.me.endpoints import router as me_router
 from hallpass_consent.models import kit_tables
 from hallpass_consent.pupils.endpoints import router as pupils_router
+from hallpass_consent.requests.endpoints import link_router as request_link_router
+from hallpass_consent.requests.endpoints import router as requests_router
 from hallpass_consent.roster.endpoints import router as roster_router
 from hallpass_consent.schools.endpoints import router as schools_router
 from hallpass_consent.settings import ConsentSettings
@@ -129,6 +131,7 @@ def create_app(
             roster_router,
             families_router,
             carers_router,
+            requests_router,
             audit_router(audit, AUDITORS),
         ],
     )
@@ -136,4 +139,7 @@ def create_app(
     # sees both, and one not linked yet may redeem a code. Each route checks the carer itself.
     for router in (me_router, carers_me_router):
         app.include_router(router, dependencies=[Depends(identified), Depends(single_valued_query)])
+    # Deliberately public: a consent request's personal link is its own credential (see
+    # requests/endpoints.py); no bearer token is asked for, and none is looked at.
+    app.include_router(request_link_router, dependencies=[Depends(single_valued_query)])
     return app

@@ -43,5 +43,19 @@ class ConsentChanged(BaseModel):
     cause: ChangeCause
 
 
+class ConsentRequestMailDue(BaseModel):
+    """A consent request's email round is due: comms asks consent for that round's personal
+    links (``POST /v1/consent-requests/{id}/rounds/{round}:links``) and mails each carer once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: uuid.UUID
+    school_id: str = Field(min_length=1, max_length=64)
+    round: int = Field(ge=1)
+
+
 # Event type -> payload model: what the outbox carries and what the webhooks section documents.
-EVENTS: dict[str, type[BaseModel]] = {"consent.changed": ConsentChanged}
+EVENTS: dict[str, type[BaseModel]] = {
+    "consent.changed": ConsentChanged,
+    "consent_request.mail_due": ConsentRequestMailDue,
+}
