@@ -154,12 +154,14 @@ def test_request_for_a_class_asks_responsible_carers_with_an_address_c11(
 ) -> None:
     created = create(client, school.office, scope={"class_ids": [world.oak]})
 
-    assert created["total"] == 3 and created["answered"] == 0
+    assert created["total"] == 3
+    assert created["answered"] == 0
     # Grace and Daniel for Amara, Oliver's carer; not Isla's (no address) nor Sean (no PR).
     assert created["carers_asked"] == 3
     assert [p["pupil_id"] for p in created["pupils_without_address"]] == [world.isla]
     [oak] = created["classes"]
-    assert oak["class_name"] == "Year 3 Oak" and oak["total"] == 3
+    assert oak["class_name"] == "Year 3 Oak"
+    assert oak["total"] == 3
     assert {p["given_name"] for p in oak["not_yet"]} == {"Amara", "Oliver", "Isla"}
     assert mail_due(consent_db) == [
         {"request_id": created["id"], "school_id": school.school, "round": 1}
@@ -172,7 +174,8 @@ def test_year_groups_and_whole_school_scopes(
     by_year = create(client, school.office, scope={"year_groups": [4]})
     whole = create(client, school.office, scope={"whole_school": True})
 
-    assert by_year["total"] == 1 and by_year["classes"][0]["class_name"] == "Year 4 Elm"
+    assert by_year["total"] == 1
+    assert by_year["classes"][0]["class_name"] == "Year 4 Elm"
     assert whole["total"] == 4
     assert [c["class_name"] for c in whole["classes"]] == ["Year 3 Oak", "Year 4 Elm"]
 
@@ -199,7 +202,8 @@ def test_unknown_purpose_or_empty_scope_is_refused_and_nothing_is_written_c1(
     assert body["problems"][0]["where"] == "body.purposes[1]"
     assert_problem(empty, 422, "empty_scope")
     listed = client.get("/v1/consent-requests", headers=school.office).json()
-    assert listed["items"] == [] and mail_due(consent_db) == []
+    assert listed["items"] == []
+    assert mail_due(consent_db) == []
 
 
 def test_list_is_newest_first_and_paginated(
@@ -215,7 +219,8 @@ def test_list_is_newest_first_and_paginated(
     ).json()
 
     assert [r["id"] for r in page["items"]] == [second["id"]]
-    assert [r["id"] for r in rest["items"]] == [first["id"]] and rest["next_cursor"] is None
+    assert [r["id"] for r in rest["items"]] == [first["id"]]
+    assert rest["next_cursor"] is None
 
 
 # --- links and answers -------------------------------------------------------------------------
@@ -259,9 +264,11 @@ def test_answer_by_link_records_through_the_consent_path_and_moves_progress_c10(
     view = progress(client, school.office, created["id"])
     assert view["answered"] == 1
     assert {p["given_name"] for p in view["classes"][0]["not_yet"]} == {"Oliver", "Isla"}
-    assert view["last_round_mailed"] == 1 and view["carers_mailed"] == 3
+    assert view["last_round_mailed"] == 1
+    assert view["carers_mailed"] == 3
     actions = [e["action"] for e in records.audit()]
-    assert "consent_request.answered" in actions and "consent_request.link_opened" in actions
+    assert "consent_request.answered" in actions
+    assert "consent_request.link_opened" in actions
 
 
 def test_a_paper_form_answers_the_request_too(
@@ -339,7 +346,8 @@ def test_closed_request_links_answer_410_and_reminders_409(
 
     closed = client.post(f"/v1/consent-requests/{created['id']}:close", headers=school.office)
 
-    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert closed.status_code == 200
+    assert closed.json()["status"] == "closed"
     assert_problem(
         client.post("/v1/consent-requests:open-link", json={"token": token}), 410, "request_closed"
     )
