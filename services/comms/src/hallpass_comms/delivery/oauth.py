@@ -45,15 +45,30 @@ CLIENT_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RENEW_BEFORE_SECONDS = 300.0
 
 # What the Microsoft identity platform's AADSTS codes mean for the person setting Hallpass up.
-_AADSTS_HINTS = {
-    7000215: "the token endpoint refused the client secret (copy the secret's Value, not its ID)",
-    7000222: "the client secret has expired: add a new one to the app registration",
-    700016: "no application with this client id in the tenant (check the tenant and client id)",
-    90002: "no such tenant (check HALLPASS_COMMS_MICROSOFT_TENANT_ID)",
-    900023: "the tenant id is not valid (check HALLPASS_COMMS_MICROSOFT_TENANT_ID)",
-    700027: "the certificate's signature was refused: upload the certificate to the app",
-    7000218: "the request had neither a client secret nor a certificate",
-    1002012: "the scope was refused",
+_AADSTS_HINTS: dict[int, tuple[str, str]] = {
+    7000215: (
+        "the token endpoint refused the client secret",
+        "copy the secret's Value (not its Secret ID) into HALLPASS_COMMS_MICROSOFT_CLIENT_SECRET",
+    ),
+    7000222: (
+        "the client secret has expired",
+        "add a new client secret to the app registration",
+    ),
+    700016: (
+        "the tenant has no application with this client id",
+        "check HALLPASS_COMMS_MICROSOFT_CLIENT_ID and _TENANT_ID",
+    ),
+    90002: ("the tenant was not found", "check HALLPASS_COMMS_MICROSOFT_TENANT_ID"),
+    900023: ("the tenant id is not valid", "check HALLPASS_COMMS_MICROSOFT_TENANT_ID"),
+    700027: (
+        "the token endpoint refused the certificate's signature",
+        "upload the certificate to the app registration",
+    ),
+    7000218: (
+        "the token endpoint wants a client secret or a certificate",
+        "set HALLPASS_COMMS_MICROSOFT_CLIENT_SECRET",
+    ),
+    1002012: ("the token endpoint refused the scope", "check the national cloud's login URL"),
 }
 
 
@@ -214,8 +229,10 @@ class MicrosoftClientCredentials:
         description = str(error.get("error_description", "")).splitlines()[0:1]
         said = description[0] if description else str(error.get("error", response.status_code))
         label = f"AADSTS{code}" if code is not None else str(error.get("error", "refused"))
-        hint = _AADSTS_HINTS.get(code or 0, "the token endpoint refused the app's credentials")
-        return TokenRefused(f"{hint} ({label}): {said}", code=label)
+        what, advice = _AADSTS_HINTS.get(
+            code or 0, ("the token endpoint refused the app's credentials", "check the app")
+        )
+        return TokenRefused(f"{what} ({label}): {advice}. Microsoft said: {said}", code=label)
 
 
 @dataclass(frozen=True)
