@@ -66,6 +66,7 @@ class RecordingHandler:
         self._refused_recipients: dict[str, str] = {}
         self._refuse_all: str | None = None
         self._refuse_data: str | None = None
+        self._throttle: tuple[str, int] | None = None
         self.refusals = 0
 
     # Configuration -------------------------------------------------------------------------
@@ -84,11 +85,18 @@ class RecordingHandler:
         with self._lock:
             self._refuse_data = reply
 
+    def throttle(self, reply: str, times: int = 1) -> None:
+        """Answer ``reply`` (e.g. "451 4.7.0 too many messages, slow down") to the next
+        ``times`` messages at DATA, as a provider does when a mailbox sends too fast."""
+        with self._lock:
+            self._throttle = (reply, times)
+
     def accept_all(self) -> None:
         with self._lock:
             self._refused_recipients.clear()
             self._refuse_all = None
             self._refuse_data = None
+            self._throttle = None
 
     # What arrived ---------------------------------------------------------------------------
 
@@ -115,6 +123,11 @@ class RecordingHandler:
             if self._refuse_data is not None:
                 self.refusals += 1
                 return self._refuse_data
+            if self._throttle is not None:
+                reply, times = self._throttle
+                self._throttle = (reply, times - 1) if times > 1 else None
+                self.refusals += 1
+                return reply
         raw = bytes(envelope.original_content or envelope.content)
         parsed = BytesParser(policy=default_policy).parsebytes(raw)
         assert isinstance(parsed, EmailMessage)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hallpass_comms.models import Base, Delivery, DeliveryStatus, Message
@@ -48,7 +48,10 @@ def delivery_queue(
         table=table,
         waiting=table.c.status.in_(WAITING),
         columns=JobColumns(next_attempt_at="due_at"),
-        order_by=(table.c.due_at,),
+        # Oldest first within a due time: envelopes put back to wait for a provider's slot all
+        # come due at the same moment, and the send that was made first goes first (the 202's
+        # forecast counts on it).
+        order_by=(table.c.due_at, table.c.created_at),
         max_attempts=max_attempts,
         lease=lease,
         backoff=Backoff(first=dt.timedelta(seconds=1), cap=max_backoff),
@@ -69,3 +72,28 @@ def messages_by_id(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Mes
     if not ids:
         return {}
     return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+
+
+def waiting_recipients(
+    session: Session,
+    *,
+    due_by: dt.datetime,
+    exclude_message: uuid.UUID,
+    sender: str | None = None,
+) -> list[int]:
+    """Recipients (To and Cc) of each envelope still waiting to be sent by ``due_by``, in the
+    order the worker takes them; from one sending mailbox (lower-cased), or from all."""
+    query = (
+        select(Delivery.to_addresses, Delivery.cc_addresses)
+        .where(
+            Delivery.status.in_(WAITING),
+            Delivery.due_at <= due_by,
+            Delivery.message_id != exclude_message,
+        )
+        .order_by(Delivery.due_at, Delivery.created_at)
+    )
+    if sender is not None:
+        query = query.join(Message, Message.id == Delivery.message_id).where(
+            func.lower(Message.sender_address) == sender
+        )
+    return [len(to) + len(cc) for to, cc in session.execute(query)]

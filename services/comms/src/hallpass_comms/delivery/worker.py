@@ -9,7 +9,9 @@ message and the outcome's commit: a crash exactly there sends that envelope a se
 the same Message-ID, so receiving systems can recognise the copy (docs/mail-delivery.md).
 
 What stays here is mail's own sense of an outcome: an outage pauses the worker and uses up no
-attempt, a 4xx is retried, a 5xx fails at once.
+attempt, a 4xx is retried, a 5xx fails at once. Provider limits (limits.py) are honoured before
+each send: an envelope whose mailbox has no free slot goes back untried until one frees, and a
+provider's throttling answer holds and slows that mailbox without using up an attempt.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from hallpass_comms.delivery import repository
+from hallpass_comms.delivery.limits import Pacer, SendingLimits, TooManyRecipients, Wait
 from hallpass_comms.delivery.rendering import RenderError, render
 from hallpass_comms.delivery.transports import (
     MailTransport,
     PermanentFailure,
     RecipientsRefused,
     ServerUnavailable,
+    Throttled,
     TransientFailure,
 )
 from hallpass_comms.models import Delivery, DeliveryStatus, Message, kit_tables
@@ -41,6 +45,14 @@ logger = logging.getLogger("hallpass.comms.delivery")
 
 ACTOR = "service:comms-delivery"
 OUTAGE_BACKOFF = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Deferral(Outcome):
+    """A deferral (no attempt used) that says why, for its audit entry."""
+
+    reason: str = "server_unavailable"
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class DeliveryWorker:
         max_backoff: dt.timedelta = dt.timedelta(hours=1),
         poll_interval: float = 1.0,
         concurrency: int = 4,
+        limits: SendingLimits | None = None,
     ) -> None:
         if min(batch_size, max_attempts, concurrency) < 1 or lease <= dt.timedelta(0):
             raise ValueError(
@@ -94,6 +107,12 @@ class DeliveryWorker:
             worker_id=worker_id,
         )
         self.worker_id = self.jobs.worker_id
+        self.pacer = Pacer(
+            database,
+            limits or SendingLimits(),
+            clock=clock,
+            backoff=lambda throttles: self.backoff(throttles, cap=max_backoff),
+        )
         # While the server is down one envelope probes it at most this far apart.
         self.outage_backoff = min(OUTAGE_BACKOFF, max_backoff)
         self._outages = 0
@@ -139,6 +158,9 @@ class DeliveryWorker:
                 session, {d.message_id for d in deliveries.values()}
             )
         sent = 0
+        # Mailboxes found without a free slot in this pass: their other envelopes wait too,
+        # without asking the database again.
+        waiting: dict[str, dt.datetime] = {}
         for index in range(len(jobs)):
             rest = self.jobs.keep_lease(jobs[index:])
             jobs[index:] = rest
@@ -149,7 +171,7 @@ class DeliveryWorker:
             delivery = deliveries.get(job.key)
             message = messages.get(delivery.message_id) if delivery is not None else None
             try:
-                outcome = self._attempt(message, delivery)
+                outcome = self._attempt(message, delivery, waiting)
             except ServerUnavailable as exc:
                 # The server could not be reached at all; nothing about the envelopes is wrong:
                 # the worker pauses and they wait with it, using up none of their attempts.
@@ -183,26 +205,65 @@ class DeliveryWorker:
         with jitter so retries spread)."""
         return self.jobs.backoff(attempts, cap=cap)
 
-    def _attempt(self, message: Message | None, delivery: Delivery | None) -> Outcome:
+    def _attempt(
+        self,
+        message: Message | None,
+        delivery: Delivery | None,
+        waiting: dict[str, dt.datetime] | None = None,
+    ) -> Outcome:
         if message is None or delivery is None:
             return Outcome.fail("the message of this delivery does not exist")
+        waiting = {} if waiting is None else waiting
+        mailbox = message.sender_address.lower()
+        if (until := waiting.get(mailbox)) is not None and until > self.clock():
+            return Outcome.release(at=until)
         try:
             email = render(message, delivery, public_base_url=self.public_base_url)
+            recipients = len(delivery.to_addresses) + len(delivery.cc_addresses)
+            slot = self.pacer.reserve(mailbox, recipients, delivery.id)
+        except (RenderError, TooManyRecipients) as exc:
+            return Outcome.fail(str(exc))
+        if isinstance(slot, Wait):
+            # No slot before ``until``: back to the queue untried, its place kept by due time.
+            waiting[mailbox] = slot.until
+            return Outcome.release(at=slot.until)
+        try:
             self.transport.send(email)
         except RecipientsRefused as exc:
             # Some recipients refused while the rest accepted: sent, but not to everyone.
             return self._sent(error=str(exc))
-        except (RenderError, PermanentFailure) as exc:
+        except PermanentFailure as exc:
+            self.pacer.cancel(slot)
             return Outcome.fail(str(exc))
+        except Throttled as exc:
+            self.pacer.cancel(slot)
+            return self._throttled(mailbox, exc, waiting)
         except ServerUnavailable:
+            self.pacer.cancel(slot)
             raise
         except TransientFailure as exc:
+            self.pacer.cancel(slot)
             return Outcome.retry(str(exc))
         except Exception as exc:
             # A fault in a transport must not stop the batch; the attempt limit bounds the retries.
             logger.exception("delivery %s: unexpected error from the transport", delivery.id)
+            self.pacer.cancel(slot)
             return Outcome.retry(f"{type(exc).__name__}: {exc}")
         return self._sent()
+
+    def _throttled(self, mailbox: str, exc: Throttled, waiting: dict[str, dt.datetime]) -> Outcome:
+        """The provider asked us to slow down: nothing is wrong with the envelope, so it uses up
+        no attempt; the mailbox is held (every worker sees it) and its pace lowered."""
+        until = self.pacer.throttled(mailbox, exc.retry_after)
+        waiting[mailbox] = until
+        return Deferral(
+            "retry",
+            error=str(exc),
+            at=until,
+            counted=False,
+            reason="throttled",
+            details={"retry_after": exc.retry_after, "mailbox": mailbox},
+        )
 
     def _sent(self, *, error: str | None = None) -> Outcome:
         return Outcome.done({"status": DeliveryStatus.sent, "sent_at": self.clock()}, error=error)
@@ -247,13 +308,21 @@ class DeliveryWorker:
             # An outage is not the envelope's fault: it used up none of its attempts, so a relay
             # that is down for hours delays mail but never fails it.
             next_at = settlement.next_attempt_at
+            reason = "retry" if outcome.counted else "server_unavailable"
+            extra: dict[str, Any] = {}
+            if isinstance(outcome, Deferral):
+                reason, extra = outcome.reason, outcome.details
             self._append_audit(
                 session,
                 job,
                 settlement,
                 action="mail.deferred",
-                outcome="retry" if outcome.counted else "server_unavailable",
-                details={"error": error, "next_attempt_at": next_at and next_at.isoformat()},
+                outcome=reason,
+                details={
+                    "error": error,
+                    "next_attempt_at": next_at and next_at.isoformat(),
+                    **extra,
+                },
             )
 
     def _append_audit(

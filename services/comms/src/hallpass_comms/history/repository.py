@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from hallpass_comms.models import FamilyMessage, Message, MessageKind
+from hallpass_comms.models import FamilyMessage, Message, MessageForecast, MessageKind
 from hallpass_kit.pagination import Position, older_than
 
 
@@ -48,3 +49,15 @@ def family_messages(
         query = query.where(older_than(Message.created_at, Message.id, after))
     query = query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     return session.execute(query).scalars().all()
+
+
+def forecasts(session: Session, message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+    """When each message's last envelope was expected to leave, where limits applied."""
+    if not message_ids:
+        return {}
+    rows = session.execute(
+        select(MessageForecast.message_id, MessageForecast.expected_last_at).where(
+            MessageForecast.message_id.in_(list(message_ids))
+        )
+    )
+    return {row[0]: row[1] for row in rows}

@@ -5,6 +5,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hallpass_comms.messages.schemas import BounceView
 from hallpass_comms.models import DeliveryStatus, MessageKind, Sensitivity
 
 
@@ -27,4 +28,14 @@ class FamilyHistoryEntry(BaseModel):
     scheduled_for: dt.datetime | None
     delivery_statuses: list[DeliveryStatus] = Field(
         description="The status of each envelope to this family."
+    )
+    expected_last_at: dt.datetime | None = Field(
+        default=None,
+        description="When the message's last envelope was expected to leave under the mail "
+        "provider's sending limits; null when no limit applied.",
+    )
+    bounces: list[BounceView] = Field(
+        default=[],
+        description="Delivery status notifications about this family's envelopes: failed "
+        "(the envelope is bounced) or delayed (still being tried by the receiving side).",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -15,6 +15,8 @@ from hallpass_comms.history import repository
 from hallpass_comms.history.schemas import FamilyHistoryEntry
 from hallpass_comms.messages.policy import has_reached
 from hallpass_comms.messages.repository import deliveries_of
+from hallpass_comms.messages.schemas import BounceView
+from hallpass_comms.messages.service import bounce_views
 from hallpass_comms.models import Delivery, Message, MessageKind, Sensitivity
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.errors import NotFound
@@ -149,7 +151,13 @@ def _collect(
     return found
 
 
-def _entry(reader: Reader, message: Message, envelopes: Collection[Delivery]) -> FamilyHistoryEntry:
+def _entry(
+    reader: Reader,
+    message: Message,
+    envelopes: Collection[Delivery],
+    expected: Mapping[uuid.UUID, dt.datetime],
+    bounces: Mapping[uuid.UUID, list[BounceView]],
+) -> FamilyHistoryEntry:
     words_shown = message.sensitivity is Sensitivity.normal or reader.reads_sensitive
     return FamilyHistoryEntry(
         id=message.id,
@@ -162,6 +170,8 @@ def _entry(reader: Reader, message: Message, envelopes: Collection[Delivery]) ->
         created_at=message.created_at,
         scheduled_for=message.scheduled_for,
         delivery_statuses=[d.status for d in envelopes],
+        expected_last_at=expected.get(message.id),
+        bounces=[b for d in envelopes for b in bounces.get(d.id, [])],
     )
 
 
@@ -202,8 +212,10 @@ def family_history(
         details={"search": search} if search else None,
     )
     last = page[-1][0] if page else None
+    expected = repository.forecasts(session, [m.id for m, _ in page])
+    bounces = bounce_views(session, [d.id for _, envelopes in page for d in envelopes])
     return Page[FamilyHistoryEntry](
-        items=[_entry(reader, m, envelopes) for m, envelopes in page],
+        items=[_entry(reader, m, envelopes, expected, bounces) for m, envelopes in page],
         next_cursor=(
             encode_position(last.created_at, last.id)
             if last is not None and len(found) > limit

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from hallpass_comms.common import APPROVERS, GONE_RESPONSE, MESSAGE_READERS, SENDERS
-from hallpass_comms.context import CommsContextDep
+from hallpass_comms.context import CommsContext, CommsContextDep
+from hallpass_comms.delivery.limits import SendingLimits
 from hallpass_comms.messages import service
 from hallpass_comms.messages.schemas import (
     MessageCreate,
@@ -23,6 +24,15 @@ from hallpass_kit.auth import Principal, Role
 from hallpass_kit.clients import caller_token
 from hallpass_kit.errors import problem_responses
 from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
+
+
+def sending_limits(context: CommsContext) -> SendingLimits:
+    """The limits the delivery worker keeps to, so a forecast and the sending agree."""
+    worker = context.delivery_worker
+    if worker is not None:
+        return worker.pacer.limits
+    return SendingLimits.from_settings(context.settings)
+
 
 router = APIRouter(prefix="/v1", tags=["messages"], responses=problem_responses(403))
 
@@ -59,6 +69,7 @@ def send_message(
             body,
             context.clock(),
             caller_token=caller_token(request.headers.get("authorization")),
+            limits=sending_limits(context),
         ),
         status_code=202,
     )
@@ -82,6 +93,7 @@ def preview_message(
         body,
         context.clock(),
         caller_token=caller_token(request.headers.get("authorization")),
+        limits=sending_limits(context),
     )
 
 
@@ -114,7 +126,9 @@ def approve_message(
 ) -> MessageView:
     """E4: the head or deputy lets a message to an outside organisation go. It then follows
     school hours like any other (E8). Audited."""
-    return service.approve(session, principal, message_id, context.clock())
+    return service.approve(
+        session, principal, message_id, context.clock(), limits=sending_limits(context)
+    )
 
 
 @router.get(

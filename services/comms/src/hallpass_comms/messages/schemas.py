@@ -60,6 +60,18 @@ class MessageCreate(BaseModel):
     )
 
 
+class BounceView(BaseModel):
+    """One recipient's line of a delivery status notification (RFC 3464) about an envelope."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str
+    action: str = Field(description="failed: not delivered; delayed: still being tried.")
+    status: str = Field(description="The enhanced status code, e.g. 5.1.1 (no such mailbox).")
+    diagnostic: str | None = Field(description="The receiving server's own words, if given.")
+    received_at: dt.datetime
+
+
 class DeliveryView(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +84,9 @@ class DeliveryView(BaseModel):
     attempts: int
     sent_at: dt.datetime | None
     last_error: str | None
+    bounces: list[BounceView] = Field(
+        default=[], description="Delivery status notifications read about this envelope."
+    )
 
 
 class MessageView(BaseModel):
@@ -89,6 +104,12 @@ class MessageView(BaseModel):
     approved_by: str | None
     scheduled_for: dt.datetime | None = Field(
         description="When held mail goes out (E8); null when it goes at once."
+    )
+    expected_last_at: dt.datetime | None = Field(
+        default=None,
+        description="When the last envelope is expected to leave, under the mail provider's "
+        "sending limits and behind the mail already waiting in the sender's mailbox (as "
+        "forecast at send or approval); null when no limit applies.",
     )
     created_at: dt.datetime
     cc: list[str] = Field(description="Leadership copied on every envelope (E1).")
@@ -116,6 +137,12 @@ class MessagePreview(BaseModel):
     scheduled_for: dt.datetime | None = Field(
         description="When it would go out if held for the next school-day morning (E8); null "
         "when it would go at once (or waits for approval first)."
+    )
+    expected_last_at: dt.datetime | None = Field(
+        default=None,
+        description="When the last envelope would be expected to leave under the mail "
+        "provider's sending limits, behind the mail already waiting in your mailbox; null when "
+        "no limit applies (or it waits for approval first).",
     )
     unreachable_pupil_ids: list[uuid.UUID] = Field(
         description="Pupils asked for whose carers have no address on record."

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import nh3
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hallpass_comms.common import ADDRESS, MESSAGE_READERS, Gone, record_audit
 from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.delivery import new_message_id_header
+from hallpass_comms.delivery import repository as deliveries
+from hallpass_comms.delivery.limits import TRANSPORT, SendingLimits, forecast, mailbox_key
 from hallpass_comms.mail_settings.service import calendar_of, require_settings
 from hallpass_comms.messages import repository
 from hallpass_comms.messages.policy import (
@@ -33,6 +36,7 @@ from hallpass_comms.messages.policy import (
 )
 from hallpass_comms.messages.reading import html_words
 from hallpass_comms.messages.schemas import (
+    BounceView,
     DeliveryView,
     MessageCreate,
     MessagePreview,
@@ -43,8 +47,10 @@ from hallpass_comms.messages.schemas import (
 from hallpass_comms.models import (
     Approval,
     DeliveryStatus,
+    MailBounce,
     MailSettings,
     Message,
+    MessageForecast,
     MessageKind,
     RecipientKind,
     Sensitivity,
@@ -440,6 +446,7 @@ def audit_details(sent: Sent) -> dict[str, object]:
 
 def view(session: Session, message: Message) -> MessageView:
     deliveries = repository.delivery_rows(session, message.id)
+    bounces = bounce_views(session, [d.id for d in deliveries])
     cc: list[str] = []
     for delivery in deliveries:
         cc.extend(c for c in delivery.cc_addresses if c not in cc)
@@ -455,6 +462,7 @@ def view(session: Session, message: Message) -> MessageView:
         approval=message.approval,
         approved_by=message.approved_by,
         scheduled_for=message.scheduled_for,
+        expected_last_at=_expected_last_at(session, message),
         created_at=message.created_at,
         cc=cc,
         deliveries=[
@@ -468,10 +476,103 @@ def view(session: Session, message: Message) -> MessageView:
                 attempts=d.attempts,
                 sent_at=d.sent_at,
                 last_error=d.last_error,
+                bounces=bounces.get(d.id, []),
             )
             for d in deliveries
         ],
     )
+
+
+def bounce_views(
+    session: Session, delivery_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[BounceView]]:
+    """The bounce reports read about each envelope, oldest first."""
+    found: dict[uuid.UUID, list[BounceView]] = {}
+    if not delivery_ids:
+        return found
+    query = (
+        select(MailBounce)
+        .where(MailBounce.delivery_id.in_(list(delivery_ids)))
+        .order_by(MailBounce.received_at, MailBounce.recipient)
+    )
+    for bounce in session.scalars(query):
+        found.setdefault(bounce.delivery_id, []).append(
+            BounceView(
+                recipient=bounce.recipient,
+                action=bounce.action,
+                status=bounce.status,
+                diagnostic=bounce.diagnostic,
+                received_at=bounce.received_at,
+            )
+        )
+    return found
+
+
+def _expected_last_at(session: Session, message: Message) -> dt.datetime | None:
+    found = session.get(MessageForecast, message.id)
+    return found.expected_last_at if found is not None else None
+
+
+def expected_last_at(
+    session: Session,
+    limits: SendingLimits | None,
+    sender_address: str,
+    recipients: Sequence[int],
+    start: dt.datetime,
+    now: dt.datetime,
+    *,
+    message_id: uuid.UUID | None = None,
+) -> dt.datetime | None:
+    """When the last of these envelopes (recipients each) is expected to leave the sender's
+    mailbox under the provider's limits, behind the envelopes already waiting there; None when
+    no limit applies."""
+    if limits is None or not limits.active:
+        return None
+    mailbox = mailbox_key(sender_address)
+    due_by = max(start, now)
+    exclude = message_id or uuid.UUID(int=0)
+    ahead = {
+        mailbox: deliveries.waiting_recipients(
+            session, due_by=due_by, exclude_message=exclude, sender=mailbox
+        )
+    }
+    if not limits.transport.unlimited:
+        ahead[TRANSPORT] = deliveries.waiting_recipients(
+            session, due_by=due_by, exclude_message=exclude
+        )
+    return forecast(session, limits, mailbox, ahead, recipients, due_by, now)
+
+
+def remember_forecast(
+    session: Session, limits: SendingLimits | None, message: Message, now: dt.datetime
+) -> None:
+    """Keep when the message's last envelope should leave, for its 202 and its history."""
+    waiting = [
+        d
+        for d in repository.deliveries_of(session, [message.id])
+        if d.status in (DeliveryStatus.queued, DeliveryStatus.scheduled)
+    ]
+    if not waiting:
+        return
+    expected = expected_last_at(
+        session,
+        limits,
+        message.sender_address,
+        [len(d.to_addresses) + len(d.cc_addresses) for d in waiting],
+        min(d.due_at for d in waiting),
+        now,
+        message_id=message.id,
+    )
+    if expected is None:
+        return
+    found = session.get(MessageForecast, message.id)
+    if found is None:
+        session.add(
+            MessageForecast(message_id=message.id, expected_last_at=expected, computed_at=now)
+        )
+    else:
+        found.expected_last_at, found.computed_at = expected, now
+    session.flush()
 
 
 def receipt(session: Session, sent: Sent) -> MessageReceipt:
@@ -504,7 +605,12 @@ def read(session: Session, principal: Principal, message_id: uuid.UUID) -> Messa
 
 
 def approve(
-    session: Session, principal: Principal, message_id: uuid.UUID, now: dt.datetime
+    session: Session,
+    principal: Principal,
+    message_id: uuid.UUID,
+    now: dt.datetime,
+    *,
+    limits: SendingLimits | None = None,
 ) -> MessageView:
     """E4: the head or deputy lets a held message go; it then follows school hours (E8)."""
     settings = require_settings(session, principal.school)
@@ -525,6 +631,7 @@ def approve(
         if delivery.status is DeliveryStatus.pending_approval:
             delivery.status, delivery.due_at = status, due_at
     session.flush()
+    remember_forecast(session, limits, message, now)
     record_audit(
         session,
         principal,
@@ -642,6 +749,7 @@ def preview(
     now: dt.datetime,
     *,
     caller_token: str | None = None,
+    limits: SendingLimits | None = None,
 ) -> MessagePreview:
     """What sending this message now would do, through the same rules, writing nothing: how
     many families, who is copied (E1), whether it waits for approval (E4) or the morning (E8)."""
@@ -655,20 +763,35 @@ def preview(
     settings = plan.settings
     kinds = [envelope.kind for envelope in plan.envelopes]
     held = plan.approval is Approval.pending
+    cc = leadership_cc(
+        settings.cc_policy,
+        head=settings.head_address,
+        deputy=settings.deputy_address,
+        sender=plan.sender.address,
+    )
+    scheduled_for = None if held else release_of(settings, now, body.urgent)
+    expected = (
+        None
+        if held
+        else expected_last_at(
+            session,
+            limits,
+            plan.sender.address,
+            [len(e.to) + len([c for c in cc if c not in e.to]) for e in plan.envelopes],
+            scheduled_for or now,
+            now,
+        )
+    )
     return MessagePreview(
         sender_address=plan.sender.address,
         families=kinds.count(RecipientKind.family),
         pupils=len({p for envelope in plan.envelopes for p in envelope.pupil_ids}),
         staff_addresses=kinds.count(RecipientKind.staff),
         outside_addresses=kinds.count(RecipientKind.external),
-        cc=leadership_cc(
-            settings.cc_policy,
-            head=settings.head_address,
-            deputy=settings.deputy_address,
-            sender=plan.sender.address,
-        ),
+        cc=cc,
         approval=plan.approval,
-        scheduled_for=None if held else release_of(settings, now, body.urgent),
+        scheduled_for=scheduled_for,
+        expected_last_at=expected,
         unreachable_pupil_ids=list(plan.unreachable_pupil_ids),
     )
 
@@ -686,11 +809,15 @@ def send(
     now: dt.datetime,
     *,
     caller_token: str | None = None,
+    limits: SendingLimits | None = None,
 ) -> MessageReceipt:
-    """A member of staff's message, through every rule, stored for the delivery worker."""
+    """A member of staff's message, through every rule, stored for the delivery worker; with
+    provider limits, when its last envelope is expected to leave."""
     draft = _staff_draft(principal, body, "send_message")
     sent = send_draft(session, consent, draft, now, caller_token=caller_token)
     held = sent.message.approval is Approval.pending
+    if not held:
+        remember_forecast(session, limits, sent.message, now)
     record_audit(
         session,
         principal,
