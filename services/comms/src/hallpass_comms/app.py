@@ -13,6 +13,7 @@ from hallpass_comms.common import AUDITORS, audit
 from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
+from hallpass_comms.delivery.limits import SendingLimits
 from hallpass_comms.delivery.transports import SmtpTransport
 from hallpass_comms.history.endpoints import router as history_router
 from hallpass_comms.mail_settings.endpoints import router as settings_router
@@ -124,6 +125,7 @@ def create_app(
         _ready_to_send(context.readiness, transport or transport_from_settings(settings, common)),
         public_base_url=settings.resolved_public_base_url(common),
         clock=clock,
+        limits=SendingLimits.from_settings(settings),
     )
     context.delivery_worker = worker
     return create_service_app(
