@@ -15,6 +15,7 @@ from hallpass_consent.carers.endpoints import router as carers_router
 from hallpass_consent.common import AUDITORS, audit
 from hallpass_consent.consents import service as consents
 from hallpass_consent.consents.endpoints import router as consents_router
+from hallpass_consent.consents.scans import MAX_SCANS_PER_REQUEST
 from hallpass_consent.context import ConsentContext
 from hallpass_consent.decisions.endpoints import router as decisions_router
 from hallpass_consent.events import EVENTS
@@ -109,6 +110,7 @@ def create_app(
     )
     if migrate:
         migrations.upgrade(context.database)
+    scans_limit = MAX_SCANS_PER_REQUEST * settings.max_scan_bytes + 256 * 1024
     app = create_service_app(
         context=context,
         settings=common,
@@ -116,6 +118,9 @@ def create_app(
         # The CSV is read whole; a little room over the import limit for the request's framing.
         body_limits={
             "import_pupils": settings.max_import_bytes + 64 * 1024,
+            # Scans of a signed form: a few pages, each within the scan limit, plus framing.
+            "record_consent_with_evidence": scans_limit,
+            "add_evidence": scans_limit,
             "create_import": settings.max_import_bytes + 64 * 1024,
         },
         title="Hallpass consent",

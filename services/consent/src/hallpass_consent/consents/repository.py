@@ -300,13 +300,14 @@ def add_scan(session: Session, scan: ConsentEvidence) -> ConsentEvidence:
 def scans_of_record(
     session: Session, school_id: str, record_id: uuid.UUID
 ) -> Sequence[ConsentEvidence]:
-    """The scans of one record, oldest first, without loading their content."""
+    """The scans of one record, oldest first (pages sent together by name), without loading
+    their content."""
     return (
         session.execute(
             select(ConsentEvidence)
             .options(defer(ConsentEvidence.content))
             .where(ConsentEvidence.school_id == school_id, ConsentEvidence.record_id == record_id)
-            .order_by(ConsentEvidence.uploaded_at, ConsentEvidence.id)
+            .order_by(ConsentEvidence.uploaded_at, ConsentEvidence.file_name, ConsentEvidence.id)
         )
         .scalars()
         .all()

@@ -19,7 +19,7 @@ _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "image/png", "png"),
 )
 # How many pages (files) one request may carry: a consent form is a page or two.
-MAX_SCANS_PER_REQUEST = 10
+MAX_SCANS_PER_REQUEST = 5
 MAX_FILE_NAME = 120
 _UNSAFE = re.compile(r"[^\w .()+-]+")
 _RUNS = re.compile(r"[ ._-]{2,}")
