@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from hallpass_comms import migrations
 from hallpass_comms.common import AUDITORS, audit
 from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.consent_requests.service import mail_due_handler
 from hallpass_comms.context import CommsContext
 from hallpass_comms.delivery import DeliveryWorker, MailTransport, transport_from_settings
 from hallpass_comms.delivery.limits import SendingLimits
@@ -30,7 +31,7 @@ from hallpass_kit.auth import RememberedCarerLinks, TokenVerifier
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.db import Database, utcnow
 from hallpass_kit.idempotency import purge_expired
-from hallpass_kit.outbox import Dispatcher
+from hallpass_kit.outbox import Dispatcher, Listener
 from hallpass_kit.readiness import ReadinessCheck
 from hallpass_kit.settings import CommonSettings
 
@@ -92,6 +93,17 @@ def build_context(
     )
     # Carers who sign in with their own accounts: their records are consent's to know.
     context.carers = RememberedCarerLinks(consent_client.carer_links)
+    # A consent request's mail round, announced by consent: each carer due gets their link.
+    context.listens.append(
+        Listener(
+            source="consent",
+            event_type="consent_request.mail_due",
+            name="comms-consent-requests",
+            handler=mail_due_handler(
+                database, consent_client, settings.resolved_public_base_url(common), clock
+            ),
+        )
+    )
     return context
 
 

@@ -27,6 +27,7 @@ from hallpass_kit.errors import ProblemDetail, ServiceUnavailable, Unprocessable
 RESOLVE_PATH = "/v1/families:resolve"
 RENEWALS_PATH = "/v1/renewals"
 LINKS_PATH = "/v1/me/links"
+ROUND_LINKS_PATH = "/v1/consent-requests/{request_id}/rounds/{round}:links"
 
 
 class ConsentAnswer(BaseModel):
@@ -76,6 +77,35 @@ class CarerLinks(ConsentAnswer):
     """A signed-in carer's records (consent's ``MyLinks``, from ``GET /v1/me/links``)."""
 
     links: list[CarerLinkAnswer]
+
+
+class RequestChild(ConsentAnswer):
+    """A carer's child in a consent request (consent's ``LinkChild``)."""
+
+    pupil_id: uuid.UUID
+    given_name: str
+
+
+class RequestCarerLink(ConsentAnswer):
+    """One carer's personal link for a round (consent's ``CarerLinkIssued``)."""
+
+    guardian_id: uuid.UUID
+    email: str
+    children: list[RequestChild]
+    purposes: list[str]
+    token: str
+
+
+class RoundLinks(ConsentAnswer):
+    """A consent request's round and its links (consent's ``RoundLinks``)."""
+
+    request_id: uuid.UUID
+    round: int
+    school_name: str
+    title: str
+    note: str | None
+    closes_at: dt.datetime | None
+    carers: list[RequestCarerLink]
 
 
 class RefusedItem(ConsentAnswer):
@@ -229,6 +259,18 @@ class ConsentClient:
         if response.status_code == 422:
             return False
         return any(f.pupil_id == pupil_id for f in self._families(response))
+
+    def round_links(self, school: str, request_id: uuid.UUID, round_: int) -> RoundLinks | None:
+        """The personal links of a consent request's mail round; None when the request has
+        closed or is not known (then there is nobody to write to)."""
+        response = self.client.request_sync(
+            "POST", ROUND_LINKS_PATH.format(request_id=request_id, round=round_), school=school
+        )
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200:
+            raise _unavailable(f"The consent service answered {response.status_code} for links.")
+        return _parsed(TypeAdapter(RoundLinks), response)
 
     def lapsing_consents(self, school: str, within_days: int) -> list[Lapsing]:
         """Grants lapsing within ``within_days`` whose carer has an address to remind."""

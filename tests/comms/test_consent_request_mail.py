@@ -1,0 +1,230 @@
+"""Consent request emails (issue 11): consent announces a mail round, comms writes to each carer
+due in it once, from the school office's account (E2), copying leadership (E1), held to school
+hours (E8), with a personal link that opens the request; a redelivered event mails nobody twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from hallpass_comms.context import CommsContext
+from hallpass_comms.models import ConsentRequestMail, Message, MessageKind
+from hallpass_kit.db import Database
+from hallpass_kit.outbox import Dispatcher, Event
+from tests.comms.conftest import DEPUTY, HEAD, OFFICE, FrozenClock, delivery_worker
+from tests.comms.mail_reading import addresses, parse_strictly, shown_text
+from tests.conftest import TokenFactory
+from tests.consent.builders import SchoolBuilder
+
+LINK = re.compile(r"http://127\.0\.0\.1:8000/parents/requests/([A-Za-z0-9_-]{43})")
+
+
+@pytest.fixture
+def consent_dispatcher(consent_app: FastAPI, comms_app: FastAPI) -> Dispatcher:
+    """Consent's dispatcher with comms' listener subscribed, as the gateway wires them."""
+    dispatcher: Dispatcher = consent_app.state.hallpass.dispatcher
+    context = comms_app.state.hallpass
+    assert isinstance(context, CommsContext)
+    for listener in context.listens:
+        if listener.event_type == "consent_request.mail_due":
+            dispatcher.subscribe(listener.event_type, listener.name, listener.handler)
+    return dispatcher
+
+
+def ask(client: TestClient, school: SchoolBuilder, class_id: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/consent-requests",
+        json={
+            "title": "Photos on the school website",
+            "note": "We would like to show this year's sports day.",
+            "purposes": ["website_photo"],
+            "scope": {"class_ids": [class_id]},
+        },
+        headers=school.office,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def mails(outbox: Path) -> list[Any]:
+    return [parse_strictly(path.read_bytes()) for path in sorted(outbox.glob("*.eml"))]
+
+
+def messages(comms_db: Database) -> int:
+    with comms_db.session() as session:
+        return int(
+            session.execute(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.kind == MessageKind.consent_request)
+            ).scalar_one()
+        )
+
+
+def test_one_email_per_carer_from_the_office_copying_leadership_e1_e2(
+    client: TestClient,
+    comms_app: FastAPI,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+    outbox: Path,
+) -> None:
+    oak = school.school_class()
+    amara = school.family("Amara", "Okafor", carers=2, class_id=oak)
+    oliver = school.family("Oliver", "Shaw", class_id=oak)
+    ask(client, school, oak)
+
+    consent_dispatcher.dispatch_pending()
+    sent = delivery_worker(comms_app).run_once()
+
+    assert sent == 3
+    found = mails(outbox)
+    recipients = sorted(a for mail in found for a in addresses(mail, "to"))
+    assert len(recipients) == 3
+    with comms_db.session() as session:
+        rows = session.execute(select(ConsentRequestMail)).scalars().all()
+        assert {str(r.guardian_id) for r in rows} == {
+            *amara.guardian_ids,
+            *oliver.guardian_ids,
+        }
+        assert {r.round for r in rows} == {1}
+    for mail in found:
+        assert addresses(mail, "from") == [OFFICE]
+        assert sorted(addresses(mail, "cc")) == sorted([HEAD, DEPUTY])
+        text = shown_text(mail)
+        assert "Photos on the school website" in text
+        assert "sports day" in text
+        assert "Website" in text or "website" in text
+    amara_mail = next(m for m in found if "Amara" in shown_text(m))
+    assert "Oliver" not in shown_text(amara_mail)  # E9: each family hears of its own child
+
+
+def test_the_link_in_the_email_opens_the_request(
+    client: TestClient,
+    comms_app: FastAPI,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+    outbox: Path,
+) -> None:
+    oak = school.school_class()
+    family = school.family("Amara", "Okafor", class_id=oak)
+    request = ask(client, school, oak)
+    consent_dispatcher.dispatch_pending()
+    delivery_worker(comms_app).run_once()
+
+    [mail] = mails(outbox)
+    match = LINK.search(shown_text(mail))
+    assert match is not None, shown_text(mail)
+    opened = client.post("/v1/consent-requests:open-link", json={"token": match.group(1)})
+
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["request_id"] == request["id"]
+    assert [c["pupil_id"] for c in opened.json()["children"]] == [family.pupil_id]
+
+
+def test_a_redelivered_event_sends_nothing_more(
+    client: TestClient,
+    comms_app: FastAPI,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    outbox: Path,
+) -> None:
+    oak = school.school_class()
+    school.family("Amara", "Okafor", class_id=oak)
+    request = ask(client, school, oak)
+    context = comms_app.state.hallpass
+    assert isinstance(context, CommsContext)
+    [listener] = [x for x in context.listens if x.event_type == "consent_request.mail_due"]
+    event = Event(
+        id=uuid.uuid4(),
+        type="consent_request.mail_due",
+        school=school.school,
+        payload={"request_id": request["id"], "school_id": school.school, "round": 1},
+        occurred_at=dt.datetime.now(dt.UTC),
+    )
+
+    listener.handler(event)
+    listener.handler(event)
+
+    assert messages(comms_db) == 1
+    assert delivery_worker(comms_app).run_once() == 1
+    assert delivery_worker(comms_app).run_once() == 0
+
+
+def test_a_reminder_round_writes_only_to_carers_not_answered(
+    client: TestClient,
+    auth: TokenFactory,
+    comms_app: FastAPI,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+) -> None:
+    oak = school.school_class()
+    amara = school.family("Amara", "Okafor", class_id=oak)
+    oliver = school.family("Oliver", "Shaw", class_id=oak)
+    request = ask(client, school, oak)
+    consent_dispatcher.dispatch_pending()
+    school.consent(amara.pupil_id, amara.guardian_ids[0])  # a paper form answers Amara's
+
+    reminded = client.post(f"/v1/consent-requests/{request['id']}:remind", headers=school.office)
+    consent_dispatcher.dispatch_pending()
+
+    assert reminded.status_code == 200, reminded.text
+    with comms_db.session() as session:
+        second = session.execute(
+            select(ConsentRequestMail.guardian_id).where(ConsentRequestMail.round == 2)
+        ).scalars()
+        assert [str(g) for g in second] == oliver.guardian_ids
+    assert messages(comms_db) == 3
+
+
+def test_e8_an_email_written_at_night_waits_for_the_morning(
+    client: TestClient,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+    clock: FrozenClock,
+) -> None:
+    oak = school.school_class()
+    school.family("Amara", "Okafor", class_id=oak)
+    ask(client, school, oak)
+    clock.advance(hours=13)  # 23:00
+
+    consent_dispatcher.dispatch_pending()
+
+    with comms_db.session() as session:
+        message = session.execute(select(Message)).scalar_one()
+        assert message.scheduled_for is not None
+        assert message.scheduled_for.hour == 8
+
+
+def test_a_closed_request_is_not_mailed(
+    client: TestClient,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+) -> None:
+    oak = school.school_class()
+    school.family("Amara", "Okafor", class_id=oak)
+    request = ask(client, school, oak)
+    closed = client.post(f"/v1/consent-requests/{request['id']}:close", headers=school.office)
+    assert closed.status_code == 200, closed.text
+
+    consent_dispatcher.dispatch_pending()
+
+    assert messages(comms_db) == 0
