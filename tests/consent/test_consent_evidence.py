@@ -266,3 +266,19 @@ def test_another_schools_scan_and_record_are_not_found(
         404,
         "unknown_record",
     )
+
+
+def test_the_same_form_sent_twice_with_one_key_is_recorded_once_c10(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder, records: SchoolRecords
+) -> None:
+    family = school.family()
+    headers = {**auth("office"), "Idempotency-Key": "form-7"}
+
+    first = record_with(client, headers, form(family), [scan("a.pdf", PDF)])
+    again = record_with(client, headers, form(family), [scan("a.pdf", PDF)])
+    other = record_with(client, headers, form(family), [scan("a.pdf", PDF + b"%")])
+
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert_problem(other, 409, "idempotency_key_reused")
+    assert len(records.history(family.pupil_id)) == 1

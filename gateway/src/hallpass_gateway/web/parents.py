@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from hallpass_gateway.web.api import Answer, PageApi
 from hallpass_gateway.web.i18n import Translator, catalogue, language_of
@@ -35,11 +36,44 @@ MAX_CODE = 64
 IDEMPOTENCY_FIELD = "request_key"
 MESSAGES_PER_PAGE = 20
 SCHOOL_TIME = ZoneInfo("Europe/London")
+# The languages a purpose's words may be shown in; the page's language picks one (C10).
+WORDING_LANGUAGES = ("en", "cy")
+# Refusals the carer can act on, said in the page's language rather than the API's English.
+_CARER_PROBLEMS = {
+    "wording_changed": "parents.problem.wording_changed",
+    "wording_not_in_welsh": "parents.problem.wording_not_in_welsh",
+}
+
+
+class ShowInstead(Exception):
+    """The page cannot be drawn (no such child of the carer's, the API said no): this page is
+    shown in its place. Raised by the small fetch functions, turned into the page in one place
+    (``_ParentsRoute``), so no handler repeats "if not ok, render trouble"."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class _ParentsRoute(APIRoute):
+    """A ``/parents`` route: a ``ShowInstead`` raised while drawing becomes the page shown."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+            except ShowInstead as instead:
+                return instead.response
+            return response
+
+        return handle
 
 
 def parents_router(verifier: TokenVerifier) -> APIRouter:
     """The ``/parents`` pages; ``verifier`` tells a signed-in carer from anyone else."""
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, route_class=_ParentsRoute)
 
     @router.get("/parents", response_class=HTMLResponse)
     async def parents_home(request: Request) -> Response:
@@ -79,18 +113,20 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def answer(request: Request, pupil_id: str) -> Response:
         """Yes or no for one purpose; the receipt of the new record follows."""
         await viewer(request, verifier)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         form = await request.form()
         purpose = str(form.get("purpose", ""))[:MAX_CODE]
         decision = str(form.get("decision", ""))[:16]
         body: dict[str, Any] = {"purpose": purpose, "decision": decision}
         version = str(form.get("wording_version", ""))
         if version.isdigit() and len(version) <= 10:
-            # The words the carer was shown are the ones recorded, even when the school has
-            # published newer words since the page was drawn.
+            # The words the carer was shown, in the language they were shown in, are the ones
+            # recorded; if the school has published newer words since, the API refuses and the
+            # page shows the new words (C10).
             body["wording_version"] = int(version)
+        language = str(form.get("wording_language", ""))
+        if language in WORDING_LANGUAGES:
+            body["wording_language"] = language
         async with PageApi(request.app, request) as api:
             recorded = await api.post(
                 f"/consent/v1/me/children/{pupil}/consents",
@@ -103,9 +139,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def withdraw(request: Request, pupil_id: str) -> Response:
         """Withdraw consent for one purpose: it applies to every decision from now (C5)."""
         await viewer(request, verifier)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         form = await request.form()
         purpose = str(form.get("purpose", ""))[:MAX_CODE]
         async with PageApi(request.app, request) as api:
@@ -120,27 +154,22 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         """The consent receipt of one record about the child, as the API issues it."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil, record = _uuid_of(pupil_id), _uuid_of(record_id)
-        if pupil is None or record is None:
-            return _not_found(request)
+        pupil, record = _path_id(request, pupil_id), _path_id(request, record_id)
         async with PageApi(request.app, request) as api:
-            child = await api.get(f"/consent/v1/me/children/{pupil}")
-            if not child.ok:
-                return _trouble(request, child)
-            issued = await api.get(f"/consent/v1/me/consents/{record}/receipt")
-        if not issued.ok:
-            return _trouble(request, issued)
-        if str(issued.body["subject"]["id"]) != str(pupil):
+            child = await _child_of(api, request, pupil)
+            issued = _answered(request, await api.get(f"/consent/v1/me/consents/{record}/receipt"))
+        if str(issued["subject"]["id"]) != str(pupil):
             # A receipt about another of the carer's children belongs on that child's page.
             return _not_found(request)
         return render(
             request,
             "parents/receipt.html",
             title=t("parents.receipt.title"),
-            child=child.body,
-            name=pupil_name(child.body),
-            receipt=issued.body,
-            answer_label=_answer_label(t, issued.body["decision"]),
+            child=child,
+            name=pupil_name(child),
+            receipt=issued,
+            words_language=_language_label(t, issued["purpose"].get("wording_language")),
+            answer_label=_answer_label(t, issued["decision"]),
             when=_dates(request),
             changed=request.query_params.get("changed") == "1",
         )
@@ -151,22 +180,19 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         with a download of them all."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         async with PageApi(request.app, request) as api:
-            child = await api.get(f"/consent/v1/me/children/{pupil}")
-            if not child.ok:
-                return _trouble(request, child)
-            media = await api.get(f"/media/v1/pupils/{pupil}/media", headers=_school(child.body))
-        if not media.ok:
-            return _trouble(request, media)
+            child = await _child_of(api, request, pupil)
+            media = _answered(
+                request,
+                await api.get(f"/media/v1/pupils/{pupil}/media", headers=_school(child)),
+            )
         return render(
             request,
             "parents/photos.html",
-            title=t("parents.photos.title", name=pupil_name(child.body)),
-            child=child.body,
-            items=media.body["items"],
+            title=t("parents.photos.title", name=pupil_name(child)),
+            child=child,
+            items=media["items"],
             when=_dates(request),
         )
 
@@ -176,29 +202,26 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         one opens in the secure view (E5)."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         params = {"limit": str(MESSAGES_PER_PAGE)}
         cursor = request.query_params.get("cursor")
         if cursor:
             params["cursor"] = cursor[:200]
         async with PageApi(request.app, request) as api:
-            child = await api.get(f"/consent/v1/me/children/{pupil}")
-            if not child.ok:
-                return _trouble(request, child)
-            history = await api.get(
-                f"/comms/v1/families/{pupil}/messages", params=params, headers=_school(child.body)
+            child = await _child_of(api, request, pupil)
+            history = _answered(
+                request,
+                await api.get(
+                    f"/comms/v1/families/{pupil}/messages", params=params, headers=_school(child)
+                ),
             )
-        if not history.ok:
-            return _trouble(request, history)
         return render(
             request,
             "parents/messages.html",
-            title=t("parents.messages.title", name=pupil_name(child.body)),
-            child=child.body,
-            items=history.body["items"],
-            next_cursor=history.body.get("next_cursor"),
+            title=t("parents.messages.title", name=pupil_name(child)),
+            child=child,
+            items=history["items"],
+            next_cursor=history.get("next_cursor"),
             when=_dates(request),
         )
 
@@ -212,22 +235,18 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
     async def raise_concern(request: Request, pupil_id: str) -> Response:
         """Send the concern; only the DSL and pastoral staff can read it."""
         await viewer(request, verifier)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         form = await request.form()
         values = {
             "subject": str(form.get("subject", ""))[:MAX_SUBJECT],
             "body": str(form.get("body", ""))[:MAX_TEXT],
         }
         async with PageApi(request.app, request) as api:
-            child = await api.get(f"/consent/v1/me/children/{pupil}")
-            if not child.ok:
-                return _trouble(request, child)
+            child = await _child_of(api, request, pupil)
             raised = await api.post(
                 "/comms/v1/pastoral/concerns",
                 json={**values, "pupil_id": str(pupil)},
-                headers=_school(child.body),
+                headers=_school(child),
             )
         if raised.ok:
             return RedirectResponse(f"/parents/children/{pupil}?concern=sent", status_code=303)
@@ -248,9 +267,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
         """File the report; the DSL is told at once and the carer gets its reference."""
         await viewer(request, verifier)
         t = _t(request)
-        pupil = _uuid_of(pupil_id)
-        if pupil is None:
-            return _not_found(request)
+        pupil = _path_id(request, pupil_id)
         form = await request.form()
         values = {
             "message_id": str(form.get("message_id", ""))[:40],
@@ -271,10 +288,8 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
                 status=422,
             )
         async with PageApi(request.app, request) as api:
-            child = await api.get(f"/consent/v1/me/children/{pupil}")
-            if not child.ok:
-                return _trouble(request, child)
-            filed = await api.post("/comms/v1/reports", json=body, headers=_school(child.body))
+            child = await _child_of(api, request, pupil)
+            filed = await api.post("/comms/v1/reports", json=body, headers=_school(child))
         if not filed.ok:
             return await _report_page(
                 request,
@@ -287,7 +302,7 @@ def parents_router(verifier: TokenVerifier) -> APIRouter:
             request,
             "parents/reported.html",
             title=t("parents.report.done_title"),
-            child=child.body,
+            child=child,
             reference=filed.body["reference"],
         )
 
@@ -302,42 +317,39 @@ async def _child_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _uuid_of(pupil_id)
-    if pupil is None:
-        return _not_found(request)
+    pupil = _path_id(request, pupil_id)
     async with PageApi(request.app, request) as api:
-        child = await api.get(f"/consent/v1/me/children/{pupil}")
-        if not child.ok:
-            return _trouble(request, child)
-        history = await api.get(f"/consent/v1/me/children/{pupil}/consents")
-        purposes = await api.get("/consent/v1/purposes", headers=_school(child.body))
-    if not history.ok:
-        return _trouble(request, history)
+        child = await _child_of(api, request, pupil)
+        history = _answered(request, await api.get(f"/consent/v1/me/children/{pupil}/consents"))
+        purposes = await api.get("/consent/v1/purposes", headers=_school(child))
     # The words are the school's current ones, the version the carer's answer will name.
     wordings = {p["code"]: p for p in purposes.body} if purposes.ok else {}
-    titles = {c["purpose"]: c["title"] for c in child.body["consents"]}
+    titles = {c["purpose"]: c["title"] for c in child["consents"]}
     return render(
         request,
         "parents/child.html",
         status=status,
-        title=pupil_name(child.body),
-        child=child.body,
+        title=pupil_name(child),
+        child=child,
         consents=[
             {
                 **consent,
-                "wording": _wording(wordings.get(consent["purpose"]), consent["wording_version"]),
+                **_shown_words(
+                    wordings.get(consent["purpose"]), consent["wording_version"], t.language
+                ),
                 "answer_label": _answer_label(t, consent["your_decision"]),
                 "state_label": _state_label(t, consent["state"], consent["allowed"]),
             }
-            for consent in child.body["consents"]
+            for consent in child["consents"]
         ],
         history=[
             {
                 **record,
                 "title": titles.get(record["purpose"], record["purpose"]),
                 "answer_label": _answer_label(t, record["decision"]),
+                "language_label": _language_label(t, record.get("wording_language")),
             }
-            for record in history.body
+            for record in history
         ],
         error=error,
         request_key=str(uuid.uuid4()),
@@ -369,20 +381,16 @@ async def _concern_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _uuid_of(pupil_id)
-    if pupil is None:
-        return _not_found(request)
+    pupil = _path_id(request, pupil_id)
     async with PageApi(request.app, request) as api:
-        child = await api.get(f"/consent/v1/me/children/{pupil}")
-    if not child.ok:
-        return _trouble(request, child)
+        child = await _child_of(api, request, pupil)
     return render(
         request,
         "parents/concern.html",
         status=status,
         title=t("parents.concern.title"),
-        child=child.body,
-        name=pupil_name(child.body),
+        child=child,
+        name=pupil_name(child),
         values={"subject": "", "body": "", **values},
         error=error,
     )
@@ -397,13 +405,9 @@ async def _report_page(
     status: int = 200,
 ) -> Response:
     t = _t(request)
-    pupil = _uuid_of(pupil_id)
-    if pupil is None:
-        return _not_found(request)
+    pupil = _path_id(request, pupil_id)
     async with PageApi(request.app, request) as api:
-        child = await api.get(f"/consent/v1/me/children/{pupil}")
-    if not child.ok:
-        return _trouble(request, child)
+        child = await _child_of(api, request, pupil)
     message_id = values.get("message_id", "")
     if isinstance(error, str):
         # The API's refusal names no field: it is about the report as a whole.
@@ -413,7 +417,7 @@ async def _report_page(
         "parents/report.html",
         status=status,
         title=t("parents.report.title"),
-        child=child.body,
+        child=child,
         values={
             "received_from": "",
             "description": "",
@@ -467,11 +471,47 @@ def _idempotency(key: object) -> dict[str, str]:
     return {"idempotency-key": text} if text.isascii() and 0 < len(text) <= 64 else {}
 
 
-def _wording(purpose: Mapping[str, Any] | None, version: int) -> str | None:
+def _path_id(request: Request, text: str) -> uuid.UUID:
+    """An id from the path; anything else is the "not found" page."""
+    found = _uuid_of(text)
+    if found is None:
+        raise ShowInstead(_not_found(request))
+    return found
+
+
+def _answered(request: Request, answer: Answer) -> Any:
+    """The body of a successful API answer; otherwise the API's refusal is the page shown."""
+    if not answer.ok:
+        raise ShowInstead(_trouble(request, answer))
+    return answer.body
+
+
+async def _child_of(api: PageApi, request: Request, pupil: uuid.UUID) -> Any:
+    """One of the carer's children; for anyone else's child the "not found" page (A2)."""
+    return _answered(request, await api.get(f"/consent/v1/me/children/{pupil}"))
+
+
+def _shown_words(
+    purpose: Mapping[str, Any] | None, version: int, page_language: str
+) -> dict[str, Any]:
+    """The words to show for a purpose and the language they are in: the page's language when
+    the version has words in it, else English, with ``no_welsh`` set so the page can say the
+    school has not given them in Welsh. What is shown is what the answer names (C10)."""
     if purpose is None or purpose.get("wording_version") != version:
-        return None
-    wording = purpose.get("wording")
-    return wording if isinstance(wording, str) else None
+        return {"wording": None, "wording_language": "en", "no_welsh": False}
+    welsh = purpose.get("wording_cy")
+    if page_language == "cy" and isinstance(welsh, str):
+        return {"wording": welsh, "wording_language": "cy", "no_welsh": False}
+    english = purpose.get("wording")
+    return {
+        "wording": english if isinstance(english, str) else None,
+        "wording_language": "en",
+        "no_welsh": page_language == "cy",
+    }
+
+
+def _language_label(t: Translator, language: object) -> str:
+    return t("parents.language.cy" if language == "cy" else "parents.language.en")
 
 
 def _answer_label(t: Translator, decision: str | None) -> str:
@@ -505,7 +545,11 @@ def _dates(request: Request) -> Any:
 
 
 def _problem(request: Request, answer: Answer) -> str:
-    return answer.detail or _t(request)("site.try_again")
+    t = _t(request)
+    key = _CARER_PROBLEMS.get(answer.problem_code or "")
+    if key is not None:
+        return t(key)
+    return answer.detail or t("site.try_again")
 
 
 def _not_found(request: Request) -> Response:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import uuid
-from urllib.parse import quote
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.responses import Response
 
 from hallpass_consent.common import PUPIL_RECORD_READERS, RECORD_READERS, REGISTRARS
@@ -26,7 +27,12 @@ from hallpass_kit.app import SessionDep, require_roles
 from hallpass_kit.auth import Principal, Role
 from hallpass_kit.errors import problem_responses
 from hallpass_kit.fields import STORABLE
-from hallpass_kit.idempotency import IdempotencyDep, run_idempotent
+from hallpass_kit.idempotency import (
+    KEY_PATTERN,
+    IdempotencyDep,
+    IdempotencyKey,
+    run_idempotent,
+)
 
 router = APIRouter(prefix="/v1", tags=["consents"], responses=problem_responses(403, 404, 422))
 
@@ -44,6 +50,22 @@ def _attachment(file_name: str) -> str:
     # RFC 6266: an ASCII name for every client, the exact (e.g. Welsh) name for those that read it.
     ascii_name = file_name.encode("ascii", "replace").decode().replace("?", "_")
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name)}"
+
+
+def _form_key(
+    key: str | None, record: str, uploads: list[evidence.Upload]
+) -> IdempotencyKey | None:
+    """The kit's idempotency key for a multipart request, fingerprinted from its parts.
+
+    The raw body cannot be read again once its form is parsed, and its boundary differs from
+    one send to the next anyway; the parts themselves are what makes two sends the same."""
+    if key is None:
+        return None
+    digest = hashlib.sha256(b"POST\0/v1/consents:with-evidence\0" + record.encode())
+    for upload in uploads:
+        digest.update(b"\0" + (upload.file_name or "").encode() + b"\0")
+        digest.update(hashlib.sha256(upload.data).digest())
+    return IdempotencyKey(key=key.strip(), fingerprint=digest.hexdigest())
 
 
 def _uploads(files: list[UploadFile], limit: int) -> list[evidence.Upload]:
@@ -75,6 +97,7 @@ def record_consent(
 @router.post(
     "/consents:with-evidence",
     status_code=201,
+    response_model=RecordWithScans,
     responses=problem_responses(409, 413, 415),
 )
 def record_consent_with_evidence(
@@ -89,18 +112,33 @@ def record_consent_with_evidence(
         STORABLE,
     ],
     scan: Annotated[list[UploadFile], File(description=_SCANS)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Any unique string of visible ASCII (a UUID is best); sending the same "
+            "record and files again with the same key returns the first response.",
+            max_length=200,
+            pattern=KEY_PATTERN,
+        ),
+        STORABLE,
+    ] = None,
     principal: Principal = require_roles(*REGISTRARS),
-) -> RecordWithScans:
+) -> object:
     """Record a decision from a signed paper form together with its scan, in one transaction
-    (C10): if the record or any page is refused, nothing is stored."""
+    (C10): if the record or any page is refused, nothing is stored. Sending the same record
+    and files again with the same Idempotency-Key returns the first answer."""
     limit = context.settings.max_scan_bytes
-    return evidence.record_with_scans(
+    uploads = _uploads(scan, limit)
+    return run_idempotent(
         session,
+        kit_tables,
         principal,
-        record,
-        _uploads(scan, limit),
-        max_bytes=limit,
-        now=context.clock(),
+        _form_key(idempotency_key, record, uploads),
+        lambda: evidence.record_with_scans(
+            session, principal, record, uploads, max_bytes=limit, now=context.clock()
+        ),
+        status_code=201,
     )
 
 
