@@ -9,6 +9,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from hallpass_comms import migrations
+from hallpass_comms.bounces import BounceMailbox, BounceMailboxError
 from hallpass_comms.common import AUDITORS, audit
 from hallpass_comms.consent_client import ConsentClient
 from hallpass_comms.consent_requests.service import mail_due_handler
@@ -75,6 +76,22 @@ def build_context(
             logger.info("renewal reminders: %s messages", sent)
 
     dispatcher.every(dt.timedelta(hours=6), "idempotency-sweep", purge)
+    if settings.bounce_imap_host:
+        # Delivery status notifications: each pass reads the unseen ones and flags them read.
+        mailbox = BounceMailbox(settings, database, clock=clock)
+
+        def read_bounces() -> None:
+            try:
+                found = mailbox.read_once()
+            except BounceMailboxError as exc:
+                logger.warning("bounces: %s; trying again on the next pass", exc)
+                return
+            if found.reports or found.left:
+                logger.info("bounces: %s", found)
+
+        dispatcher.every(
+            dt.timedelta(minutes=settings.bounce_interval_minutes), "bounce-mailbox", read_bounces
+        )
     if settings.reminder_within_days > 0:
         dispatcher.every(
             dt.timedelta(minutes=settings.reminder_interval_minutes), "renewal-reminders", remind
