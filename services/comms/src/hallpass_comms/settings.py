@@ -58,10 +58,10 @@ class CommsSettings(BaseSettings):
 
     # --- end of mail transports ---
 
-    # --- Provider sending limits and bounces (docs/mail-delivery.md, "Provider limits") ---
-    # Whose published limits apply by default: microsoft (Exchange Online: 30 messages a minute
-    # and 10,000 recipients a day per mailbox), google (Gmail: 2,000 messages and 10,000
-    # recipients a day per user) or none. Unset: read from the transport (graph, gmail, or the
+    # Provider sending limits (docs/mail-delivery.md, "Provider limits"): whose published
+    # limits apply by default: microsoft (Exchange Online: 30 messages a minute and 10,000
+    # recipients a day per mailbox), google (Gmail: 2,000 messages and 10,000 recipients a day
+    # per user) or none. Unset: read from the transport (graph, gmail, or the
     # SMTP host); the .eml folder is never limited.
     limit_provider: Literal["microsoft", "google", "none"] | None = None
     # Per sending mailbox, overriding the provider's default (0 = no limit): messages in any 60
@@ -78,13 +78,14 @@ class CommsSettings(BaseSettings):
     bounce_imap_port: int = Field(default=993, ge=1, le=65535)
     # tls (port 993), starttls (port 143), or none (only to a loopback address, for tests).
     bounce_imap_security: Literal["tls", "starttls", "none"] = "tls"
+    # The bounce mailbox's login (docs/mail-delivery.md, "Bounces").
     bounce_imap_username: str | None = None
     bounce_imap_password: SecretStr | None = None
+    # The folder the reports arrive in, and how often it is read.
     bounce_imap_folder: str = "INBOX"
     bounce_interval_minutes: int = Field(default=5, ge=1)
     # Larger messages are left unread in the mailbox (a DSN is a few kilobytes).
     bounce_max_message_bytes: int = Field(default=2_000_000, ge=10_000)
-    # --- end of provider limits and bounces ---
     # Where carers open sensitive messages (E5): the gateway's public base URL. Unset: the
     # deployment's HALLPASS_PUBLIC_BASE_URL, else the embedded gateway's own address.
     public_base_url: str | None = None
