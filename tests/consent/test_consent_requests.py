@@ -509,3 +509,88 @@ def test_link_endpoints_are_public_in_the_openapi(consent_app: FastAPI) -> None:
     for path in ("/v1/consent-requests:open-link", "/v1/consent-requests:answer-link"):
         assert "security" not in paths[path]["post"], path
     assert paths["/v1/consent-requests"]["post"].get("security")
+
+
+# --- the words shown (C10) ---------------------------------------------------------------------
+
+
+def new_wording(client: TestClient, auth: TokenFactory, purpose: str, **body: str) -> int:
+    response = client.post(
+        f"/v1/purposes/{purpose}/wordings",
+        json={"text": "New words about the school website.", **body},
+        headers=auth("head"),
+    )
+    assert response.status_code in (200, 201), response.text
+    version: int = response.json()["wording_version"]
+    return version
+
+
+def test_words_changed_since_the_page_opened_are_refused_409_with_the_current_version_c10(
+    client: TestClient,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+    world: Class3,
+    consent_db: Database,
+) -> None:
+    created = create(client, school.office, scope={"class_ids": [world.oak]})
+    token = links(client, auth, created["id"])[world.grace]["token"]
+    current = new_wording(client, auth, "website_photo")
+
+    response = answer(client, token, answers(world.amara))
+
+    body = assert_problem(response, 409, "stale_wording")
+    assert body["rule"] == "C10"
+    assert f"version {current}" in body["detail"]
+    assert count_records(consent_db) == 0
+
+
+def test_welsh_words_are_offered_and_the_language_shown_is_recorded_c10(
+    client: TestClient,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+    world: Class3,
+    records: SchoolRecords,
+) -> None:
+    version = new_wording(
+        client, auth, "website_photo", text_cy="Geiriau newydd am wefan yr ysgol, i bawb."
+    )
+    english_only = new_wording(client, auth, "livestream")
+    created = create(client, school.office, scope={"class_ids": [world.oak]})
+    token = links(client, auth, created["id"])[world.grace]["token"]
+    opened = client.post("/v1/consent-requests:open-link", json={"token": token}).json()
+    by_purpose = {q["purpose"]: q for q in opened["children"][0]["purposes"]}
+    assert by_purpose["website_photo"]["wording_cy"] == "Geiriau newydd am wefan yr ysgol, i bawb."
+    assert by_purpose["livestream"]["wording_cy"] is None
+    items = [
+        {**answers(world.amara)[0], "wording_version": version},
+        # Shown in English on the Welsh page: the school gave no Welsh words for it.
+        {**answers(world.amara)[1], "wording_version": english_only, "wording_language": "en"},
+    ]
+
+    response = answer(client, token, items, language="cy")
+
+    assert response.status_code == 201, response.text
+    shown = {r["purpose"]: r["wording_language"] for r in response.json()["recorded"]}
+    assert shown == {"website_photo": "cy", "livestream": "en"}
+    history = {r["purpose"]: r for r in records.history(world.amara)}
+    assert history["website_photo"]["wording_language"] == "cy"
+    assert history["livestream"]["wording_language"] == "en"
+
+
+def test_welsh_claimed_for_words_without_welsh_refuses_every_answer_c10(
+    client: TestClient,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+    world: Class3,
+    consent_db: Database,
+) -> None:
+    english_only = new_wording(client, auth, "livestream")
+    created = create(client, school.office, scope={"class_ids": [world.oak]})
+    token = links(client, auth, created["id"])[world.grace]["token"]
+    items = answers(world.amara)
+    items[1]["wording_version"] = english_only
+
+    response = answer(client, token, items, language="cy")
+
+    assert_problem(response, 422, "wording_not_in_welsh")
+    assert count_records(consent_db) == 0

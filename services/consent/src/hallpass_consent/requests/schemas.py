@@ -180,6 +180,11 @@ class LinkAnswerItem(BaseModel):
     purpose: PurposeCode
     decision: Literal["granted", "refused"]
     wording_version: WordingVersion
+    wording_language: Language | None = Field(
+        default=None,
+        description="The language this purpose's words were shown in, when not the page's "
+        "(a Welsh page shows English words the school has not given in Welsh).",
+    )
 
 
 class LinkAnswer(BaseModel):

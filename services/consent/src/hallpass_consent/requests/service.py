@@ -565,6 +565,25 @@ def answer_link(session: Session, body: LinkAnswer, *, now: dt.datetime) -> Link
                 "The same child and purpose are answered twice.", code="duplicate_answer"
             )
         seen.add((answer.pupil_id, answer.purpose))
+        current = purposes[answer.purpose][1].version
+        if answer.wording_version != current:
+            # The school changed the words since the page was opened: the carer answers the
+            # words in force, so they are shown them first (C10).
+            raise Conflict(
+                f"The school has changed the words of '{purposes[answer.purpose][0].title}' "
+                f"since this page was opened (now version {current}). Please read them again "
+                "and answer.",
+                code="stale_wording",
+                rule="C10",
+                problems=[
+                    ProblemDetail(
+                        code="stale_wording",
+                        where=f"body.answers[{i}].wording_version",
+                        detail=f"The current version is {current}.",
+                        rule="C10",
+                    )
+                ],
+            )
     principal = _link_principal(carer)
     recorded = []
     for answer in body.answers:
@@ -580,6 +599,7 @@ def answer_link(session: Session, body: LinkAnswer, *, now: dt.datetime) -> Link
                 method=Method.electronic,
                 evidence_ref=policy.evidence_ref(request.id, carer.email),
                 wording_version=answer.wording_version,
+                wording_language=answer.wording_language or body.language,
             ),
             now=now,
         )
@@ -592,7 +612,7 @@ def answer_link(session: Session, body: LinkAnswer, *, now: dt.datetime) -> Link
                 title=purposes[answer.purpose][0].title,
                 decision=view.decision,
                 wording_version=view.wording_version,
-                wording_language=body.language,
+                wording_language=view.wording_language,
             )
         )
     repository.mark_used(session, link.id, carer.id, now)
