@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import secrets
 import ssl
@@ -222,6 +223,44 @@ def make_tls_files(folder: Path) -> TlsFiles:
 
 
 @dataclass(frozen=True)
+class AppCertificate:
+    """An app registration's certificate: the PEM Hallpass holds (certificate and private key),
+    and what Microsoft keeps after the upload (the public key, found by its SHA-1 thumbprint)."""
+
+    path: Path
+    public_key: RSAKey
+    thumbprint: str
+
+
+def make_app_certificate(folder: Path) -> AppCertificate:
+    now = dt.datetime.now(dt.UTC)
+    key = _rsa_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Hallpass mail")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / "hallpass-mail-app.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + _pem_key(key))
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    digest = hashlib.sha1(der).digest()  # noqa: S324 - x5t is SHA-1 by definition
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return AppCertificate(
+        path,
+        RSAKey.import_key(public),
+        base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"),
+    )
+
+
+@dataclass(frozen=True)
 class ServiceAccountKey:
     """A Google service account's JSON key file and the public key Google would check with."""
 
@@ -316,6 +355,8 @@ class ProviderStandIn:
         self.issued: list[Grant] = []
         self.expires_in = 3599
         self.client_secret = CLIENT_SECRET
+        # A certificate uploaded to the app registration, when the test gives one.
+        self.app_certificate: AppCertificate | None = None
         # Exchange: mailboxes the app's service principal has FullAccess on (SMTP), and the
         # mailboxes the application access policy lets Graph send from (None: every mailbox).
         self.full_access: set[str] = set()
@@ -390,7 +431,15 @@ class ProviderStandIn:
                 400,
                 microsoft_error(700016, "unauthorized_client", "Application not found."),
             )
-        if form.get("client_secret") != self.client_secret:
+        if "client_assertion" in form:
+            if not self._assertion_holds(tenant, form):
+                return Answer(
+                    401,
+                    microsoft_error(
+                        700027, "invalid_client", "Client assertion failed signature validation."
+                    ),
+                )
+        elif form.get("client_secret") != self.client_secret:
             return Answer(
                 401,
                 microsoft_error(7000215, "invalid_client", "Invalid client secret provided."),
@@ -399,6 +448,26 @@ class ProviderStandIn:
         if scope not in {GRAPH_SCOPE, OUTLOOK_SCOPE}:
             return Answer(400, microsoft_error(1002012, "invalid_scope", "scope not valid"))
         return Answer(200, self._issue(Grant(scope, None)))
+
+    def _assertion_holds(self, tenant: str, form: dict[str, str]) -> bool:
+        certificate = self.app_certificate
+        if certificate is None:
+            return False
+        if form.get("client_assertion_type") != (
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        ):
+            return False
+        try:
+            token = jwt.decode(form["client_assertion"], certificate.public_key, ["RS256"])
+        except (JoseError, ValueError):
+            return False
+        claims = token.claims
+        return (
+            token.header.get("x5t") == certificate.thumbprint
+            and claims.get("aud") == f"{self.url}/{tenant}/oauth2/v2.0/token"
+            and claims.get("iss") == CLIENT_ID
+            and claims.get("sub") == CLIENT_ID
+        )
 
     def google_token(self, form: dict[str, str]) -> Answer:
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from hallpass_comms.delivery.gmail import GmailTransport
+from hallpass_comms.delivery.graph import GraphTransport
+from hallpass_comms.delivery.smtp_sessions import RelayTransport, XOAuth2Transport
+from hallpass_comms.delivery.transports import (
+    EmlFolderTransport,
+    SmtpTransport,
+    transport_from_settings,
+)
+from hallpass_comms.settings import CommsSettings
 from hallpass_gateway.cli import main
+from hallpass_kit.settings import CommonSettings
 from tests.comms.providers import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -21,6 +31,7 @@ from tests.comms.providers import (
     ProviderSmtp,
     ProviderStandIn,
     TlsFiles,
+    make_service_account,
     make_tls_files,
 )
 
@@ -202,3 +213,67 @@ def test_check_transport_writes_the_test_message_to_the_eml_outbox(
     assert status == 0, said
     (written,) = (tmp_path / "outbox").glob("*.eml")
     assert f"To: {PARENT}" in written.read_text()
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, EmlFolderTransport),
+        ({"smtp_host": "mail.oakfield.sch.uk"}, SmtpTransport),
+        (
+            {
+                "mail_transport": "smtp_oauth2",
+                "smtp_host": "smtp.office365.com",
+                "microsoft_tenant_id": TENANT,
+                "microsoft_client_id": CLIENT_ID,
+                "microsoft_client_secret": CLIENT_SECRET,
+            },
+            XOAuth2Transport,
+        ),
+        (
+            {
+                "mail_transport": "smtp_relay",
+                "smtp_host": "oakfield-sch-uk.mail.protection.outlook.com",
+            },
+            RelayTransport,
+        ),
+        (
+            {
+                "mail_transport": "graph",
+                "microsoft_tenant_id": TENANT,
+                "microsoft_client_id": CLIENT_ID,
+                "microsoft_client_secret": CLIENT_SECRET,
+            },
+            GraphTransport,
+        ),
+    ],
+)
+def test_the_setting_chooses_the_transport_and_unset_keeps_todays_choice(
+    tmp_path: Path, values: dict[str, str], expected: type
+) -> None:
+    transport = transport_from_settings(
+        CommsSettings.model_validate(values), CommonSettings(data_dir=tmp_path)
+    )
+    assert type(transport) is expected
+    close = getattr(transport, "close", None)
+    if callable(close):
+        close()
+
+
+def test_gmail_is_chosen_with_a_service_account_file(tmp_path: Path) -> None:
+    key = make_service_account(tmp_path, "https://oauth2.googleapis.com/token")
+    settings = CommsSettings(mail_transport="gmail", google_service_account_file=key.path)
+    transport = transport_from_settings(settings, CommonSettings(data_dir=tmp_path))
+    assert isinstance(transport, GmailTransport)
+    transport.close()
+
+
+def test_smtp_oauth2_reads_the_provider_from_the_host() -> None:
+    google = CommsSettings(
+        mail_transport="smtp_oauth2",
+        smtp_host="smtp.gmail.com",
+        google_service_account_file=Path("sa.json"),
+    )
+    assert google.resolved_oauth_provider() == "google"
+    with pytest.raises(ValueError, match="needs HALLPASS_COMMS_OAUTH_PROVIDER"):
+        CommsSettings(mail_transport="smtp_oauth2", smtp_host="mail.oakfield.sch.uk")

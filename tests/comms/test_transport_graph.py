@@ -171,6 +171,15 @@ def test_a_graph_server_error_is_tried_again(
     assert not isinstance(later.value, PermanentFailure | Throttled)
 
 
+def test_graph_sends_again_after_the_worker_closed_it(
+    stand_in: ProviderStandIn, graph: GraphTransport
+) -> None:
+    graph.send(family_email())
+    graph.close()  # DeliveryWorker.stop(); the worker may start again
+    graph.send(family_email())
+    assert len(stand_in.delivered) == 2
+
+
 def test_a_wrong_client_secret_never_reaches_graph(stand_in: ProviderStandIn) -> None:
     transport = GraphTransport(graph_settings(stand_in, microsoft_client_secret="wrong"))
     with pytest.raises(TokenRefused, match="AADSTS7000215"):

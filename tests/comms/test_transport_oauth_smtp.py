@@ -40,6 +40,7 @@ from tests.comms.providers import (
     ProviderStandIn,
     TlsFiles,
     family_email,
+    make_app_certificate,
     make_service_account,
     make_tls_files,
     microsoft_error,
@@ -362,3 +363,41 @@ def test_e2_a_sender_google_does_not_know_fails_that_envelope_only(
     with pytest.raises(PermanentFailure, match=r"no user left\.teacher@"):
         tokens.token(f"left.teacher@{DOMAIN}")
     assert tokens.token(TEACHER)
+
+
+def test_e2_a_certificate_instead_of_a_secret_gets_the_token_and_sends(
+    exchange: ProviderSmtp, tls: TlsFiles, stand_in: ProviderStandIn, tmp_path: Path
+) -> None:
+    certificate = make_app_certificate(tmp_path)
+    stand_in.app_certificate = certificate
+    stand_in.client_secret = "no secret works now"
+    settings = settings_for(
+        exchange,
+        tls,
+        stand_in,
+        "microsoft",
+        microsoft_client_secret=None,
+        microsoft_client_certificate_file=certificate.path,
+    )
+    transport = XOAuth2Transport(settings)
+    transport.send(family_email())
+    transport.close()
+
+    assert [r.logged_in_as for r in exchange.received] == [TEACHER]
+
+
+def test_a_certificate_microsoft_does_not_hold_is_named(
+    stand_in: ProviderStandIn, tmp_path: Path
+) -> None:
+    stand_in.app_certificate = make_app_certificate(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    tokens = MicrosoftClientCredentials(
+        tenant=TENANT,
+        client_id=CLIENT_ID,
+        scope=MICROSOFT_SMTP_SCOPE,
+        certificate_file=make_app_certificate(other).path,
+        login_url=stand_in.url,
+    )
+    with pytest.raises(TokenRefused, match=r"certificate's signature \(AADSTS700027\)"):
+        tokens.token(TEACHER)

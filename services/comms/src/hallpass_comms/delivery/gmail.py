@@ -23,7 +23,12 @@ from urllib.parse import quote
 import httpx
 
 from hallpass_comms.delivery.headers import envelope, wire_bytes
-from hallpass_comms.delivery.oauth import GOOGLE_GMAIL_SEND_SCOPE, TokenSource, google_tokens
+from hallpass_comms.delivery.oauth import (
+    GOOGLE_GMAIL_SEND_SCOPE,
+    HttpSession,
+    TokenSource,
+    google_tokens,
+)
 from hallpass_comms.delivery.transports import (
     QUOTA_RETRY_AFTER_SECONDS,
     PermanentFailure,
@@ -53,7 +58,7 @@ class GmailTransport:
         self.base_url = settings.google_gmail_url.rstrip("/")
         self.address = self.base_url
         self.tokens = tokens or google_tokens(settings, GOOGLE_GMAIL_SEND_SCOPE)
-        self._client = client or httpx.Client(timeout=settings.mail_api_timeout_seconds)
+        self._client = HttpSession(settings.mail_api_timeout_seconds, client)
 
     def send(self, message: EmailMessage) -> None:
         try:
@@ -81,6 +86,7 @@ class GmailTransport:
 
     def close(self) -> None:
         self._client.close()
+        self.tokens.close()
 
 
 def gmail_error(response: httpx.Response) -> tuple[str, str]:

@@ -21,7 +21,12 @@ from urllib.parse import quote
 import httpx
 
 from hallpass_comms.delivery.headers import envelope, wire_bytes
-from hallpass_comms.delivery.oauth import MICROSOFT_GRAPH_SCOPE, TokenSource, microsoft_tokens
+from hallpass_comms.delivery.oauth import (
+    MICROSOFT_GRAPH_SCOPE,
+    HttpSession,
+    TokenSource,
+    microsoft_tokens,
+)
 from hallpass_comms.delivery.transports import (
     PermanentFailure,
     ServerUnavailable,
@@ -44,7 +49,7 @@ class GraphTransport:
         self.base_url = settings.microsoft_graph_url.rstrip("/")
         self.address = self.base_url
         self.tokens = tokens or microsoft_tokens(settings, MICROSOFT_GRAPH_SCOPE)
-        self._client = client or httpx.Client(timeout=settings.mail_api_timeout_seconds)
+        self._client = HttpSession(settings.mail_api_timeout_seconds, client)
 
     def send(self, message: EmailMessage) -> None:
         try:
@@ -77,6 +82,7 @@ class GraphTransport:
 
     def close(self) -> None:
         self._client.close()
+        self.tokens.close()
 
 
 def graph_error(response: httpx.Response) -> tuple[str, str]:

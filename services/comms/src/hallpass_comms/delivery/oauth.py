@@ -95,6 +95,10 @@ class TokenSource(Protocol):
         """The server refused ``token``: the next ``token()`` asks for a new one."""
         ...
 
+    def close(self) -> None:
+        """Close the connection to the token endpoint (a later ``token()`` reopens it)."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Held:
@@ -133,7 +137,33 @@ class _CachedTokens:
                 del self._held[key]
 
 
-def _post_form(client: httpx.Client, url: str, form: dict[str, str]) -> httpx.Response:
+class HttpSession:
+    """One httpx client shared by the sending threads, opened again after ``close()``.
+
+    The delivery worker closes its transport when it stops and may start again later; an
+    httpx client cannot be used once closed, so the next request opens a new one.
+    """
+
+    def __init__(self, timeout: float, client: httpx.Client | None = None) -> None:
+        self._timeout = timeout
+        self._client = client
+        self._lock = threading.Lock()
+
+    def post(self, url: str, **options: Any) -> httpx.Response:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout)
+            client = self._client
+        return client.post(url, **options)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _post_form(client: HttpSession, url: str, form: dict[str, str]) -> httpx.Response:
     try:
         return client.post(url, data=form, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
@@ -187,7 +217,7 @@ class MicrosoftClientCredentials:
         self.description = f"the Microsoft identity platform (tenant {tenant})"
         self._secret = client_secret
         self._certificate = _load_certificate(certificate_file) if certificate_file else None
-        self._client = client or httpx.Client(timeout=timeout)
+        self._client = HttpSession(timeout, client)
         self._cache = _CachedTokens(clock)
 
     @property
@@ -200,6 +230,9 @@ class MicrosoftClientCredentials:
 
     def forget(self, mailbox: str, token: str) -> None:
         self._cache.forget("app", token)
+
+    def close(self) -> None:
+        self._client.close()
 
     def _fetch(self) -> tuple[str, float]:
         form = {
@@ -291,7 +324,7 @@ class GoogleServiceAccount:
         self.scope = scope
         self.token_url = token_url
         self.description = f"Google (service account {self.client_email})"
-        self._client = client or httpx.Client(timeout=timeout)
+        self._client = HttpSession(timeout, client)
         self._cache = _CachedTokens(clock)
 
     @property
@@ -303,6 +336,9 @@ class GoogleServiceAccount:
 
     def forget(self, mailbox: str, token: str) -> None:
         self._cache.forget(mailbox.lower(), token)
+
+    def close(self) -> None:
+        self._client.close()
 
     def assertion(self, mailbox: str) -> str:
         now = int(time.time())

@@ -278,6 +278,10 @@ class XOAuth2Transport(_SmtplibTransport):
     def _login_as(self, sender: str) -> str | None:
         return sender
 
+    def close(self) -> None:
+        super().close()
+        self.tokens.close()
+
     def _login(self, smtp: smtplib.SMTP, mailbox: str) -> None:
         if not smtp.has_extn("auth") or "XOAUTH2" not in smtp.esmtp_features["auth"].upper():
             raise ServerUnavailable(f"{self.address} does not offer AUTH XOAUTH2")
