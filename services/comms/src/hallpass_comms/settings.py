@@ -72,6 +72,9 @@ class CommsSettings(BaseSettings):
     # For all mailboxes together (a relay's own limit; 0 = none).
     limit_transport_messages_per_minute: int = Field(default=0, ge=0)
     limit_transport_recipients_per_day: int = Field(default=0, ge=0)
+    # The length in seconds of the "minute" the per-minute limits count over: 60, shorter only
+    # to run the benchmark's limited send in seconds.
+    limit_minute_seconds: int = Field(default=60, ge=1, le=60)
     # The mailbox that delivery status notifications (bounces) arrive at, read over IMAP. Unset
     # host: bounces are not read.
     bounce_imap_host: str | None = None

@@ -58,6 +58,9 @@ class Limit:
     messages_per_minute: int = 0
     messages_per_day: int = 0
     recipients_per_day: int = 0
+    # The "minute" messages_per_minute counts over: shorter only to measure the benchmark in
+    # seconds instead of minutes.
+    minute: dt.timedelta = MINUTE
 
     @property
     def unlimited(self) -> bool:
@@ -106,6 +109,8 @@ class SendingLimits:
         def pick(value: int | None, fallback: int) -> int:
             return fallback if value is None else value
 
+        minute = dt.timedelta(seconds=settings.limit_minute_seconds)
+
         return cls(
             mailbox=Limit(
                 messages_per_minute=pick(
@@ -115,10 +120,12 @@ class SendingLimits:
                 recipients_per_day=pick(
                     settings.limit_recipients_per_day, default.recipients_per_day
                 ),
+                minute=minute,
             ),
             transport=Limit(
                 messages_per_minute=settings.limit_transport_messages_per_minute,
                 recipients_per_day=settings.limit_transport_recipients_per_day,
+                minute=minute,
             ),
         )
 
@@ -280,12 +287,12 @@ class Pacer:
             recent = list(
                 session.scalars(
                     select(slots.reserved_at)
-                    .where(mine, slots.reserved_at > now - MINUTE)
+                    .where(mine, slots.reserved_at > now - limit.minute)
                     .order_by(slots.reserved_at)
                 )
             )
             if len(recent) >= allowed:
-                frees = recent[len(recent) - allowed] + MINUTE
+                frees = recent[len(recent) - allowed] + limit.minute
                 if frees > until:
                     until, reason = frees, f"{allowed} messages a minute"
         if limit.messages_per_day:
@@ -355,7 +362,8 @@ class Pacer:
                     slots = MailSendSlot.__table__.c
                     seen = session.scalar(
                         select(func.count()).where(
-                            slots.mailbox == key, slots.reserved_at > now - MINUTE
+                            slots.mailbox == key,
+                            slots.reserved_at > now - self.limits.mailbox.minute,
                         )
                     )
                     pace.base_per_minute = max(int(seen or 0), 1)
@@ -429,7 +437,7 @@ def _replay(
     window = sum(counts)
     for n in queue:
         if allowed and len(times) >= allowed:
-            t = max(t, times[-allowed] + MINUTE)
+            t = max(t, times[-allowed] + limit.minute)
         if daily and len(times) >= daily:
             t = max(t, times[-daily] + DAY)
         while first < len(times) and times[first] <= t - DAY:
