@@ -1,5 +1,5 @@
-"""The school office's pages in a real browser: find a pupil, record a paper decision, import the
-MIS export, renewals due and a carer's invitation code, in English and Welsh."""
+"""The school office's pages in a real browser: find a pupil, record a paper decision, renewals
+due and a carer's invitation code, in English and Welsh (the MIS import is test_office_import)."""
 
 from __future__ import annotations
 
@@ -145,50 +145,6 @@ def test_a_decision_without_evidence_is_refused_next_to_the_field(page: Page, si
     expect(page.locator("#evidence_ref-error")).to_have_attribute("role", "alert")
     expect(page.get_by_role("columnheader", name="Given by")).to_have_count(0)
     assert_accessible(page)
-
-
-def test_a_csv_import_with_one_bad_row_shows_the_row_error(page: Page, site: Site) -> None:
-    tag = uuid.uuid4().hex[:6]
-    csv = (
-        "mis_id,given_name,family_name,year_group,class\n"
-        f"I{tag}1,Aled,Roberts,3,Import {tag}\n"
-        f"I{tag}2,Bethan,Roberts,eleventy,Import {tag}\n"
-    )
-    sign_in_as(page, "office")
-    page.goto("/app/office/import")
-    assert_accessible(page)
-
-    page.get_by_label("CSV file").set_input_files(
-        {"name": "pupils.csv", "mimeType": "text/csv", "buffer": csv.encode()}
-    )
-    page.get_by_role("button", name="Import").click()
-
-    problems = page.get_by_role("table", name="Problems in the file")
-    expect(problems.locator("tbody tr")).to_have_count(1)
-    expect(problems.locator("tbody tr th")).to_have_text("row 3, column year_group")
-    expect(page.get_by_role("alert")).to_contain_text("Nothing was imported")
-    assert_accessible(page)
-
-
-def test_a_checked_csv_import_reports_its_summary_and_changes_nothing(
-    page: Page, site: Site
-) -> None:
-    tag = uuid.uuid4().hex[:6]
-    csv = f"mis_id,given_name,family_name,year_group\nC{tag},Ceri,Morgan,2\n"
-    sign_in_as(page, "office")
-    page.goto("/app/office/import")
-
-    page.get_by_label("CSV file").set_input_files(
-        {"name": "pupils.csv", "mimeType": "text/csv", "buffer": csv.encode()}
-    )
-    page.get_by_label("Only check the file; change nothing").check()
-    page.get_by_role("button", name="Import").click()
-
-    expect(page.get_by_role("status")).to_contain_text("Nothing was changed")
-    expect(page.get_by_role("row", name="Pupils added")).to_contain_text("1")
-    assert_accessible(page)
-    page.goto(f"/app/office?q=Ceri+Morgan{tag}")
-    expect(page.get_by_role("status")).to_have_text("Pupils found: 0")
 
 
 def test_the_office_issues_a_carers_invitation_code_shown_once(page: Page, site: Site) -> None:

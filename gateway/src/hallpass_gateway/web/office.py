@@ -64,6 +64,16 @@ def field_errors(answer: Answer, fields: Sequence[str]) -> tuple[dict[str, str],
     return placed, general
 
 
+def _placed(problem: Mapping[str, Any]) -> dict[str, str]:
+    """An import problem as its table shows it: row, column, problem (the API says where as
+    ``row 3, column year_group``; a problem with the whole file has no row)."""
+    where = str(problem.get("where") or "")
+    row, column = "", where
+    if where.startswith("row ") and ", column " in where:
+        row, _, column = where[len("row ") :].partition(", column ")
+    return {"row": row, "column": column, "detail": str(problem.get("detail") or "")}
+
+
 def office_router(verifier: TokenVerifier) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -202,7 +212,7 @@ def office_router(verifier: TokenVerifier) -> APIRouter:
 
     @router.post("/app/office/import", response_class=HTMLResponse)
     async def import_file(request: Request) -> Response:
-        """Send the file to the consent API's import; show its summary or every bad row."""
+        """Queue the file with the consent API's background import and follow its progress."""
         if await office_viewer(request) is None:
             return not_allowed(request)
         t = Translator(language_of(request))
@@ -220,22 +230,55 @@ def office_router(verifier: TokenVerifier) -> APIRouter:
                 error=t("office.import.no_file"),
             )
         async with PageApi(request.app, request) as api:
-            imported = await api.post_content(
-                "/consent/v1/pupils:import",
+            queued = await api.post_content(
+                "/consent/v1/imports",
                 content,
                 content_type="text/csv",
                 params={"dry_run": "true" if dry_run else "false"},
             )
-        body = imported.body if isinstance(imported.body, dict) else {}
+        if queued.ok:
+            return RedirectResponse(f"/app/office/imports/{queued.body['id']}", status_code=303)
         return render(
             request,
             "office/import.html",
-            status=imported.status,
+            status=queued.status,
             title=t("office.import.title"),
-            summary=body if imported.ok else None,
-            error="" if imported.ok else (imported.detail or t("site.try_again")),
-            problems=[] if imported.ok else body.get("problems") or [],
+            summary=None,
+            error=queued.detail or t("site.try_again"),
         )
+
+    @router.get("/app/office/imports/{import_id}", response_class=HTMLResponse)
+    async def import_progress(request: Request, import_id: str) -> Response:
+        """How far an import has got (the page reloads itself each second while it runs), then
+        its summary or every bad row."""
+        if await office_viewer(request) is None:
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(import_id)
+        if ident is None:
+            return trouble(request, 404, t("office.import.unknown"))
+        async with PageApi(request.app, request) as api:
+            answer = await api.get(f"/consent/v1/imports/{ident}")
+        if not answer.ok:
+            return trouble(request, answer.status, answer.detail)
+        job = answer.body
+        running = job["status"] in ("queued", "running")
+        # Updating by itself is on unless the person turned it off (WCAG 2.2.1: a page that
+        # refreshes lets its reader stop it); the reload is the HTTP Refresh header, so it needs
+        # no script, and the status line is an aria-live region a screen reader announces.
+        automatic = request.query_params.get("auto") != "off"
+        page = render(
+            request,
+            "office/import_progress.html",
+            title=t("office.import.title"),
+            job=job,
+            running=running,
+            automatic=automatic,
+            problems=[_placed(p) for p in job.get("problems") or []],
+        )
+        if running and automatic:
+            page.headers["Refresh"] = "1"
+        return page
 
     @router.get("/app/office/renewals", response_class=HTMLResponse)
     async def renewals(request: Request) -> Response:

@@ -22,6 +22,7 @@ from hallpass_consent.events import EVENTS
 from hallpass_consent.families.endpoints import router as families_router
 from hallpass_consent.imports.endpoints import router as imports_router
 from hallpass_consent.imports.service import IMPORT_QUEUED, ImportRunner
+from hallpass_consent.imports.worker import ImportWorker
 from hallpass_consent.me.endpoints import router as me_router
 from hallpass_consent.models import kit_tables
 from hallpass_consent.pupils.endpoints import router as pupils_router
@@ -111,10 +112,17 @@ def create_app(
     if migrate:
         migrations.upgrade(context.database)
     scans_limit = MAX_SCANS_PER_REQUEST * settings.max_scan_bytes + 256 * 1024
+    # Imports get a lane of their own, so they never wait behind the outbox's events.
+    imports = ImportWorker(
+        context.database,
+        ImportRunner(context.database, max_rows=settings.max_import_rows, clock=clock),
+        clock=clock,
+    )
     app = create_service_app(
         context=context,
         settings=common,
         events=EVENTS,
+        workers=[imports],
         # The CSV is read whole; a little room over the import limit for the request's framing.
         body_limits={
             "import_pupils": settings.max_import_bytes + 64 * 1024,
