@@ -7,6 +7,7 @@ Retry-After. The last test sends through the delivery worker on SQLite and Postg
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +238,36 @@ def test_e9_the_worker_sends_each_family_through_graph_as_the_teacher(
         assert sent.mailbox == TEACHER
         assert sent.addresses("To") == delivery.to_addresses
         assert sent.addresses("Cc") == [HEAD]
+
+
+def test_graph_throttling_holds_the_envelope_without_using_an_attempt(
+    db: Database, stand_in: ProviderStandIn, graph: GraphTransport
+) -> None:
+    now = utcnow()
+    clock = [now]
+    _message, (delivery,) = queue_message(db, families=[family_addresses(1)], due_at=now)
+    worker = DeliveryWorker(
+        db, graph, public_base_url="https://hallpass.oakfield.sch.uk", clock=lambda: clock[0]
+    )
+    stand_in.answer_next(
+        "graph",
+        Answer(
+            429,
+            {"error": {"code": "ApplicationThrottled", "message": "MailboxConcurrency"}},
+            {"Retry-After": "30"},
+        ),
+    )
+
+    assert worker.run_once() == 0
+    held = rows(db)[delivery.id]
+    assert held.status is DeliveryStatus.queued
+    assert held.due_at >= now + dt.timedelta(seconds=30)
+    assert "ApplicationThrottled" in (held.last_error or "")
+    assert held.attempts == 0  # the throttled try was given back
+
+    clock[0] = held.due_at
+    assert worker.run_once() == 1
+    sent = rows(db)[delivery.id]
+    assert sent.status is DeliveryStatus.sent
+    assert sent.attempts == 1
+    assert len(stand_in.delivered) == 1
