@@ -22,6 +22,7 @@ from hallpass_comms.delivery.oauth import (
 from hallpass_comms.delivery.smtp_sessions import XOAuth2Transport
 from hallpass_comms.delivery.transports import (
     PermanentFailure,
+    RecipientsRefused,
     ServerUnavailable,
     Throttled,
     TransientFailure,
@@ -277,6 +278,18 @@ def test_every_recipient_refused_with_5xx_is_permanent_and_4xx_transient(
     with pytest.raises(TransientFailure) as later:
         microsoft_transport.send(family_email())
     assert not isinstance(later.value, Throttled)  # greylisting is about the recipient
+
+
+def test_some_recipients_refused_counts_as_sent_to_the_others(
+    exchange: ProviderSmtp, microsoft_transport: XOAuth2Transport
+) -> None:
+    exchange.handler.refuse("550 5.1.1 User unknown", CARERS[1])
+    with pytest.raises(RecipientsRefused) as partly:
+        microsoft_transport.send(family_email())
+
+    assert list(partly.value.refused) == [CARERS[1]]
+    (received,) = exchange.received
+    assert sorted(received.rcpt_tos) == sorted([CARERS[0], HEAD])
 
 
 def test_an_untrusted_server_certificate_is_refused(
