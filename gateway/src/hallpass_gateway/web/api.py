@@ -81,6 +81,9 @@ class PageApi:
     async def put(self, path: str, *, json: Any = None) -> Answer:
         return await self._call("PUT", path, json=json)
 
+    async def delete(self, path: str) -> Answer:
+        return await self._call("DELETE", path)
+
     async def post_content(
         self,
         path: str,
@@ -100,13 +103,14 @@ class PageApi:
         *,
         data: Mapping[str, str],
         files: list[tuple[str, tuple[str, bytes, str]]],
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """A multipart POST: form fields and files, ``[("file", (name, bytes, type))]``."""
         response = await self._client.post(
             path,
             data=data,
             files=files,
-            headers={**self._headers, "accept": "application/json"},
+            headers={**self._headers, "accept": "application/json", **(headers or {})},
         )
         try:
             return Answer(response.status_code, response.json() if response.content else None)

@@ -8,6 +8,7 @@ role rules (only the office, an admin, the head or a deputy register decisions) 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +37,13 @@ _MAX_UPLOAD = 5 * 1024 * 1024 + 1
 # A search lists at most this many pupils; a narrower name or a class finds the rest.
 MAX_RESULTS = 200
 RENEWAL_WINDOWS = (7, 30, 60, 90)
+# A scan is read up to the largest size a deployment may allow, plus one byte: the consent API
+# applies the school's own limit and says so in its own words.
+_MAX_SCAN = 100 * 1024 * 1024 + 1
+# The API's refusals of a scan, shown next to the file field rather than above the form.
+_SCAN_PROBLEMS = frozenset(
+    {"unsupported_scan_type", "scan_too_large", "empty_scan", "too_many_scans", "payload_too_large"}
+)
 
 SECTIONS.append(Section("/app/office", "office.title", OFFICE_ROLES))
 
@@ -132,7 +140,9 @@ def office_router(verifier: TokenVerifier) -> APIRouter:
 
     @router.post("/app/office/pupils/{pupil_id}/consents", response_class=HTMLResponse)
     async def record(request: Request, pupil_id: str) -> Response:
-        """Record a decision from a signed form or an email, with where the evidence is (C10)."""
+        """Record a decision from a signed form or an email, with where the evidence is and,
+        for a paper form, its scan: the record and the scan are kept together or not at all
+        (C10)."""
         if await office_viewer(request) is None:
             return not_allowed(request)
         known = as_uuid(pupil_id)
@@ -154,15 +164,29 @@ def office_router(verifier: TokenVerifier) -> APIRouter:
         }
         # The form carries its own key so pressing the button twice records the decision once.
         headers = {"Idempotency-Key": values["key"]} if values["key"] else None
+        scans = await _scans(form.getlist("scan"))
+        # The form's files are spooled to temporary files; they are read, so let them go now.
+        await form.close()
         async with PageApi(request.app, request) as api:
-            recorded = await api.post("/consent/v1/consents", json=body, headers=headers)
+            if scans:
+                recorded = await api.post_files(
+                    "/consent/v1/consents:with-evidence",
+                    data={"record": json.dumps(body)},
+                    files=[("scan", scan) for scan in scans],
+                    headers=headers,
+                )
+            else:
+                recorded = await api.post("/consent/v1/consents", json=body, headers=headers)
         if recorded.ok:
+            made = recorded.body["record"] if scans else recorded.body
             return RedirectResponse(
-                f"/app/office/pupils/{known}?recorded={recorded.body['id']}", status_code=303
+                f"/app/office/pupils/{known}?recorded={made['id']}", status_code=303
             )
         errors, general = field_errors(
             recorded, ("purpose", "decision", "guardian_id", "method", "evidence_ref")
         )
+        if recorded.problem_code in _SCAN_PROBLEMS:
+            errors, general = {**errors, "scan": recorded.detail}, ""
         return await _pupil_page(
             request,
             known,
@@ -334,6 +358,20 @@ def office_router(verifier: TokenVerifier) -> APIRouter:
     return router
 
 
+async def _scans(fields: Sequence[object]) -> list[tuple[str, bytes, str]]:
+    """The files chosen in the form's scan field; an empty field sends a nameless empty part.
+
+    The type the browser declared is passed on as it came: the API reads the type from the
+    bytes and never trusts it."""
+    scans: list[tuple[str, bytes, str]] = []
+    for field in fields:
+        if not isinstance(field, UploadFile) or not field.filename:
+            continue
+        data = await field.read(_MAX_SCAN)
+        scans.append((field.filename, data, field.content_type or "application/octet-stream"))
+    return scans
+
+
 def _matches(family: Mapping[str, Any], query: str) -> bool:
     """A pupil whose name, or a carer's name or email, contains every word asked for."""
     if not query:
@@ -390,6 +428,13 @@ async def _pupil_page(
     titles = {p["code"]: p["title"] for p in purposes.body}
     history = sorted(consents.body["history"], key=lambda r: r["recorded_at"], reverse=True)
     class_names = {c["id"]: c["name"] for c in classes.body}
+    scans: dict[str, list[Any]] = {}
+    async with PageApi(request.app, request) as api:
+        for record in history:
+            if record.get("scans"):
+                listed = await api.get(f"/consent/v1/consents/{record['id']}/evidence")
+                # A role that may record but not read scans sees the count, not the links.
+                scans[record["id"]] = listed.body if listed.ok else []
     return render(
         request,
         "office/pupil.html",
@@ -403,6 +448,7 @@ async def _pupil_page(
         purposes=purposes.body,
         effective=consents.body["effective"],
         history=history,
+        scans=scans,
         long_date=lambda value: long_date(t, value),
         methods=STAFF_METHODS,
         # A fresh key each time the form is shown: a corrected form is a new request.
