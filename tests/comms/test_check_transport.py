@@ -277,3 +277,16 @@ def test_smtp_oauth2_reads_the_provider_from_the_host() -> None:
     assert google.resolved_oauth_provider() == "google"
     with pytest.raises(ValueError, match="needs HALLPASS_COMMS_OAUTH_PROVIDER"):
         CommsSettings(mail_transport="smtp_oauth2", smtp_host="mail.oakfield.sch.uk")
+
+
+def test_check_transport_names_a_service_account_file_that_is_not_one(
+    environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "downloaded.json"
+    key.write_text('{"type": "authorized_user"}')
+    environment.setenv("HALLPASS_COMMS_MAIL_TRANSPORT", "gmail")
+    environment.setenv("HALLPASS_COMMS_GOOGLE_SERVICE_ACCOUNT_FILE", str(key))
+    status, said = check(capsys)
+
+    assert status == 2
+    assert f"not a service account key file: {key}" in said

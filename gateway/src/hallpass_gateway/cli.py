@@ -559,7 +559,7 @@ def _check_transport(args: argparse.Namespace) -> int:
     settings = CommsSettings()
     try:
         transport = transport_from_settings(settings, CommonSettings())
-    except (MailSettingsError, ValueError) as exc:
+    except MailSettingsError as exc:
         print(f"hallpass: mail settings refused: {exc}", file=sys.stderr)
         return 2
     try:

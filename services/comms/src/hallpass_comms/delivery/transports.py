@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from hallpass_comms.delivery.headers import envelope, wire_bytes
 from hallpass_comms.delivery.rendering import DELIVERY_HEADER
 from hallpass_comms.settings import CommsSettings
-from hallpass_kit.settings import CommonSettings, Environment
+from hallpass_kit.settings import CommonSettings, Environment, InsecureSettingsError
 
 
 class TransientFailure(Exception):
@@ -405,8 +405,12 @@ def _sync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
-class MailSettingsError(ValueError):
-    """The mail settings cannot work; raised at start-up, naming the setting to change."""
+class MailSettingsError(InsecureSettingsError):
+    """The mail settings cannot work; raised at start-up, naming the setting to change.
+
+    An InsecureSettingsError so that ``hallpass serve`` reports it like the other settings it
+    refuses, with the message and no traceback.
+    """
 
 
 def transport_from_settings(settings: CommsSettings, common: CommonSettings) -> MailTransport:
@@ -418,6 +422,16 @@ def transport_from_settings(settings: CommsSettings, common: CommonSettings) -> 
     name = settings.resolved_mail_transport()
     if common.env is Environment.production:
         _refuse_in_production(settings, name)
+    try:
+        return _transport(settings, common, name)
+    except (OSError, ValueError) as exc:
+        # A key or certificate file that is missing or not what it should be.
+        raise MailSettingsError(
+            f"HALLPASS_COMMS_MAIL_TRANSPORT={name} cannot start: {exc}"
+        ) from exc
+
+
+def _transport(settings: CommsSettings, common: CommonSettings, name: str) -> MailTransport:
     if name == "eml":
         return EmlFolderTransport(common.data_dir / "outbox")
     if name == "smtp":
