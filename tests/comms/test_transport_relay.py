@@ -9,7 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from hallpass_comms.delivery.smtp_sessions import RelayTransport
-from hallpass_comms.delivery.transports import PermanentFailure, ServerUnavailable
+from hallpass_comms.delivery.transports import (
+    PermanentFailure,
+    ServerUnavailable,
+    Throttled,
+    TransientFailure,
+    retry_after_seconds,
+    smtp_reply_failure,
+)
 from hallpass_comms.settings import CommsSettings
 from tests.comms.providers import (
     CARERS,
@@ -121,3 +128,35 @@ def test_the_relay_is_ready_when_it_answers_and_offers_tls(
     relay: ProviderSmtp, tls: TlsFiles
 ) -> None:
     RelayTransport(relay_settings(relay, tls)).ready()
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "kind"),
+    [
+        (421, "4.7.0 Try again later, closing connection.", Throttled),
+        (451, "4.7.500 Server busy. Please try again later", Throttled),
+        (432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", Throttled),
+        (554, "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException", Throttled),
+        (550, "5.4.5 Daily user sending limit exceeded.", Throttled),
+        (452, "4.2.2 The email account that you tried to reach is over quota", TransientFailure),
+        (550, "5.7.1 Relaying denied", PermanentFailure),
+        (
+            554,
+            "5.2.252 SendAsDenied; teacher@oakfield.sch.uk not allowed to send as head@",
+            PermanentFailure,
+        ),
+    ],
+)
+def test_what_a_provider_reply_to_the_sender_or_the_data_means(
+    code: int, reply: str, kind: type[Exception]
+) -> None:
+    failure = smtp_reply_failure(code, reply)
+    assert type(failure) is kind
+    assert str(code) in str(failure)
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date() -> None:
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("Wed, 02 Dec 2026 15:01:00 GMT", now=1796223600.0) == 60
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
