@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.web.browser import Site, assert_accessible, needs_chromium
+from tests.web.browser import Site, assert_accessible, needs_chromium, sign_in_as
 
 pytestmark = [needs_chromium, pytest.mark.xdist_group("test_welsh_wording")]
 
@@ -118,3 +118,59 @@ def test_a_carer_reading_in_english_is_recorded_in_english_c10(page: Page, site:
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Consent receipt")
     assert _history(site, pupil)[0]["wording_language"] == "en"
+
+
+NEWSPAPER_EN = (
+    "I agree that the local newspaper may print my child's photograph with their first name "
+    "and family name when the school takes part in a community event."
+)
+NEWSPAPER_CY = (
+    "Rwy'n cytuno y caiff y papur newydd lleol argraffu llun o fy mhlentyn gyda'i enw cyntaf "
+    "a'i gyfenw pan fydd yr ysgol yn cymryd rhan mewn digwyddiad cymunedol."
+)
+
+
+def test_the_head_publishes_english_then_welsh_words_and_carers_see_each_c10(
+    page: Page, site: Site
+) -> None:
+    pupil, guardian = _family(site)
+    title = _purpose(site, "newspaper_named")["title"]
+    sign_in_as(page, "head")
+    page.goto("/app/purposes/newspaper_named?lang=en")
+    assert_accessible(page)
+    page.get_by_label("Words in English").fill(NEWSPAPER_EN)
+    page.get_by_label("Words in Welsh (optional)").fill("")
+    page.get_by_role("button", name="Publish as a new version").click()
+    expect(page.get_by_role("status")).to_contain_text("is published")
+    expect(page.locator("main dl")).to_contain_text("No Welsh words yet.")
+    assert_accessible(page)
+
+    _sign_in_as_carer(page, guardian)
+    page.goto(f"/parents/children/{pupil}?lang=cy")
+    section = _section(page, title)
+    expect(section.locator('p.wording[lang="en"]')).to_have_text(NEWSPAPER_EN)
+    expect(section).to_contain_text("Nid yw'r ysgol wedi rhoi'r geiriau hyn yn Gymraeg eto")
+    assert_accessible(page)
+    section.get_by_role("button", name="Ydw, rwy'n cytuno").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Derbynneb caniatâd")
+    assert _history(site, pupil)[0]["wording_language"] == "en"
+
+    sign_in_as(page, "head")
+    page.goto("/app/purposes/newspaper_named?lang=en")
+    page.get_by_label("Words in Welsh (optional)").fill(NEWSPAPER_CY)
+    page.get_by_role("button", name="Publish as a new version").click()
+    expect(page.get_by_role("status")).to_contain_text("is published")
+    expect(page.locator('main dl p.wording[lang="cy"]')).to_have_text(NEWSPAPER_CY)
+
+    _sign_in_as_carer(page, guardian)
+    page.goto(f"/parents/children/{pupil}?lang=cy")
+    expect(_section(page, title).locator('p.wording[lang="cy"]')).to_have_text(NEWSPAPER_CY)
+
+
+def test_only_the_head_or_an_admin_gets_the_words_page(page: Page, site: Site) -> None:
+    sign_in_as(page, "office")
+
+    response = page.goto("/app/purposes")
+
+    assert response is not None
+    assert response.status == 403

@@ -11,6 +11,7 @@ from hallpass_gateway.web.mail import mail_router
 from hallpass_gateway.web.office import office_router
 from hallpass_gateway.web.parents import parents_router
 from hallpass_gateway.web.posts import posts_router
+from hallpass_gateway.web.purposes import purposes_router
 from hallpass_gateway.web.requests import requests_router
 from hallpass_gateway.web.routes import web_router
 from hallpass_kit.auth import TokenVerifier
@@ -27,3 +28,4 @@ def add_web_pages(app: FastAPI, verifier: TokenVerifier) -> None:
     app.include_router(leadership_router(verifier))
     app.include_router(posts_router(verifier))
     app.include_router(requests_router(verifier))
+    app.include_router(purposes_router(verifier))
