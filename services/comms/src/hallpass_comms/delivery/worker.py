@@ -61,6 +61,8 @@ class BatchReport:
     sent: int
     # The server could not be reached: the rest of the batch was put back untried.
     server_unavailable: bool
+    # When the first envelope put back to wait for a provider slot comes due.
+    next_slot: dt.datetime | None = None
 
 
 class DeliveryWorker:
@@ -119,9 +121,8 @@ class DeliveryWorker:
         self._paused_until: dt.datetime | None = None
         self._outage_lock = threading.Lock()
         self._audit = AuditChain(kit_tables.audit_entry)
-        # When the next provider slot frees, as the last pass found it: a lane naps until then
-        # rather than a whole poll interval, so limited mail leaves on time.
-        self._next_slot: dt.datetime | None = None
+        # A lane whose pass put envelopes back to wait for a provider slot naps until the slot
+        # frees rather than a whole poll interval, so limited mail leaves on time.
         self._naps = threading.Event()
         # Lanes side by side: while one waits for the mail server another waits for the
         # database, which is most of an envelope's time.
@@ -163,35 +164,41 @@ class DeliveryWorker:
             )
         sent = 0
         # Mailboxes found without a free slot in this pass: their other envelopes wait too,
-        # without asking the database again.
+        # without asking the database again, and go back together at the end of the pass.
         waiting: dict[str, dt.datetime] = {}
-        for index in range(len(jobs)):
-            rest = self.jobs.keep_lease(jobs[index:])
-            jobs[index:] = rest
-            job = rest[0]
-            if self._runner.stopping:
-                self.jobs.release(rest)
-                break
-            delivery = deliveries.get(job.key)
-            message = messages.get(delivery.message_id) if delivery is not None else None
-            try:
-                outcome = self._attempt(message, delivery, waiting)
-            except ServerUnavailable as exc:
-                # The server could not be reached at all; nothing about the envelopes is wrong:
-                # the worker pauses and they wait with it, using up none of their attempts.
-                resume_at = self._pause()
-                self.jobs.record(job, Outcome.defer(str(exc), until=resume_at))
-                self.jobs.release(rest[1:], at=resume_at)
-                return BatchReport(len(jobs), sent, server_unavailable=True)
-            finally:
-                if waiting:
-                    self._next_slot = min(waiting.values())
-            self.jobs.record(job, outcome)
-            if outcome.kind == "done":
-                # Sent is what the server accepted, whether or not our lease still held the row.
-                sent += 1
-                self._outages = 0
-        return BatchReport(len(jobs), sent, server_unavailable=False)
+        later: dict[dt.datetime, list[Job]] = {}
+        try:
+            for index in range(len(jobs)):
+                rest = self.jobs.keep_lease(jobs[index:])
+                jobs[index:] = rest
+                job = rest[0]
+                if self._runner.stopping:
+                    self.jobs.release(rest)
+                    break
+                delivery = deliveries.get(job.key)
+                message = messages.get(delivery.message_id) if delivery is not None else None
+                try:
+                    outcome = self._attempt(message, delivery, waiting)
+                except ServerUnavailable as exc:
+                    # The server could not be reached at all; nothing about the envelopes is
+                    # wrong: the worker pauses and they wait with it, using up no attempts.
+                    resume_at = self._pause()
+                    self.jobs.record(job, Outcome.defer(str(exc), until=resume_at))
+                    self.jobs.release(rest[1:], at=resume_at)
+                    return BatchReport(len(jobs), sent, server_unavailable=True)
+                if outcome.kind == "release" and outcome.at is not None:
+                    later.setdefault(outcome.at, []).append(job)
+                    continue
+                self.jobs.record(job, outcome)
+                if outcome.kind == "done":
+                    # Sent is what the server accepted, whether or not our lease still held it.
+                    sent += 1
+                    self._outages = 0
+        finally:
+            for until, held in later.items():
+                self.jobs.release(held, at=until)
+        next_slot = min(later) if later else None
+        return BatchReport(len(jobs), sent, server_unavailable=False, next_slot=next_slot)
 
     def _pause(self) -> dt.datetime:
         """Pause sending until the server may be back.
@@ -384,9 +391,8 @@ class DeliveryWorker:
     def _run_pass(self) -> bool:
         report = self.run_batch()
         more = report.claimed == self.batch_size and not report.server_unavailable
-        next_slot, self._next_slot = self._next_slot, None
-        if not more and next_slot is not None:
-            nap = (next_slot - self.clock()).total_seconds()
+        if not more and report.next_slot is not None:
+            nap = (report.next_slot - self.clock()).total_seconds()
             if 0 < nap < self._runner.poll_interval:
                 self._naps.wait(nap)
                 return True
