@@ -5,6 +5,7 @@ hours (E8), with a personal link that opens the request; a redelivered event mai
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from pathlib import Path
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from hallpass_comms.consent_requests.policy import MailDueNotice
 from hallpass_comms.context import CommsContext
 from hallpass_comms.models import ConsentRequestMail, Message, MessageKind
 from hallpass_kit.db import Database
@@ -228,3 +230,25 @@ def test_a_closed_request_is_not_mailed(
     consent_dispatcher.dispatch_pending()
 
     assert messages(comms_db) == 0
+
+
+# --- the event's contract ------------------------------------------------------------------------
+
+SPEC = Path(__file__).resolve().parents[2] / "openapi" / "consent.json"
+
+
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+@pytest.mark.parametrize("name", sorted(MailDueNotice.model_fields))
+def test_every_field_comms_reads_of_mail_due_is_published_and_required(name: str) -> None:
+    spec = json.loads(SPEC.read_text())
+    operation = spec["webhooks"]["consent_request.mail_due"]["post"]
+    envelope = _resolve(spec, operation["requestBody"]["content"]["application/json"]["schema"])
+    payload = _resolve(spec, envelope["properties"]["data"])
+
+    assert name in payload["properties"], f"consent_request.mail_due no longer has {name!r}"
+    assert name in payload.get("required", []), f"consent_request.mail_due may leave out {name!r}"

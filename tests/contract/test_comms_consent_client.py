@@ -17,7 +17,14 @@ import pytest
 from pydantic import BaseModel
 
 from hallpass_comms import consent_client
-from hallpass_comms.consent_client import CarerLinks, ConsentAnswer, Family, Refusal, Renewal
+from hallpass_comms.consent_client import (
+    CarerLinks,
+    ConsentAnswer,
+    Family,
+    Refusal,
+    Renewal,
+    RoundLinks,
+)
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "consent.json"
 
@@ -28,6 +35,8 @@ READS: tuple[tuple[type[BaseModel], str, str, str], ...] = (
     (Renewal, "get", consent_client.RENEWALS_PATH, "200"),
     # Asked with the carer's own token: the records of a carer signed in as themselves.
     (CarerLinks, "get", consent_client.LINKS_PATH, "200"),
+    # A consent request's mail round: the personal links comms puts in each carer's email.
+    (RoundLinks, "post", consent_client.ROUND_LINKS_PATH, "200"),
 )
 
 Spec = dict[str, Any]
