@@ -1,6 +1,6 @@
 """Leadership and safeguarding pages: approving mail to outside organisations (E4), each
-service's audit trail with its verification, the school's mail settings, and the DSL's list of
-safeguarding restrictions (C12).
+service's audit trail with its verification, the school's mail settings, the DSL's safeguarding
+restrictions (C12: set, change, lift) and the reports of offensive messages (E10).
 
 Every page is built from the services' own APIs as the signed-in person, so the API's role
 rules hold: a restriction's reason is fetched only by the DSL, whom the consent API alone
@@ -28,6 +28,11 @@ APPROVERS = frozenset({Role.head, Role.deputy})
 AUDITORS = frozenset({Role.head, Role.dsl, Role.trust_dpo})
 SETTINGS_ADMINS = frozenset({Role.head, Role.admin, Role.trust_admin})
 RESTRICTION_READERS = frozenset({Role.dsl})
+# comms' readers of reports of offensive messages (E10): the DSL, told of each, and the head.
+REPORT_READERS = frozenset({Role.dsl, Role.head})
+RESTRICTION_KINDS = ("court_order", "looked_after", "adopted", "not_locatable", "other")
+# A name search lists at most this many pupils; a fuller name finds the rest.
+MAX_FOUND = 50
 # The services whose trails a page reads, by their path under the gateway.
 SERVICES = ("consent", "media", "comms")
 # The restrictions page reads the whole roll a page at a time; a school this many pages long
@@ -57,6 +62,7 @@ SECTIONS.extend(
         Section("/app/audit", "leadership.audit.title", AUDITORS),
         Section("/app/mail-settings", "leadership.settings.title", SETTINGS_ADMINS),
         Section("/app/restrictions", "leadership.restrictions.title", RESTRICTION_READERS),
+        Section("/app/reports", "leadership.reports.title", REPORT_READERS),
     ]
 )
 
@@ -98,6 +104,30 @@ def _settings_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
     secure_days = text("secure_view_days")
     body["secure_view_days"] = int(secure_days) if secure_days.isdigit() else secure_days
     return body
+
+
+def _named(pupil: Mapping[str, Any], query: str) -> bool:
+    """A pupil whose names hold every word asked for."""
+    said = " ".join(
+        str(pupil.get(name) or "") for name in ("given_name", "preferred_name", "family_name")
+    ).casefold()
+    return all(word in said for word in query.casefold().split())
+
+
+async def _whole_roll(api: PageApi) -> list[dict[str, Any]] | Answer:
+    """Every pupil on the roll, a page at a time (or the API's refusal)."""
+    pupils: list[dict[str, Any]] = []
+    params = {"limit": "500"}
+    for _ in range(ROLL_PAGES):
+        roll = await api.get("/consent/v1/pupils", params=params)
+        if not roll.ok:
+            return roll
+        pupils.extend(roll.body.get("items", []))
+        cursor = roll.body.get("next_cursor")
+        if not cursor:
+            break
+        params = {"limit": "500", "cursor": cursor}
+    return pupils
 
 
 def leadership_router(verifier: TokenVerifier) -> APIRouter:
@@ -260,36 +290,195 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
 
     @router.get("/app/restrictions", response_class=HTMLResponse)
     async def restrictions(request: Request) -> Response:
-        """Pupils under a safeguarding restriction (C12), with its reason: the DSL's alone."""
+        """Pupils under a safeguarding restriction (C12), with its reason: the DSL's alone; and
+        a search for the pupil to restrict."""
         principal = await viewer(request, verifier)
         if not principal.has_any(RESTRICTION_READERS):
             return not_allowed(request)
         t = Translator(language_of(request))
-        restricted: list[dict[str, Any]] = []
+        query = request.query_params.get("q", "").strip()[:100]
         async with PageApi(request.app, request) as api:
-            params = {"limit": "500"}
-            for _ in range(ROLL_PAGES):
-                roll = await api.get("/consent/v1/pupils", params=params)
-                if not roll.ok:
-                    return refused(request, roll)
-                restricted.extend(p for p in roll.body.get("items", []) if p.get("restricted"))
-                cursor = roll.body.get("next_cursor")
-                if not cursor:
-                    break
-                params = {"limit": "500", "cursor": cursor}
+            roll = await _whole_roll(api)
+            if isinstance(roll, Answer):
+                return refused(request, roll)
             rows = []
-            for pupil in restricted:
-                answer: Answer = await api.get(f"/consent/v1/pupils/{pupil['id']}/restriction")
+            for pupil in (p for p in roll if p.get("restricted")):
+                answer = await api.get(f"/consent/v1/pupils/{pupil['id']}/restriction")
                 if not answer.ok:
                     return refused(request, answer)
                 rows.append({"pupil": pupil, "restriction": answer.body})
+        found = [p for p in roll if _named(p, query)] if query else []
+        found.sort(key=lambda p: (str(p.get("family_name", "")).casefold(), pupil_name(p)))
         return render(
             request,
             "leadership/restrictions.html",
             title=t("leadership.restrictions.title"),
             rows=rows,
+            query=query,
+            found=found[:MAX_FOUND],
+            more=max(0, len(found) - MAX_FOUND),
+            lifted=request.query_params.get("lifted") == "1",
             pupil_name=pupil_name,
             when=lambda value: when(t, value, with_time=False),
+        )
+
+    async def restriction_page(
+        request: Request,
+        pupil_id: str,
+        *,
+        status: int = 200,
+        values: Mapping[str, str] | None = None,
+        errors: Mapping[str, str] | None = None,
+        error: str | None = None,
+        confirm_lift: bool = False,
+    ) -> Response:
+        t = Translator(language_of(request))
+        async with PageApi(request.app, request) as api:
+            pupil = await api.get(f"/consent/v1/pupils/{pupil_id}")
+            if not pupil.ok:
+                return refused(request, pupil)
+            current: dict[str, Any] | None = None
+            if pupil.body.get("restricted"):
+                answer = await api.get(f"/consent/v1/pupils/{pupil_id}/restriction")
+                if not answer.ok:
+                    return refused(request, answer)
+                current = answer.body
+        shown = dict(values or {})
+        if not shown and current is not None:
+            shown = {"kind": current["kind"], "reason": current["reason"]}
+        return render(
+            request,
+            "leadership/restriction.html",
+            status=status,
+            # The pupil's name alone: a reason never goes in a title, a link or a message.
+            title=pupil_name(pupil.body),
+            pupil=pupil.body,
+            current=current,
+            values=shown,
+            kinds=RESTRICTION_KINDS,
+            errors=errors or {},
+            error=error,
+            saved=request.query_params.get("saved") == "1",
+            confirm_lift=confirm_lift,
+            when=lambda value: when(t, value, with_time=False),
+        )
+
+    @router.get("/app/restrictions/{pupil_id}", response_class=HTMLResponse)
+    async def restriction(request: Request, pupil_id: str) -> Response:
+        """One pupil's restriction: set it, change it or lift it (DSL only)."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(RESTRICTION_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(pupil_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        return await restriction_page(request, ident)
+
+    @router.post("/app/restrictions/{pupil_id}", response_class=HTMLResponse)
+    async def set_restriction(request: Request, pupil_id: str) -> Response:
+        """Set or change the restriction (C12); the consent API audits it and tells media."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(RESTRICTION_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(pupil_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        form = await request.form()
+        values = {
+            "kind": str(form.get("kind", ""))[:40],
+            "reason": str(form.get("reason", ""))[:2000],
+        }
+        if values["kind"] not in RESTRICTION_KINDS:
+            return await restriction_page(
+                request,
+                ident,
+                status=422,
+                values=values,
+                errors={"kind": t("leadership.restriction.choose_kind")},
+            )
+        async with PageApi(request.app, request) as api:
+            answer = await api.put(f"/consent/v1/pupils/{ident}/restriction", json=values)
+        if not answer.ok:
+            errors, error = field_errors(answer, {"body.kind": "kind", "body.reason": "reason"})
+            return await restriction_page(
+                request, ident, status=answer.status, values=values, errors=errors, error=error
+            )
+        return RedirectResponse(f"/app/restrictions/{ident}?saved=1", status_code=303)
+
+    @router.get("/app/restrictions/{pupil_id}/lift", response_class=HTMLResponse)
+    async def confirm_lift(request: Request, pupil_id: str) -> Response:
+        """Ask before lifting: consents apply again from the moment it is lifted."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(RESTRICTION_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(pupil_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        return await restriction_page(request, ident, confirm_lift=True)
+
+    @router.post("/app/restrictions/{pupil_id}/lift", response_class=HTMLResponse)
+    async def lift(request: Request, pupil_id: str) -> Response:
+        """Lift the restriction, as confirmed (audited by the consent API)."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(RESTRICTION_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(pupil_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        async with PageApi(request.app, request) as api:
+            answer = await api.delete(f"/consent/v1/pupils/{ident}/restriction")
+        if not answer.ok:
+            return refused(request, answer)
+        return RedirectResponse("/app/restrictions?lifted=1", status_code=303)
+
+    @router.get("/app/reports", response_class=HTMLResponse)
+    async def reports(request: Request) -> Response:
+        """Reports of offensive messages (E10), newest first (the DSL and the head; audited)."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(REPORT_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        params = {"limit": "50"}
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            params["cursor"] = cursor[:200]
+        async with PageApi(request.app, request) as api:
+            listed = await api.get("/comms/v1/reports", params=params)
+        if not listed.ok:
+            return refused(request, listed)
+        return render(
+            request,
+            "leadership/reports.html",
+            title=t("leadership.reports.title"),
+            reports=listed.body.get("items", []),
+            next_cursor=listed.body.get("next_cursor"),
+            when=lambda value: when(t, value),
+        )
+
+    @router.get("/app/reports/{report_id}", response_class=HTMLResponse)
+    async def report(request: Request, report_id: str) -> Response:
+        """One report: who reported what, and the notice the DSL was sent at once."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(REPORT_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(report_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.reports.unknown")}))
+        async with PageApi(request.app, request) as api:
+            answer = await api.get(f"/comms/v1/reports/{ident}")
+        if not answer.ok:
+            return refused(request, answer)
+        return render(
+            request,
+            "leadership/report.html",
+            title=t("leadership.reports.one", reference=answer.body["reference"]),
+            report=answer.body,
+            received=when(t, answer.body.get("created_at")),
         )
 
     return router

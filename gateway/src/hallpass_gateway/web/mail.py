@@ -133,6 +133,37 @@ class Draft:
         }
 
 
+@dataclass(frozen=True)
+class PastoralReply:
+    """The reply form as typed: sensitive unless unticked (E5), urgent only when ticked (E8)."""
+
+    subject: str
+    body_text: str
+    sensitive: bool
+    urgent: bool
+
+    @classmethod
+    def blank(cls) -> PastoralReply:
+        return cls("", "", True, False)
+
+    @classmethod
+    def read(cls, form: Mapping[str, Any]) -> PastoralReply:
+        return cls(
+            subject=" ".join(str(form.get("subject", "")).split())[:200],
+            body_text=str(form.get("body_text", ""))[:60_000],
+            sensitive=form.get("sensitive") == "yes",
+            urgent=form.get("urgent") == "yes",
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {
+            **({"subject": self.subject} if self.subject else {}),
+            "body_text": self.body_text,
+            "sensitivity": "sensitive" if self.sensitive else "normal",
+            "urgent": self.urgent,
+        }
+
+
 async def _class_and_pupils(
     api: PageApi, class_id: str
 ) -> tuple[list[Any], dict[str, Any] | None, list[Any], Answer | None]:
@@ -375,27 +406,150 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
             when=lambda value: when(t, value),
         )
 
-    @router.get("/app/pastoral/{concern_id}", response_class=HTMLResponse)
-    async def concern(request: Request, concern_id: str) -> Response:
-        """One concern as the carer wrote it (read audited)."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(PASTORAL_READERS):
-            return not_allowed(request)
+    async def concern_page(
+        request: Request,
+        principal: Principal,
+        ident: str,
+        *,
+        status: int = 200,
+        reply: PastoralReply | None = None,
+        errors: Mapping[str, str] | None = None,
+        error: str | None = None,
+    ) -> Response:
         t = Translator(language_of(request))
-        ident = as_uuid(concern_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("mail.pastoral.unknown")}))
+        replied = as_uuid(request.query_params.get("replied"))
         async with PageApi(request.app, request) as api:
             answer = await api.get(f"/comms/v1/pastoral/concerns/{ident}")
-        if not answer.ok:
-            return refused(request, answer)
+            if not answer.ok:
+                return refused(request, answer)
+            # The reply just sent, read back: when it goes (E8) and who is copied (E1).
+            receipt = await api.get(f"/comms/v1/messages/{replied}") if replied else None
         return render(
             request,
             "mail/concern.html",
+            status=status,
             title=answer.body["subject"],
             concern=answer.body,
             received=when(t, answer.body.get("created_at")),
             can_read_history=principal.has_any(HISTORY_READERS),
+            reply=reply or PastoralReply.blank(),
+            errors=errors or {},
+            error=error,
+            receipt=receipt.body if receipt is not None and receipt.ok else None,
+            goes=when(t, receipt.body.get("scheduled_for"))
+            if receipt is not None and receipt.ok
+            else "",
+        )
+
+    async def pastoral_reader(
+        request: Request, concern_id: str
+    ) -> tuple[Principal, str] | Response:
+        principal = await viewer(request, verifier)
+        if not principal.has_any(PASTORAL_READERS):
+            return not_allowed(request)
+        ident = as_uuid(concern_id)
+        if ident is None:
+            t = Translator(language_of(request))
+            return refused(request, Answer(404, {"detail": t("mail.pastoral.unknown")}))
+        return principal, ident
+
+    @router.get("/app/pastoral/{concern_id}", response_class=HTMLResponse)
+    async def concern(request: Request, concern_id: str) -> Response:
+        """One concern as the carer wrote it (read audited), and the reply form."""
+        found = await pastoral_reader(request, concern_id)
+        if isinstance(found, Response):
+            return found
+        return await concern_page(request, *found)
+
+    @router.post("/app/pastoral/{concern_id}/preview", response_class=HTMLResponse)
+    async def preview_reply(request: Request, concern_id: str) -> Response:
+        """What the reply would do, from comms' own preview for the same carer: leadership
+        copied (E1), a secure link instead of the words (E5), held out of hours (E8)."""
+        found = await pastoral_reader(request, concern_id)
+        if isinstance(found, Response):
+            return found
+        principal, ident = found
+        t = Translator(language_of(request))
+        reply = PastoralReply.read(await request.form())
+        async with PageApi(request.app, request) as api:
+            concern = await api.get(f"/comms/v1/pastoral/concerns/{ident}")
+            if not concern.ok:
+                return refused(request, concern)
+            if not reply.body_text.strip():
+                return await concern_page(
+                    request,
+                    principal,
+                    ident,
+                    status=422,
+                    reply=reply,
+                    errors={"body_text": t("mail.reply.write_something")},
+                )
+            subject = reply.subject or f"Re: {' '.join(concern.body['subject'].split())}"[:200]
+            answer = await api.post(
+                "/comms/v1/messages:preview",
+                json={
+                    "recipients": {"guardian_ids": [concern.body["guardian_id"]]},
+                    "subject": subject,
+                    "body_text": reply.body_text,
+                    "sensitivity": "sensitive" if reply.sensitive else "normal",
+                    "urgent": reply.urgent,
+                },
+            )
+        if not answer.ok:
+            errors, error = field_errors(answer, FIELD_OF_WHERE)
+            return await concern_page(
+                request,
+                principal,
+                ident,
+                status=answer.status,
+                reply=reply,
+                errors=errors,
+                error=error,
+            )
+        return render(
+            request,
+            "mail/reply_preview.html",
+            title=t("mail.reply.preview_title"),
+            concern=concern.body,
+            reply=reply,
+            subject=subject,
+            summary=answer.body,
+            held_until=when(t, answer.body.get("scheduled_for")),
+        )
+
+    @router.post("/app/pastoral/{concern_id}/edit", response_class=HTMLResponse)
+    async def edit_reply(request: Request, concern_id: str) -> Response:
+        """Back from the preview to the form, with the reply as it was."""
+        found = await pastoral_reader(request, concern_id)
+        if isinstance(found, Response):
+            return found
+        return await concern_page(request, *found, reply=PastoralReply.read(await request.form()))
+
+    @router.post("/app/pastoral/{concern_id}/reply", response_class=HTMLResponse)
+    async def send_reply(request: Request, concern_id: str) -> Response:
+        """Send the reply as previewed (comms audits it and marks the concern answered)."""
+        found = await pastoral_reader(request, concern_id)
+        if isinstance(found, Response):
+            return found
+        principal, ident = found
+        reply = PastoralReply.read(await request.form())
+        async with PageApi(request.app, request) as api:
+            answer = await api.post(
+                f"/comms/v1/pastoral/concerns/{ident}/replies", json=reply.body()
+            )
+        if not answer.ok:
+            errors, error = field_errors(answer, FIELD_OF_WHERE)
+            return await concern_page(
+                request,
+                principal,
+                ident,
+                status=answer.status,
+                reply=reply,
+                errors=errors,
+                error=error,
+            )
+        return RedirectResponse(
+            f"/app/pastoral/{ident}?replied={answer.body['id']}", status_code=303
         )
 
     return router
