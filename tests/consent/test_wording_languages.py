@@ -222,7 +222,7 @@ def test_carer_answering_on_replaced_words_is_refused_c10(
         wording_language="cy",
     )
 
-    problem = assert_problem(response, 409, "wording_changed")
+    problem = assert_problem(response, 409, "stale_wording")
     assert problem["rule"] == "C10"
     assert records.history(family.pupil_id) == []
 

@@ -40,7 +40,7 @@ SCHOOL_TIME = ZoneInfo("Europe/London")
 WORDING_LANGUAGES = ("en", "cy")
 # Refusals the carer can act on, said in the page's language rather than the API's English.
 _CARER_PROBLEMS = {
-    "wording_changed": "parents.problem.wording_changed",
+    "stale_wording": "parents.problem.stale_wording",
     "wording_not_in_welsh": "parents.problem.wording_not_in_welsh",
 }
 

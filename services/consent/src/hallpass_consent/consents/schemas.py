@@ -65,7 +65,7 @@ class ParentConsent(BaseModel):
     wording_version: WordingVersion | None = Field(
         default=None,
         description="The version the carer was shown; if the school has published newer words "
-        "since, the answer is refused (409 wording_changed) so the carer reads them first.",
+        "since, the answer is refused (409 stale_wording) so the carer reads them first.",
     )
     wording_language: WordingLanguage = Field(default="en", description=_LANGUAGE)
 

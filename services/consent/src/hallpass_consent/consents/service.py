@@ -382,7 +382,7 @@ def record_parent_consent(
             f"The school has published new words for '{purpose.code}' (version "
             f"{purpose.current_version}) since version {wording.version} was shown; read them "
             "and answer again.",
-            code="wording_changed",
+            code="stale_wording",
             rule="C10",
         )
     valid_from, valid_until = policy.validity(school_year(school), decision, None, None, now=now)
