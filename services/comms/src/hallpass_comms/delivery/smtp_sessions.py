@@ -153,16 +153,15 @@ class _SmtplibTransport:
             self._open.append(connection)
         return connection
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, timeout: float | None = None) -> smtplib.SMTP:
+        timeout = self._timeout if timeout is None else timeout
         smtp: smtplib.SMTP | None = None
         try:
             if self._implicit_tls:
-                smtp = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self._timeout, context=self._tls
-                )
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=self._tls)
                 smtp.ehlo()
                 return smtp
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self._timeout)
+            smtp = smtplib.SMTP(self.host, self.port, timeout=timeout)
             smtp.ehlo()
             if not smtp.has_extn("starttls"):
                 raise PermanentFailure(
@@ -211,13 +210,10 @@ class _SmtplibTransport:
 
     def ready(self) -> None:
         """Raise ServerUnavailable unless the server answers and offers TLS now (``/readyz``)."""
-        timeout, self._timeout = self._timeout, self.READY_TIMEOUT_SECONDS
         try:
-            smtp = self._connect()
+            smtp = self._connect(self.READY_TIMEOUT_SECONDS)
         except PermanentFailure as exc:
             raise ServerUnavailable(str(exc)) from exc
-        finally:
-            self._timeout = timeout
         _Connection(smtp, None).drop()
 
     def close(self) -> None:
