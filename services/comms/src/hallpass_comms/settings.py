@@ -33,7 +33,8 @@ class CommsSettings(BaseSettings):
     # Whose tokens smtp_oauth2 uses: microsoft (client credentials) or google (a service account
     # with domain-wide delegation). Unset: read from the SMTP host (office365 / gmail).
     oauth_provider: Literal["microsoft", "google"] | None = None
-    # A PEM file of certificate authorities to trust for the SMTP server, besides the system's.
+    # smtp_oauth2 and smtp_relay: a PEM file of certificate authorities to trust for the SMTP
+    # server, besides the system's (a school's own relay).
     smtp_ca_file: Path | None = None
     # smtp_relay: a client certificate (PEM, with its key in the same file or in the next setting)
     # for a connector that recognises the school by certificate.
