@@ -97,6 +97,19 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
     ),
     # Which codes the school issued is no schema's to say.
     "POST /v1/me/invitations:redeem": frozenset({(422, "invitation_not_valid")}),
+    # Which purposes and classes the school has, and who is on roll in them.
+    "POST /v1/consent-requests": frozenset(
+        (422, code)
+        for code in (
+            "unknown_purpose",
+            "no_consent_needed",
+            "empty_scope",
+            "unknown_class",
+            "closes_in_the_past",
+            "nobody_in_scope",
+        )
+    ),
+    "GET /v1/consent-requests": frozenset({(400, "invalid_cursor")}),
 }
 
 PURPOSES = ("website_photo", "social_media_photo", "livestream", "pupil_work_publish")

@@ -169,7 +169,9 @@ def open_consent_request_link(
     return service.open_link(session, body, now=context.clock())
 
 
-@link_router.post("/consent-requests:answer-link", status_code=201)
+@link_router.post(
+    "/consent-requests:answer-link", status_code=201, responses=problem_responses(409)
+)
 def answer_consent_request_link(
     body: LinkAnswer, session: SessionDep, context: ConsentContextDep
 ) -> LinkAnswerReceipt:
