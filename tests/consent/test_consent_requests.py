@@ -594,3 +594,17 @@ def test_welsh_claimed_for_words_without_welsh_refuses_every_answer_c10(
 
     assert_problem(response, 422, "wording_not_in_welsh")
     assert count_records(consent_db) == 0
+
+
+def test_the_same_idempotency_key_asks_once(
+    client: TestClient, school: SchoolBuilder, world: Class3, consent_db: Database
+) -> None:
+    body = {"title": "Photos", "purposes": PURPOSES, "scope": {"class_ids": [world.oak]}}
+    headers = {**school.office, "Idempotency-Key": "request-form-1"}
+
+    first = client.post("/v1/consent-requests", json=body, headers=headers)
+    again = client.post("/v1/consent-requests", json=body, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert again.json()["id"] == first.json()["id"]
+    assert len(mail_due(consent_db)) == 1
