@@ -13,8 +13,11 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -25,7 +28,7 @@ from hallpass_comms.models import Base, Delivery, DeliveryStatus, MailBounce, Me
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.db import Database
 from tests import databases
-from tests.comms.conftest import FrozenClock
+from tests.comms.conftest import FrozenClock, delivery_worker, sent
 from tests.comms.imap import ImapMailbox
 from tests.comms.test_delivery import (
     HEAD,
@@ -35,6 +38,8 @@ from tests.comms.test_delivery import (
     queue_message,
     rows,
 )
+from tests.conftest import TokenFactory
+from tests.consent.builders import SchoolBuilder
 from tests.databases import BACKENDS
 
 USER, PASSWORD = "bounces@oakfield.sch.uk", "correct horse battery staple"
@@ -340,6 +345,35 @@ def test_reading_in_clear_is_refused_for_anything_but_loopback(db: Database) -> 
     )
     with pytest.raises(ValueError, match="loopback"):
         BounceMailbox(settings, db)
+
+
+def test_e3_a_bounce_shows_in_the_family_history_and_to_the_sender(
+    comms: TestClient,
+    comms_app: FastAPI,
+    comms_db: Database,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    clock: FrozenClock,
+    imap: ImapMailbox,
+) -> None:
+    family = school.family()
+    receipt = sent(comms, auth("staff"), {"pupil_ids": [family.pupil_id]})
+    assert delivery_worker(comms_app).run_until_idle() == 1
+    (envelope,) = rows(comms_db).values()
+    imap.add(gmail_report(envelope, envelope.to_addresses[0]))
+
+    assert reader(comms_db, imap, clock).read_once().bounced == 1
+
+    history = comms.get(f"/v1/families/{family.pupil_id}/messages", headers=auth("head"))
+    assert history.status_code == 200, history.text
+    (entry,) = history.json()["items"]
+    assert entry["delivery_statuses"] == ["bounced"]
+    assert [(b["action"], b["status"]) for b in entry["bounces"]] == [("failed", "5.1.1")]
+    read = comms.get(f"/v1/messages/{receipt['id']}", headers=auth("staff")).json()
+    (delivery,) = read["deliveries"]
+    assert delivery["status"] == "bounced"
+    assert delivery["last_error"].startswith("bounced: ")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from hallpass_comms import migrations
 from hallpass_comms.app import create_app
 from hallpass_comms.delivery import DeliveryWorker, EmlFolderTransport, SmtpTransport
+from hallpass_comms.delivery.graph import GraphTransport
 from hallpass_comms.delivery.limits import (
     PROVIDER_LIMITS,
     Limit,
@@ -39,6 +40,7 @@ from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings
 from tests import databases
 from tests.comms.conftest import FrozenClock, delivery_worker, sent
+from tests.comms.providers import CLIENT_ID, CLIENT_SECRET, TENANT, Answer, ProviderStandIn
 from tests.comms.smtp import SmtpServer
 from tests.comms.test_delivery import (
     BASE_URL,
@@ -97,8 +99,16 @@ def transport(smtp: SmtpServer) -> Iterator[SmtpTransport]:
     smtp_transport.close()
 
 
-def limited(**limits: int) -> SendingLimits:
-    return SendingLimits(mailbox=Limit(**limits))
+def limited(
+    messages_per_minute: int = 0, messages_per_day: int = 0, recipients_per_day: int = 0
+) -> SendingLimits:
+    return SendingLimits(
+        mailbox=Limit(
+            messages_per_minute=messages_per_minute,
+            messages_per_day=messages_per_day,
+            recipients_per_day=recipients_per_day,
+        )
+    )
 
 
 def worker(
@@ -352,6 +362,57 @@ def test_retry_after_holds_the_mailbox_for_every_worker_until_then(
     assert (row.due_at, row.attempts) == (until, 0)
     clock.now = until
     assert other.run_until_idle() == 1
+
+
+def test_graph_429_retry_after_holds_the_mailbox_that_long_without_an_attempt(
+    db: Database, clock: FrozenClock
+) -> None:
+    stand_in = ProviderStandIn()
+    stand_in.access_policy = {SENDER}
+    stand_in.start()
+    settings = CommsSettings.model_validate(
+        {
+            "mail_transport": "graph",
+            "microsoft_tenant_id": TENANT,
+            "microsoft_client_id": CLIENT_ID,
+            "microsoft_client_secret": CLIENT_SECRET,
+            "microsoft_login_url": stand_in.url,
+            "microsoft_graph_url": stand_in.url,
+        }
+    )
+    graph = GraphTransport(settings)
+    try:
+        queue_message(db, families=[family_addresses(n) for n in range(1, 4)], due_at=clock.now)
+        stand_in.answer_next(
+            "graph",
+            Answer(
+                429,
+                {"error": {"code": "ApplicationThrottled", "message": "MailboxConcurrency"}},
+                {"Retry-After": "120"},
+            ),
+        )
+        # Graph is Microsoft: Exchange Online's limits apply without being configured.
+        limits = SendingLimits.from_settings(settings)
+        assert limits.mailbox.messages_per_minute == 30
+        sender = DeliveryWorker(db, graph, public_base_url=BASE_URL, clock=clock, limits=limits)
+        start = clock.now
+
+        assert sender.run_until_idle() == 0
+        assert {(r.due_at, r.attempts) for r in rows(db).values()} == {
+            (start + dt.timedelta(seconds=120), 0)
+        }
+        (deferred,) = [e for e in audit_entries(db) if e.action == "mail.deferred"]
+        assert deferred.outcome == "throttled"
+        assert deferred.details["retry_after"] == 120
+
+        clock.now = start + dt.timedelta(seconds=119)
+        assert sender.run_until_idle() == 0
+        clock.now = start + dt.timedelta(seconds=120)
+        assert sender.run_until_idle() == 3
+        assert len(stand_in.delivered) == 3
+    finally:
+        graph.close()
+        stand_in.stop()
 
 
 def test_without_limits_a_throttle_still_holds_the_mailbox_in_this_worker(

@@ -547,6 +547,8 @@ def remember_forecast(
     session: Session, limits: SendingLimits | None, message: Message, now: dt.datetime
 ) -> None:
     """Keep when the message's last envelope should leave, for its 202 and its history."""
+    if limits is None or not limits.active:
+        return  # no limit: nothing to forecast, and no envelope to read back
     waiting = [
         d
         for d in repository.deliveries_of(session, [message.id])
