@@ -182,7 +182,8 @@ def seed_school(
         ).all()
     carers_of: dict[uuid.UUID, list[uuid.UUID]] = {}
     for pupil_id, guardian_id in rows:
-        carers_of.setdefault(pupil_id, []).append(guardian_id)
+        # SQLite hands raw SQL's UUID columns back as hex strings.
+        carers_of.setdefault(uuid.UUID(str(pupil_id)), []).append(uuid.UUID(str(guardian_id)))
 
     records = restricted = 0
     methods = list(Method)
@@ -260,7 +261,7 @@ def pupil_ids(database: Database) -> list[str]:
             text("SELECT id FROM pupil WHERE school_id = :school ORDER BY mis_id"),
             {"school": SCHOOL},
         ).all()
-    return [str(row[0]) for row in rows]
+    return [str(uuid.UUID(str(row[0]))) for row in rows]
 
 
 # --------------------------------------------------------------------------------------------
