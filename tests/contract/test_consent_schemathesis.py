@@ -76,7 +76,38 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
             "no_parental_responsibility",
             "invalid_dates",
             "unknown_wording_version",
+            "wording_not_in_welsh",
         )
+    ),
+    # A scan's type is read from its bytes (415 for anything not a PDF, JPEG or PNG) and an
+    # empty file is refused; the record part is the JSON of POST /v1/consents, as a string the
+    # schema cannot describe further, with that endpoint's refusals.
+    "POST /v1/consents:with-evidence": frozenset(
+        {
+            (415, "unsupported_scan_type"),
+            (422, "empty_scan"),
+            (422, "invalid_record"),
+            (422, "wording_not_in_welsh"),
+            *(
+                (422, code)
+                for code in (
+                    "unknown_pupil",
+                    "pupil_not_on_roll",
+                    "unknown_purpose",
+                    "no_consent_needed",
+                    "pupil_answer_not_asked",
+                    "guardian_not_expected",
+                    "guardian_required",
+                    "not_a_carer",
+                    "no_parental_responsibility",
+                    "invalid_dates",
+                    "unknown_wording_version",
+                )
+            ),
+        }
+    ),
+    "POST /v1/consents/{record_id}/evidence": frozenset(
+        {(415, "unsupported_scan_type"), (422, "empty_scan")}
     ),
     "POST /v1/consents/{record_id}:withdraw": frozenset({(422, "not_a_grant")}),
     "POST /v1/families:resolve": frozenset(
@@ -90,7 +121,8 @@ BUSINESS_REJECTIONS: dict[str, frozenset[tuple[int, str]]] = {
         {(422, "no_consent_needed"), (422, "explicit_consent_required")}
     ),
     "POST /v1/me/children/{pupil_id}/consents": frozenset(
-        (422, code) for code in (*CARER_ANSWER_REFUSALS, "unknown_wording_version")
+        (422, code)
+        for code in (*CARER_ANSWER_REFUSALS, "unknown_wording_version", "wording_not_in_welsh")
     ),
     "POST /v1/me/children/{pupil_id}/consents/{purpose}:withdraw": frozenset(
         (422, code) for code in CARER_ANSWER_REFUSALS

@@ -98,7 +98,8 @@ def record_consent(
     "/consents:with-evidence",
     status_code=201,
     response_model=RecordWithScans,
-    responses=problem_responses(409, 413, 415),
+    # 400: a body that is not well-formed multipart.
+    responses=problem_responses(400, 409, 413, 415),
 )
 def record_consent_with_evidence(
     session: SessionDep,
@@ -106,12 +107,16 @@ def record_consent_with_evidence(
     record: Annotated[
         str,
         Form(
+            min_length=2,
             max_length=20_000,
             description="The decision as JSON, exactly as POST /v1/consents takes it.",
         ),
         STORABLE,
     ],
-    scan: Annotated[list[UploadFile], File(description=_SCANS)],
+    scan: Annotated[
+        list[UploadFile],
+        File(description=_SCANS, min_length=1, max_length=MAX_SCANS_PER_REQUEST),
+    ],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -145,13 +150,17 @@ def record_consent_with_evidence(
 @router.post(
     "/consents/{record_id}/evidence",
     status_code=201,
-    responses=problem_responses(409, 413, 415),
+    # 400: a body that is not well-formed multipart.
+    responses=problem_responses(400, 409, 413, 415),
 )
 def add_evidence(
     record_id: uuid.UUID,
     session: SessionDep,
     context: ConsentContextDep,
-    scan: Annotated[list[UploadFile], File(description=_SCANS)],
+    scan: Annotated[
+        list[UploadFile],
+        File(description=_SCANS, min_length=1, max_length=MAX_SCANS_PER_REQUEST),
+    ],
     principal: Principal = require_roles(*REGISTRARS),
 ) -> list[ScanView]:
     """Keep scans of the signed form with a record made earlier; the record is not changed."""
