@@ -550,3 +550,23 @@ def test_without_limits_the_202_has_no_forecast(
     receipt = sent(comms, auth("staff"), {"pupil_ids": [family.pupil_id]})
 
     assert receipt["expected_last_at"] is None
+
+
+def test_e8_mail_held_for_the_morning_is_forecast_from_the_morning(
+    comms: TestClient,
+    auth: TokenFactory,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    clock: FrozenClock,
+) -> None:
+    oak = school.school_class()
+    for n in range(3):
+        school.family(f"Pupil{n}", "Shaw", class_id=oak)
+    # Wednesday 18 November 2026, 19:00 in London: after school, held for the morning (E8).
+    clock.now = dt.datetime(2026, 11, 18, 19, 0, tzinfo=dt.UTC)
+
+    receipt = sent(comms, auth("staff"), {"class_ids": [oak]})
+
+    morning = dt.datetime.fromisoformat(receipt["scheduled_for"])
+    # Three envelopes at two a minute from the morning send: the last a minute after it.
+    assert dt.datetime.fromisoformat(receipt["expected_last_at"]) == morning + MINUTE
