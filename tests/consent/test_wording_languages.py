@@ -279,3 +279,25 @@ def test_withdrawal_keeps_the_language_of_the_grant_c10(
     assert response.status_code == 201, response.text
     assert response.json()["wording_language"] == "cy"
     assert response.json()["wording"] == WELSH
+
+
+def test_carer_withdraws_a_welsh_grant_after_new_words_without_being_refused_c5_c10(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder
+) -> None:
+    new_wording(client, auth, ENGLISH, WELSH)
+    family = school.family()
+    carer = auth("parent", guardian=family.guardian_ids[0], sub="grace@example.org")
+    grant = answer(
+        client, auth, family.pupil_id, family.guardian_ids[0], wording_language="cy"
+    ).json()
+    new_wording(client, auth, ENGLISH + " Reviewed each September.")
+
+    response = client.post(
+        f"/v1/me/children/{family.pupil_id}/consents/website_photo:withdraw", headers=carer
+    )
+
+    assert response.status_code == 201, response.text
+    withdrawal = response.json()
+    assert withdrawal["withdraws_record_id"] == grant["id"]
+    assert (withdrawal["wording_version"], withdrawal["wording_language"]) == (2, "cy")
+    assert withdrawal["wording"] == WELSH

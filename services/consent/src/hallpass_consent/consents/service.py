@@ -6,9 +6,12 @@ Every function is handed the time (``now``) by its caller: the service's one clo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from hallpass_consent.common import emit_event, record_audit, require_school
@@ -19,10 +22,8 @@ from hallpass_consent.consents.schemas import (
     ConsentReceipt,
     ConsentRecordView,
     DecisionRequest,
-    DecisionResponse,
     EffectiveConsent,
     PupilConsents,
-    PupilDecision,
     ReceiptParty,
     ReceiptPurpose,
     ReceiptWithdrawal,
@@ -44,6 +45,7 @@ from hallpass_consent.models import (
 from hallpass_consent.pupils import repository as pupils
 from hallpass_consent.schools import repository as schools
 from hallpass_kit.auth import Principal
+from hallpass_kit.db import Database
 from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 
 Verdicts = dict[tuple[uuid.UUID, str], Verdict]
@@ -368,7 +370,8 @@ def record_parent_consent(
 
     ``wording_version`` and ``wording_language`` are what the carer's page showed: a version
     the school has replaced since is refused (409), so nobody agrees to words that no longer
-    describe what the school does.
+    describe what the school does. A withdrawal is never refused for its words (C5): it names
+    the words of the grant it withdraws.
     """
     assert principal.guardian_id is not None
     school = require_school(session, principal.school)
@@ -376,21 +379,12 @@ def record_parent_consent(
         raise Unprocessable("This pupil has left the school.", code="pupil_not_on_roll")
     purpose = _find_purpose(session, school.id, purpose_code)
     _check_carer(session, pupil, principal.guardian_id)
-    wording = _wording_shown(session, purpose, wording_version, wording_language)
-    if wording.version != purpose.current_version:
-        raise Conflict(
-            f"The school has published new words for '{purpose.code}' (version "
-            f"{purpose.current_version}) since version {wording.version} was shown; read them "
-            "and answer again.",
-            code="stale_wording",
-            rule="C10",
-        )
     valid_from, valid_until = policy.validity(school_year(school), decision, None, None, now=now)
-    withdraws = None
+    withdrawn = None
     if decision is Decision.withdrawn:
-        withdraws = next(
+        withdrawn = next(
             (
-                r.id
+                r
                 for r in repository.history(session, school.id, pupil.id)
                 if r.purpose_id == purpose.id
                 and r.guardian_id == principal.guardian_id
@@ -398,6 +392,23 @@ def record_parent_consent(
             ),
             None,
         )
+    if withdrawn is not None:
+        wording_language = withdrawn.wording_language
+        wording = _wording_shown(session, purpose, withdrawn.wording_version, wording_language)
+    elif decision is Decision.withdrawn:
+        wording = _wording_shown(session, purpose, None, "en")
+        wording_language = "cy" if wording_language == "cy" and wording.text_cy else "en"
+    else:
+        wording = _wording_shown(session, purpose, wording_version, wording_language)
+        if wording.version != purpose.current_version:
+            raise Conflict(
+                f"The school has published new words for '{purpose.code}' (version "
+                f"{purpose.current_version}) since version {wording.version} was shown; read "
+                "them and answer again.",
+                code="stale_wording",
+                rule="C10",
+            )
+    withdraws = withdrawn.id if withdrawn is not None else None
     record = _append(
         session,
         school=school,
@@ -518,30 +529,46 @@ def history(session: Session, school_id: str, pupil_id: uuid.UUID) -> list[Conse
     return record_views(session, school_id, repository.history(session, school_id, pupil_id))
 
 
+@dataclass(frozen=True, slots=True)
+class DecidedBatch:
+    """A decision batch's answer: the response body, already JSON, and each verdict's reason."""
+
+    json: bytes
+    reasons: list[Reason]
+
+
 def decisions(
-    session: Session,
+    database: Database,
     principal: Principal,
     body: DecisionRequest,
     *,
     max_batch: int,
     now: dt.datetime,
-) -> DecisionResponse:
-    """Per-pupil verdicts for one purpose; fails closed on anything unknown."""
+) -> DecidedBatch:
+    """Per-pupil verdicts for one purpose; fails closed on anything unknown.
+
+    Reads with one statement (``repository.decision_facts``) and decides with the same pure
+    ``decide`` as every other reader of consent state; nothing is written, nothing cached (C5).
+    The body is the ``DecisionResponse`` schema, written directly: the verdicts are built here
+    and need no validating again.
+    """
     if len(body.pupil_ids) > max_batch:
         raise Unprocessable(
             f"At most {max_batch} pupils per decision request.", code="batch_too_large"
         )
-    purpose = schools.purpose_by_code(session, principal.school, body.purpose)
-    if purpose is None:
+    at = body.at or now
+    pupil_ids = list(dict.fromkeys(body.pupil_ids))
+    with database.reading() as connection:
+        facts = repository.decision_facts(connection, principal.school, body.purpose, pupil_ids, at)
+    rule = facts.rule
+    if rule is None:
         raise Unprocessable(
             f"No purpose '{body.purpose}' in this school's catalogue.",
             code="unknown_purpose",
             rule="C1",
         )
-    at = body.at or now
-    pupil_ids = list(dict.fromkeys(body.pupil_ids))
-    verdicts = evaluate(session, principal.school, [purpose], pupil_ids, at)
-    unknown = [i for i, pid in enumerate(body.pupil_ids) if (pid, purpose.code) not in verdicts]
+    standing = facts.standing
+    unknown = [i for i, pid in enumerate(body.pupil_ids) if pid not in standing]
     if unknown:
         raise Unprocessable(
             "Some pupils are not known in this school; nothing was decided.",
@@ -555,15 +582,32 @@ def decisions(
                 for i in unknown[:100]
             ],
         )
-    return DecisionResponse(
-        purpose=purpose.code,
-        at=at,
-        decisions=[
-            PupilDecision(pupil_id=pid, allowed=v.allowed, reason=v.reason, record_id=v.record_id)
-            for pid in pupil_ids
-            for v in (verdicts[(pid, purpose.code)],)
-        ],
-    )
+    records = facts.records
+    parts: list[str] = []
+    reasons: list[Reason] = []
+    for pid in pupil_ids:
+        pupil = standing[pid]
+        verdict = decide(
+            rule,
+            at=at,
+            on_roll=pupil.on_roll,
+            restricted=pupil.restricted,
+            responsible_guardians=pupil.responsible_guardians,
+            records=records.get(pid, ()),
+        )
+        reasons.append(verdict.reason)
+        record = "null" if verdict.record_id is None else f'"{verdict.record_id}"'
+        parts.append(
+            f'{{"pupil_id":"{pid}","allowed":{"true" if verdict.allowed else "false"},'
+            f'"reason":"{verdict.reason.value}","record_id":{record}}}'
+        )
+    # The purpose code is a slug and a UUID or a reason never needs escaping; the instant is
+    # written by the same serializer as every other response's.
+    head = f'{{"purpose":{json.dumps(rule.code)},"at":{_INSTANT.dump_json(at).decode()}'
+    return DecidedBatch(f'{head},"decisions":[{",".join(parts)}]}}'.encode(), reasons)
+
+
+_INSTANT: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)
 
 
 def receipt(
