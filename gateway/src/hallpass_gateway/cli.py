@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
-import getpass
-import importlib
-import importlib.util
-import json
 import os
 import sys
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import ValidationError
+from hallpass_gateway.quick_token import ROLE_NAMES, TRUST_ROLE_NAMES, TokenSettings
 
-from hallpass_consent.settings import ConsentSettings
-from hallpass_kit.auth import TRUST_ROLES, DevIssuer, Role
-from hallpass_kit.db import MAINTENANCE, Database
-from hallpass_kit.errors import HallpassError
-from hallpass_kit.identity import IdentityFileError
-from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment, InsecureSettingsError
-
+# Each command imports what it needs inside its function: a short command (`--help`, `token`,
+# `service-key`, `comms check-transport`) should start at once, not after the services' settings,
+# SQLAlchemy, the web framework and the scanning stack have loaded (docs/benchmarks.md).
 if TYPE_CHECKING:
+    import uuid
+    from pathlib import Path
+
+    from hallpass_consent.settings import ConsentSettings
     from hallpass_kit.audit import AuditChain
+    from hallpass_kit.db import Database
+    from hallpass_kit.settings import CommonSettings
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -43,13 +36,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args)
-    except IdentityFileError as exc:
-        # Read at start-up, before anything serves: say what to fix, not where it was noticed.
-        print(f"hallpass: identity file refused: {exc}", file=sys.stderr)
+    except Exception as exc:
+        refusal = _settings_refusal(exc)
+        if refusal is None:
+            raise
+        print(f"hallpass: {refusal}", file=sys.stderr)
         return 2
-    except (InsecureSettingsError, ValidationError) as exc:
-        print(f"hallpass: settings refused: {exc}", file=sys.stderr)
-        return 2
+
+
+def _settings_refusal(exc: Exception) -> str | None:
+    """What to print for an error in the settings or identity file, read at start-up before
+    anything serves: say what to fix, not where it was noticed (no traceback).
+
+    Each of these errors can only come from a module the command has imported; looking them up
+    among the loaded modules keeps a short command from importing them just to catch them.
+    """
+    identity = sys.modules.get("hallpass_kit.identity")
+    if identity is not None and isinstance(exc, identity.IdentityFileError):
+        return f"identity file refused: {exc}"
+    settings = sys.modules.get("hallpass_kit.settings")
+    pydantic_core = sys.modules.get("pydantic_core")
+    if (settings is not None and isinstance(exc, settings.InsecureSettingsError)) or (
+        pydantic_core is not None and isinstance(exc, pydantic_core.ValidationError)
+    ):
+        return f"settings refused: {exc}"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     service_key = commands.add_parser(
         "service-key", help="make the key services apart sign their calls to each other with"
     )
-    service_key.add_argument("--out", type=Path, required=True, help="file to write (mode 600)")
+    service_key.add_argument(
+        "--out", type=_LazyType("pathlib", "Path"), required=True, help="file to write (mode 600)"
+    )
     service_key.add_argument("--force", action="store_true", help="replace an existing file")
     service_key.set_defaults(command=_service_key)
 
@@ -99,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="roles",
         action="append",
         required=True,
-        choices=[role.value for role in Role],
+        choices=ROLE_NAMES,
         help="repeat for several roles",
     )
     token.add_argument(
@@ -108,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--trust", help="the trust a trust role acts in (a trust of HALLPASS_IDENTITY_FILE)"
     )
-    token.add_argument("--guardian", type=uuid.UUID, help="guardian id (required for parent)")
+    token.add_argument(
+        "--guardian", type=_LazyType("uuid", "UUID"), help="guardian id (required for parent)"
+    )
     token.add_argument("--sub", help="subject; default ROLE@SCHOOL")
     token.add_argument("--email", help="default ROLE@SCHOOL.sch.uk")
     token.add_argument("--ttl", type=int, default=_EIGHT_HOURS, help="lifetime in seconds")
@@ -124,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.set_defaults(command=_migrate)
 
     import_ = commands.add_parser("import", help="import pupils and carers from an MIS CSV export")
-    import_.add_argument("file", type=Path, metavar="FILE.csv")
+    import_.add_argument("file", type=_LazyType("pathlib", "Path"), metavar="FILE.csv")
     import_.add_argument("--school", default="demo")
     import_.add_argument("--dry-run", action="store_true", help="validate and report, save nothing")
     import_.set_defaults(command=_import)
@@ -152,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_check_transport)
 
     openapi = commands.add_parser("openapi", help="write the OpenAPI documents under --out")
-    openapi.add_argument("--out", type=Path, default=Path("openapi"))
+    openapi.add_argument("--out", type=_LazyType("pathlib", "Path"), default="openapi")
     openapi.add_argument(
         "--check", action="store_true", help="compare with the files instead of writing them"
     )
@@ -160,13 +175,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LazyType:
+    """An argument type imported only when an argument of it is read: uuid imports platform and
+    pathlib imports urllib and ipaddress, a tenth of a short command's start-up between them."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._module = module
+        self.__name__ = name  # argparse says "invalid UUID value"
+
+    def __call__(self, text: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._module), self.__name__)(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hallpass_gateway.app import SERVICES, service_name
     from hallpass_gateway.asgi import proxy_mode
+    from hallpass_kit.auth import DevIssuer
     from hallpass_kit.clients import service_key
     from hallpass_kit.logs import configure_logging
+    from hallpass_kit.settings import CommonSettings
 
     served: str = args.service
     host: str = args.host
@@ -192,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             workers=workers,
-            loop=_LOOP,
+            loop=_loop(),
             http="httptools",
             log_config=None,
             access_log=False,
@@ -215,7 +246,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         workers=workers,
-        loop=_LOOP,
+        loop=_loop(),
         http="httptools",
         # The kit's logging (HALLPASS_LOG_FORMAT) writes one line per request instead.
         log_config=None,
@@ -227,8 +258,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# uvloop is not built for Windows; the pyproject leaves it out there.
-_LOOP = "uvloop" if importlib.util.find_spec("uvloop") is not None else "auto"
+def _loop() -> str:
+    import importlib.util
+
+    # uvloop is not built for Windows; the pyproject leaves it out there.
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "auto"
 
 
 def _print_listening(host: str, port: int, served: str) -> None:
@@ -238,7 +272,10 @@ def _print_listening(host: str, port: int, served: str) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import importlib
+
     from hallpass_kit.logs import configure_logging
+    from hallpass_kit.settings import CommonSettings
     from hallpass_kit.standalone import run_background_only
 
     served: str = args.service
@@ -252,6 +289,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _service_key(args: argparse.Namespace) -> int:
+    import json
+
     from hallpass_kit.clients import generate_service_key
 
     out: Path = args.out
@@ -259,7 +298,7 @@ def _service_key(args: argparse.Namespace) -> int:
         print(f"hallpass service-key: {out} exists (--force replaces it)", file=sys.stderr)
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.{uuid.uuid4().hex}")
+    temporary = out.with_name(f".{out.name}.{os.urandom(16).hex()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps(generate_service_key()))
@@ -269,6 +308,8 @@ def _service_key(args: argparse.Namespace) -> int:
 
 
 def _how_this_was_run() -> str:
+    from pathlib import Path
+
     # The hint must work when pasted into the user's own shell, where neither the virtualenv's
     # bin/ nor a bootstrapped uv is necessarily on PATH.
     script = Path(sys.argv[0])
@@ -278,6 +319,8 @@ def _how_this_was_run() -> str:
 
 
 def _shortest_path(path: Path) -> str:
+    from pathlib import Path
+
     absolute = path.absolute()
     try:
         relative = absolute.relative_to(Path.cwd())
@@ -287,29 +330,32 @@ def _shortest_path(path: Path) -> str:
 
 
 def _token(args: argparse.Namespace) -> int:
+    # The lean route (hallpass_gateway.quick_token): no services, no pydantic-settings, no joserfc.
+    from hallpass_gateway import quick_token
+
     roles: list[str] = args.roles
     trust: str | None = args.trust
-    trust_roles = sorted(set(roles) & {role.value for role in TRUST_ROLES})
+    trust_roles = sorted(set(roles) & TRUST_ROLE_NAMES)
     school: str | None = args.school or (None if trust_roles else "demo")
     guardian: uuid.UUID | None = args.guardian
     ttl: int = args.ttl
-    common = CommonSettings()
-    if not common.uses_dev_issuer:
+    settings = quick_token.settings_from_environment(os.environ) or _full_token_settings()
+    if not settings.uses_dev_issuer:
         print(
             "hallpass token: tokens come from the school's identity provider; the dev issuer is "
             "off because HALLPASS_IDENTITY_FILE names issuers or HALLPASS_AUTH_JWKS_URL is set.",
             file=sys.stderr,
         )
         return 2
-    if trust_roles and trust not in common.identity().trusts:
-        known = ", ".join(sorted(common.identity().trusts)) or "none: set HALLPASS_IDENTITY_FILE"
+    if trust_roles and trust not in settings.trusts:
+        known = ", ".join(sorted(settings.trusts)) or "none: set HALLPASS_IDENTITY_FILE"
         print(
             f"hallpass token: {trust_roles[0]} acts in a trust; name one with --trust "
             f"(trusts: {known}).",
             file=sys.stderr,
         )
         return 2
-    if Role.parent.value in roles and guardian is None:
+    if "parent" in roles and guardian is None:
         print(
             "hallpass token: a parent's token must name the guardian (--guardian UUID).",
             file=sys.stderr,
@@ -321,14 +367,15 @@ def _token(args: argparse.Namespace) -> int:
     where = school or trust or "demo"
     sub: str = args.sub or f"{roles[0]}@{where}"
     email: str = args.email or f"{roles[0]}@{where}.sch.uk"
-    issuer = DevIssuer.load_or_create(
-        common.dev_signing_key_path, common.auth_issuer, common.auth_audience
-    )
+    key = quick_token.load_or_create_key(settings.dev_signing_key_path)
     print(
-        issuer.issue(
+        quick_token.issue(
+            key,
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
             sub=sub,
             school=school,
-            roles=[Role(role) for role in roles],
+            roles=roles,
             guardian_id=guardian,
             email=email,
             ttl_seconds=ttl,
@@ -338,8 +385,24 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _full_token_settings() -> TokenSettings:
+    """The token's settings from CommonSettings itself: production's checks, the identity file."""
+    from hallpass_kit.settings import CommonSettings
+
+    common = CommonSettings()
+    uses_dev_issuer = common.uses_dev_issuer  # reads the identity file: refused here if wrong
+    return TokenSettings(
+        data_dir=str(common.data_dir),
+        auth_issuer=common.auth_issuer,
+        auth_audience=common.auth_audience,
+        uses_dev_issuer=uses_dev_issuer,
+        trusts=frozenset(common.identity().trusts),
+    )
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from hallpass_gateway.app import SERVICES, service_name
+    from hallpass_kit.settings import CommonSettings
 
     named: list[str] = args.services
     unknown = sorted(set(named) - set(_SERVICE_NAMES))
@@ -358,6 +421,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _consent_database(common: CommonSettings, settings: ConsentSettings) -> Database:
     from hallpass_consent.common import audit
     from hallpass_consent.migrations import upgrade
+    from hallpass_kit.db import MAINTENANCE, Database
 
     database = Database(settings.resolved_database_url(common), MAINTENANCE)
     upgrade(database)
@@ -376,6 +440,8 @@ def _seal_audit(
 
 
 def _cli_actor() -> str:
+    import getpass
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
@@ -424,6 +490,9 @@ class ProgressBar:
 
 def _import(args: argparse.Namespace) -> int:
     from hallpass_consent.pupils.importer import import_csv_file
+    from hallpass_consent.settings import ConsentSettings
+    from hallpass_kit.errors import HallpassError
+    from hallpass_kit.settings import CommonSettings
 
     path: Path = args.file
     school: str = args.school
@@ -463,7 +532,11 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from hallpass_consent.demo import seed_demo
+    from hallpass_consent.settings import ConsentSettings
+    from hallpass_kit.settings import CommonSettings
 
     school: str = args.school
     reset: bool = args.reset
@@ -489,8 +562,9 @@ def _demo_mail_settings(school: str) -> bool:
     from hallpass_comms.mail_settings.service import replace
     from hallpass_comms.migrations import upgrade
     from hallpass_comms.settings import CommsSettings
-    from hallpass_kit.auth import Principal
-    from hallpass_kit.db import utcnow
+    from hallpass_kit.auth import Principal, Role
+    from hallpass_kit.db import MAINTENANCE, Database, utcnow
+    from hallpass_kit.settings import CommonSettings
 
     domain = f"{school}.sch.uk"
     common = CommonSettings()
@@ -520,6 +594,8 @@ def _remind_renewals(args: argparse.Namespace) -> int:
     from hallpass_comms.delivery import DeliveryWorker
     from hallpass_comms.reminders.service import remind_renewals
     from hallpass_gateway.app import create_gateway
+    from hallpass_kit.errors import HallpassError
+    from hallpass_kit.settings import CommonSettings
 
     school: str = args.school
     within_days: int = args.within_days
@@ -555,6 +631,7 @@ def _check_transport(args: argparse.Namespace) -> int:
     from hallpass_comms.delivery.check import check_transport
     from hallpass_comms.delivery.transports import MailSettingsError, transport_from_settings
     from hallpass_comms.settings import CommsSettings
+    from hallpass_kit.settings import CommonSettings
 
     settings = CommsSettings()
     try:
@@ -576,6 +653,8 @@ def _check_transport(args: argparse.Namespace) -> int:
 
 
 def _seed_media_demo(school: str) -> str:
+    from hallpass_kit.db import MAINTENANCE, Database
+    from hallpass_kit.settings import CommonSettings
     from hallpass_media.common import audit as media_audit
     from hallpass_media.demo import seed_demo as seed_media
     from hallpass_media.migrations import upgrade
@@ -593,6 +672,8 @@ def _seed_media_demo(school: str) -> str:
 
 def render_openapi(document: Mapping[str, Any]) -> str:
     """The committed form of a spec: stable key order, so regenerating changes nothing."""
+    import json
+
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -611,7 +692,12 @@ def _without_hallpass_environment() -> Iterator[None]:
 
 def openapi_documents() -> dict[str, str]:
     """File name under ``openapi/`` -> rendered spec, for every service and the gateway."""
+    import tempfile
+    from pathlib import Path
+
+    from hallpass_consent.settings import ConsentSettings
     from hallpass_gateway.app import create_gateway, merged_openapi, service_name
+    from hallpass_kit.settings import DEV_ISSUER, CommonSettings, Environment
 
     with (
         _without_hallpass_environment(),
@@ -646,6 +732,8 @@ def _openapi(args: argparse.Namespace) -> int:
 
 
 def _check_openapi(out: Path, documents: Mapping[str, str]) -> int:
+    import difflib
+
     stale = 0
     for name, expected in sorted(documents.items()):
         path = out / name
