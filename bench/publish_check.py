@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -212,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--postgres-url", help="PostgreSQL server for both services' databases")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--profile",
+        metavar="LABEL",
+        help="only sample the server with py-spy under the 4-connection check and print where "
+        "the time goes (LABEL names the run in the printed table)",
+    )
     parser.add_argument("--no-proxy", action="store_true", help="skip the proxy-mode run")
     parser.add_argument(
         "--proxy-docs-only", action="store_true", help="write only the proxy-mode section"
@@ -236,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         port = kit.free_port()
         token = issuer.issue(sub="bench-cms", school=SCHOOL, roles=["cms"], ttl_seconds=3600)
-        with kit.running_server(port=port, workers=1, env=env, log_path=data_dir / "server.log"):
+        with kit.running_server(
+            port=port, workers=1, env=env, log_path=data_dir / "server.log"
+        ) as server:
             print("seeding 2,000 pupils and four scanned photos…", flush=True)
             media = seed(port, issuer)
             body = json.dumps(
@@ -248,6 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "alt_text": TEXT[450:500],
                 }
             ).encode()
+            if args.profile:
+                path = "/media/v1/publications:check"
+                check = [kit.build_request("POST", path, port, token, body)]
+                result, table = profile(
+                    port, server.pid, check, seconds=args.duration, out=data_dir / "profile.txt"
+                )
+                print(f"### {args.profile}: {backend}, 4 connections\n")
+                print(row("publish check, 4 connections (sampled)", result))
+                print()
+                print(table)
+                return 0
             results = measure(port, token, body, args)
         proxy_results: dict[str, Any] = {}
         if not args.no_proxy:
@@ -323,6 +343,92 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
             )
     return 0
+
+
+PROFILE_SECTION = "## Publish checks: where the time goes"
+
+
+def py_spy() -> list[str]:
+    """py-spy as installed, or run by uv as a tool (nothing added to the project's lock)."""
+    installed = Path(sys.executable).with_name("py-spy")
+    if installed.exists():
+        return [str(installed)]
+    uv = ROOT / ".tools" / "bin" / "uv"
+    return [str(uv) if uv.exists() else "uv", "tool", "run", "--from", "py-spy", "py-spy"]
+
+
+def profile(
+    port: int, server_pid: int, requests: Sequence[bytes], *, seconds: float, out: Path
+) -> tuple[Any, str]:
+    """Sample the server with py-spy while 4 connections drive the check; returns the load's
+    result and a table of where the samples fell (inclusive, per function)."""
+    asyncio.run(drive(port, requests, concurrency=4, seconds=1))
+    sampler = subprocess.Popen(
+        [
+            *py_spy(),
+            "record",
+            "--pid",
+            str(server_pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)  # py-spy attaches before the load starts
+    result = asyncio.run(drive(port, requests, concurrency=4, seconds=seconds - 2))
+    sampler.wait(timeout=120)
+    return result, summarise_profile(out.read_text())
+
+
+# Where a sample falls: the first area in this list with a frame anywhere in the sample's stack
+# (a token verified inside the consent call counts as the consent call).
+PROFILE_AREAS: tuple[tuple[str, str], ...] = (
+    ("consent: roster revalidation (`GET /v1/roster`)", "roster (hallpass_consent/roster/"),
+    ("consent: roster revalidation (`GET /v1/roster`)", "roster_async (hallpass_media/"),
+    ("consent: decision batch (`POST /v1/decisions`)", "decisions_async (hallpass_media/"),
+    ("media: audit of the check (write transaction)", "record_check (hallpass_media/"),
+    ("media: stored facts (read transaction)", "gather (hallpass_media/"),
+    ("media: name matching", "find_names (hallpass_media/"),
+    ("media: policy verdict", "judge (hallpass_media/"),
+    ("token verification", "(hallpass_kit/auth.py"),
+    ("request and response (FastAPI, Pydantic)", "(fastapi/"),
+    ("HTTP server (uvicorn, gateway middleware)", "(uvicorn/"),
+    ("event loop and threads (asyncio, thread pool)", "(asyncio/"),
+    ("event loop and threads (asyncio, thread pool)", "(threading.py"),
+)
+
+
+def summarise_profile(raw: str) -> str:
+    """py-spy's raw stacks as a table: the share of busy samples in each area of a check."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not number.isdigit():
+            continue
+        samples = int(number)
+        total += samples
+        frames = stack.split(";")
+        area = "other"
+        for name, marker in PROFILE_AREAS:
+            if any(marker in frame for frame in frames):
+                area = name
+                break
+        counts[area] = counts.get(area, 0) + samples
+    lines = ["| where | share of busy samples |", "|---|---:|"]
+    for area, samples in sorted(counts.items(), key=lambda item: -item[1]):
+        lines.append(f"| {area} | {100 * samples / max(total, 1):.0f} % |")
+    lines.append(f"| (busy samples in all) | {total:,} |")
+    return "\n".join(lines)
 
 
 def measure(port: int, token: str, body: bytes, args: argparse.Namespace) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 Every answer the consent service cannot give becomes ``ServiceUnavailable`` (503): a check then
 fails closed and is never "allowed". A 422 about a pupil becomes ``unknown_pupil`` for the caller.
-The roster is cached per school by ETag: each check revalidates it (a 304 is cheap) and the name
-matcher is rebuilt only when the roster changed.
+The roster and its compiled name matcher are kept per school for the life of the roster's ETag:
+the matcher is rebuilt only when consent answers with a new roster. Every check still revalidates
+(If-None-Match; an unchanged roster answers 304 without the names), because a pupil added a
+moment ago must be found in the very next check: the bound on staleness is zero. Concurrent
+checks share revalidations, but only ones that started after the check itself began
+(``_Revalidations``), so sharing never hands a check an answer older than the check.
 
 Each answer media reads is a Pydantic model below: a tolerant reader (``extra="ignore"``) of the
 fields media uses, which tests/contract/test_media_consent_client.py checks against
@@ -12,9 +16,12 @@ fields media uses, which tests/contract/test_media_consent_client.py checks agai
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -122,6 +129,62 @@ def _read(response: httpx.Response, read: Callable[[bytes], Answer]) -> Answer:
         raise _unavailable("The consent service gave an answer media cannot read.") from exc
 
 
+@dataclass
+class _Flights:
+    """One school's roster revalidations on one event loop: the one running, and the one that
+    will start when it ends (shared by every check that arrives meanwhile)."""
+
+    queued: asyncio.Future[Roster] | None = None
+    runner: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Revalidations:
+    """Coalesces roster revalidations without ever serving a check an answer older than itself.
+
+    A check joins the *queued* revalidation, never the running one: the running one may have
+    been answered before a pupil was added that the check must find. So each check waits for a
+    revalidation that began after it did, and concurrent checks share it: under load there are
+    at most two revalidations in flight per school however many checks run.
+    """
+
+    _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Flights]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+    async def fresh(self, school: str, revalidate: Callable[[], Awaitable[Roster]]) -> Roster:
+        loop = asyncio.get_running_loop()
+        flights = self._loops.setdefault(loop, {}).setdefault(school, _Flights())
+        if flights.queued is None:
+            flights.queued = loop.create_future()
+            # A roster nobody waits for any more (its checks were cancelled) is not an error.
+            flights.queued.add_done_callback(_consume)
+        waiter = flights.queued
+        if flights.runner is None:
+            flights.runner = loop.create_task(self._run(flights, revalidate))
+        return await asyncio.shield(waiter)
+
+    @staticmethod
+    async def _run(flights: _Flights, revalidate: Callable[[], Awaitable[Roster]]) -> None:
+        future: asyncio.Future[Roster] | None = None
+        try:
+            while flights.queued is not None:
+                future, flights.queued = flights.queued, None
+                try:
+                    future.set_result(await revalidate())
+                except Exception as exc:  # each waiting check raises it (fails closed)
+                    future.set_exception(exc)
+        finally:
+            flights.runner = None
+            if future is not None and not future.done():
+                future.cancel()  # the loop is going away: nobody is left to answer
+
+
+def _consume(future: asyncio.Future[Roster]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class ConsentLink:
     """Synchronous calls (from worker threads) to the consent service for one media service."""
 
@@ -134,6 +197,7 @@ class ConsentLink:
         )
         self._rosters: dict[str, Roster] = {}
         self._lock = threading.Lock()
+        self._revalidations = _Revalidations()
 
     def carer_links(self, token: str) -> list[CarerLink]:
         """The records of the carer holding ``token`` in every school, asked with that token.
@@ -184,11 +248,20 @@ class ConsentLink:
         return self._remember(school, cached, response)
 
     async def roster_async(self, school: str) -> Roster:
-        cached = self._cached(school)
-        response = await self.client.request(
-            "GET", "/v1/roster", school=school, headers=_revalidate(cached)
-        )
-        return self._remember(school, cached, response)
+        """``roster`` from a coroutine: revalidated after the call began, shared with the
+        checks that call meanwhile (``_Revalidations``)."""
+
+        async def revalidate() -> Roster:
+            cached = self._cached(school)
+            response = await self.client.request(
+                "GET", "/v1/roster", school=school, headers=_revalidate(cached)
+            )
+            if response.status_code == 200:
+                # A new roster: its matcher is compiled in a thread, not on the event loop.
+                return await asyncio.to_thread(self._remember, school, cached, response)
+            return self._remember(school, cached, response)
+
+        return await self._revalidations.fresh(school, revalidate)
 
     def _cached(self, school: str) -> Roster | None:
         with self._lock:

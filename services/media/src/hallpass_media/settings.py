@@ -40,6 +40,9 @@ class MediaSettings(BaseSettings):
     scan_worker_memory_mb: int = Field(default=3072, ge=256)
     scan_seconds: float = Field(default=60.0, gt=0, le=600)
     scan_wait_seconds: float = Field(default=30.0, ge=0, le=300)
+    # How long POST /v1/publications:check-file waits for its scan, a free worker included, before
+    # it answers 503 scan_too_slow (never "allowed"); the request holds no thread meanwhile.
+    check_file_scan_seconds: float = Field(default=20.0, gt=0, le=600)
     # OCR is the slow part of a scan; a deployment without it still detects names in metadata,
     # file names and text, faces and location.
     ocr: bool = True

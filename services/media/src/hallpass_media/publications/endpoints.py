@@ -57,7 +57,7 @@ async def check_publication(
 
 
 @router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))
-def check_publication_file(
+async def check_publication_file(
     session: SessionDep,
     media: MediaContextDep,
     channel: Annotated[Channel, Form()],
@@ -72,29 +72,27 @@ def check_publication_file(
 ) -> CheckVerdict:
     """Check a file a CMS is about to publish as it is (file name and metadata included).
 
-    The file is scanned now and matched against stored media by its perceptual hash: a copy of
-    a stored picture takes that picture's tagged pupils; a picture that matches none and shows
-    faces is ``unknown_image``. Nothing is stored.
+    The file is scanned now, in a scan worker, and matched against stored media by its
+    perceptual hash: a copy of a stored picture takes that picture's tagged pupils; a picture
+    that matches none and shows faces is ``unknown_image``. Nothing is stored. A scan that takes
+    longer than the service allows answers 503 ``scan_too_slow``: never a verdict without it.
     """
     upload = service.UploadedFile(
         file_name=file.filename or "upload",
-        data=file.file.read(media.settings.max_upload_bytes + 1),
+        data=await file.read(media.settings.max_upload_bytes + 1),
     )
-    checked = service.check(
-        session,
-        media,
-        principal,
-        service.CheckInput(
-            channel=channel,
-            media_ids=(),
-            files=[upload],
-            texts={"caption": caption, "post_body": post_body, "alt_text": alt_text},
-            blur_faces=False,
-            device_id=device_id,
-        ),
+    request = service.CheckInput(
+        channel=channel,
+        media_ids=(),
+        files=[upload],
+        texts={"caption": caption, "post_body": post_body, "alt_text": alt_text},
+        blur_faces=False,
+        device_id=device_id,
     )
-    count_publication_check(allowed=checked.verdict.allowed)
-    return checked.verdict
+    scans = await service.scan_uploads(media, request)
+    verdict = await service.check_async(session, media, principal, request, scans)
+    count_publication_check(allowed=verdict.allowed)
+    return verdict
 
 
 @router.post("/publications", status_code=201, responses=problem_responses(400, 409, 422, 503))

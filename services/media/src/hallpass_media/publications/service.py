@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -58,11 +59,15 @@ from hallpass_media.publications.schemas import (
 from hallpass_media.scanning import (
     Box,
     ImageRefused,
+    ImageScans,
     ScanResult,
+    ScanTooSlow,
+    ScanWorkers,
     check_header,
     clean_rendition,
     phash_distance,
 )
+from hallpass_media.scanning.workers import BUSY_RETRY_AFTER
 from hallpass_media.school_settings.service import current as school_settings
 
 # Who flags publications for takedown in the audit trail: the service itself, not a person.
@@ -170,17 +175,7 @@ class Found:
     named: set[uuid.UUID]
 
 
-def gather(
-    media: MediaContext,
-    principal: Principal,
-    request: CheckInput,
-    session: Session | None = None,
-) -> Gathered:
-    """Scan uploaded files, then read the stored facts (blocking: run it in a worker thread).
-
-    Reads in ``session`` when given (the caller's transaction goes on to write), otherwise in a
-    short transaction of its own.
-    """
+def _refuse_empty_or_too_many(media: MediaContext, request: CheckInput) -> None:
     if not request.media_ids and not request.files and not any(request.texts.values()):
         raise Unprocessable(
             "Give media ids, a file or some text to check.", code="nothing_to_check"
@@ -189,17 +184,34 @@ def gather(
         raise Unprocessable(
             f"At most {media.settings.max_check_items} pictures per check.", code="too_many_items"
         )
+
+
+def gather(
+    media: MediaContext,
+    principal: Principal,
+    request: CheckInput,
+    session: Session | None = None,
+    scans: Sequence[ScanResult] | None = None,
+) -> Gathered:
+    """Scan uploaded files (unless their ``scans`` are given), then read the stored facts
+    (blocking: run it in a worker thread).
+
+    Reads in ``session`` when given (the caller's transaction goes on to write), otherwise in a
+    short transaction of its own.
+    """
+    _refuse_empty_or_too_many(media, request)
     purpose = PURPOSE_OF[request.channel]
-    # Uploaded files are scanned before any transaction starts: a scan takes a while.
-    scans: list[ScanResult] = []
-    # The header is checked here; the decode and scan happen in a scan worker, whose memory and
-    # time are capped (a file that exhausts it answers 422 image_unscannable).
-    for upload in request.files:
-        try:
-            check_header(upload.data, media.limits)
-            scans.append(media.get_scanner().scan(upload.data))
-        except ImageRefused as exc:
-            raise refuse_image(exc) from exc
+    if scans is None:
+        # Uploaded files are scanned before any transaction starts: a scan takes a while. The
+        # header is checked here; the decode and scan happen in a scan worker, whose memory and
+        # time are capped (a file that exhausts it answers 422 image_unscannable).
+        scans = []
+        for upload in request.files:
+            try:
+                check_header(upload.data, media.limits)
+                scans.append(media.get_scanner().scan(upload.data))
+            except ImageRefused as exc:
+                raise refuse_image(exc) from exc
 
     # Without a caller's session the facts are read in a short transaction of their own, ended
     # before the consent service is asked anything: on SQLite every transaction holds the
@@ -339,18 +351,61 @@ def check(
     return outcome
 
 
+async def scan_uploads(media: MediaContext, request: CheckInput) -> list[ScanResult]:
+    """Scan the files of a check in the scan workers, off the request path: the request waits
+    on the event loop, holding no thread, for at most ``check_file_scan_seconds`` in all
+    (503 ``scan_too_slow`` past it: a check never says yes without its scan)."""
+    _refuse_empty_or_too_many(media, request)
+    seconds = media.settings.check_file_scan_seconds
+    deadline = time.monotonic() + seconds
+    scanner = media.get_scanner()
+    scans: list[ScanResult] = []
+    for upload in request.files:
+        try:
+            # A walk over the header's chunk lengths: nothing is decoded in this process.
+            check_header(upload.data, media.limits)
+            remaining = deadline - time.monotonic()
+            if isinstance(scanner, ScanWorkers):
+                scans.append(await scanner.scan_async(upload.data, seconds=max(remaining, 0)))
+            else:
+                # An in-process scanner (tests, tools): a thread scans, the wait is bounded.
+                scans.append(await _scan_in_thread(scanner, upload.data, remaining, seconds))
+        except ImageRefused as exc:
+            raise refuse_image(exc) from exc
+    return scans
+
+
+async def _scan_in_thread(
+    scanner: ImageScans, data: bytes, remaining: float, seconds: float
+) -> ScanResult:
+    try:
+        if remaining <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(run_in_threadpool(scanner.scan, data), remaining)
+    except TimeoutError:
+        raise ScanTooSlow(
+            f"The picture was not scanned within {seconds:g} seconds; nothing was decided.",
+            retry_after=BUSY_RETRY_AFTER,
+        ) from None
+
+
 async def check_async(
-    session: Session, media: MediaContext, principal: Principal, request: CheckInput
+    session: Session,
+    media: MediaContext,
+    principal: Principal,
+    request: CheckInput,
+    scans: Sequence[ScanResult] | None = None,
 ) -> CheckVerdict:
-    """``check`` for an ``async`` endpoint: database work and scans in worker threads, the
-    consent calls on the event loop (in-process, the consent app answers on the same loop).
+    """``check`` for an ``async`` endpoint: database work in worker threads, the consent calls
+    on the event loop (in-process, the consent app answers on the same loop). Uploaded files
+    come with their ``scans`` (``scan_uploads``), else they are scanned in a worker thread.
 
     The roster is revalidated while the facts are read; off the naming channels the pupils
     asked about are the tagged ones, so their decisions are asked at the same time.
     """
     roster_call = asyncio.ensure_future(media.consent.roster_async(principal.school))
     try:
-        gathered = await run_in_threadpool(gather, media, principal, request)
+        gathered = await run_in_threadpool(gather, media, principal, request, None, scans)
     except BaseException:
         # Let the roster call finish rather than cancel it: a consent request cut off half-way
         # can leave its database session open, and on SQLite that session holds the write lock.

@@ -15,6 +15,7 @@ from hallpass_media.scanning.results import Box, ImageText, ScanResult
 from hallpass_media.scanning.scanner import ImageScans, Scanner
 from hallpass_media.scanning.workers import (
     ImageUnscannable,
+    ScanTooSlow,
     ScanWorkers,
     ScanWorkersBusy,
     ScanWorkersUnavailable,
@@ -32,6 +33,7 @@ __all__ = [
     "ImageUnscannable",
     "MetadataText",
     "ScanResult",
+    "ScanTooSlow",
     "ScanWorkers",
     "ScanWorkersBusy",
     "ScanWorkersUnavailable",
