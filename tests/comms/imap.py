@@ -1,6 +1,7 @@
 """A small IMAP4rev1 server on loopback (asyncio, in a thread) for the bounce mailbox tests.
 
-It speaks as much of RFC 3501 as imaplib needs to read a mailbox: CAPABILITY, LOGIN, SELECT,
+It speaks as much of RFC 3501 as imaplib needs to read a mailbox: CAPABILITY, LOGIN,
+AUTHENTICATE XOAUTH2 (Microsoft's and Google's SASL format, the token checked by the test), SELECT,
 UID SEARCH UNSEEN, UID FETCH (RFC822.SIZE / RFC822 / BODY.PEEK[]), UID STORE +FLAGS, NOOP and
 LOGOUT, over plain TCP (loopback only). It keeps each message's flags so a test can see which
 were marked read.
@@ -9,8 +10,10 @@ were marked read.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -28,9 +31,17 @@ def arguments(text: str) -> list[str]:
 
 
 class ImapMailbox:
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        accept_token: Callable[[str, str], bool] | None = None,
+    ) -> None:
         self.username = username
         self.password = password
+        # XOAUTH2: whether a bearer token lets ``username`` in (the provider stand-in knows).
+        self.accept_token = accept_token
         self.port = free_port()
         self._messages: dict[int, tuple[bytes, set[str]]] = {}
         self._next_uid = 1
@@ -78,6 +89,25 @@ class ImapMailbox:
                     logged_in = (user, password) == (self.username, self.password)
                     self.logins += logged_in
                     reply = "OK LOGIN completed" if logged_in else "NO [AUTHENTICATIONFAILED] no"
+                elif command == "AUTHENTICATE" and words[1:2] == ["XOAUTH2"]:
+                    writer.write(b"+ \r\n")
+                    await writer.drain()
+                    answer = base64.b64decode(await reader.readline()).decode("utf-8", "replace")
+                    fields = dict(
+                        part.split("=", 1) for part in answer.split("\x01") if "=" in part
+                    )
+                    token = fields.get("auth", "").removeprefix("Bearer ")
+                    logged_in = (
+                        self.accept_token is not None
+                        and fields.get("user") == self.username
+                        and self.accept_token(self.username, token)
+                    )
+                    self.logins += logged_in
+                    reply = (
+                        "OK AUTHENTICATE completed"
+                        if logged_in
+                        else "NO [AUTHENTICATIONFAILED] invalid token"
+                    )
                 elif not logged_in:
                     reply = "BAD log in first"
                 elif command == "SELECT":

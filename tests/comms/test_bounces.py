@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from hallpass_comms import migrations
 from hallpass_comms.bounces import BounceMailbox, BounceMailboxError, Unreadable, parse_report
+from hallpass_comms.delivery.oauth import MICROSOFT_SMTP_SCOPE
 from hallpass_comms.messages.service import view
 from hallpass_comms.models import Base, Delivery, DeliveryStatus, MailBounce, Message
 from hallpass_comms.settings import CommsSettings
@@ -30,6 +31,7 @@ from hallpass_kit.db import Database
 from tests import databases
 from tests.comms.conftest import FrozenClock, delivery_worker, sent
 from tests.comms.imap import ImapMailbox
+from tests.comms.providers import CLIENT_ID, CLIENT_SECRET, TENANT, ProviderStandIn
 from tests.comms.test_delivery import (
     HEAD,
     audit_entries,
@@ -334,6 +336,49 @@ def test_a_wrong_password_is_a_mailbox_error_not_a_crash(
     )
     with pytest.raises(BounceMailboxError):
         BounceMailbox(settings, db, clock=clock).read_once()
+
+
+def test_the_bounce_mailbox_logs_in_with_the_schools_microsoft_app_token(
+    db: Database, clock: FrozenClock
+) -> None:
+    stand_in = ProviderStandIn()
+    stand_in.start()
+
+    def accept(user: str, token: str) -> bool:
+        grant = stand_in.grant_for(token)
+        return grant is not None and grant.scope == MICROSOFT_SMTP_SCOPE
+
+    settings = CommsSettings.model_validate(
+        {
+            "microsoft_tenant_id": TENANT,
+            "microsoft_client_id": CLIENT_ID,
+            "microsoft_client_secret": CLIENT_SECRET,
+            "microsoft_login_url": stand_in.url,
+            "bounce_imap_host": "127.0.0.1",
+            "bounce_imap_security": "none",
+            "bounce_imap_username": USER,
+            "bounce_imap_auth": "microsoft",
+        }
+    )
+    try:
+        with ImapMailbox(USER, PASSWORD, accept_token=accept) as imap:
+            _message, (envelope,) = one_family_envelopes(db, 1)
+            imap.add(exchange_report(envelope, envelope.to_addresses[0]))
+            mailbox = BounceMailbox(
+                settings.model_copy(update={"bounce_imap_port": imap.port}), db, clock=clock
+            )
+
+            assert mailbox.read_once().bounced == 1
+            # A token the provider stopped honouring is forgotten, and the next pass gets a new one.
+            stand_in.revoke_all()
+            with pytest.raises(BounceMailboxError):
+                mailbox.read_once()
+            assert mailbox.read_once().reports == 0
+            assert imap.logins == 2
+            assert len(stand_in.issued) == 2
+    finally:
+        stand_in.stop()
+    assert rows(db)[envelope.id].status is DeliveryStatus.bounced
 
 
 def test_reading_in_clear_is_refused_for_anything_but_loopback(db: Database) -> None:

@@ -82,9 +82,12 @@ class CommsSettings(BaseSettings):
     bounce_imap_port: int = Field(default=993, ge=1, le=65535)
     # tls (port 993), starttls (port 143), or none (only to a loopback address, for tests).
     bounce_imap_security: Literal["tls", "starttls", "none"] = "tls"
-    # The bounce mailbox's login (docs/mail-delivery.md, "Bounces").
+    # The bounce mailbox's login (docs/mail-delivery.md, "Bounces"): the address, and its
+    # password; or, with BOUNCE_IMAP_AUTH, an OAuth2 token (XOAUTH2) from the school's Microsoft
+    # app registration or Google service account set up for sending.
     bounce_imap_username: str | None = None
     bounce_imap_password: SecretStr | None = None
+    bounce_imap_auth: Literal["password", "microsoft", "google"] = "password"
     # The folder the reports arrive in, and how often it is read.
     bounce_imap_folder: str = "INBOX"
     bounce_interval_minutes: int = Field(default=5, ge=1)

@@ -1,14 +1,14 @@
 """The mailbox bounces arrive at, read over IMAP (imaplib) by a periodic job.
 
-Each pass logs in (TLS, or STARTTLS), lists the unseen messages, and for each: asks its size
-(larger than ``bounce_max_message_bytes`` is left alone), fetches it without marking it read
-(``BODY.PEEK[]``), parses it (parsing.py) and records the report in a transaction of its own;
-only then is the message flagged ``\\Seen``, so a report is recorded once and a crash in
-between means it is read again (and its lines, already kept, change nothing). A message that is
-not a DSN, or cannot be read as one, is left unseen for a person and logged; it is not fetched
-again while this process runs. A pass stops after ``MESSAGES_PER_PASS`` messages or
-``PASS_SECONDS``, whichever comes first; the socket has a timeout, so a silent server cannot
-hold the job either.
+Each pass logs in (TLS, or STARTTLS; with a password, or XOAUTH2 with a token from the school's
+Microsoft app registration or Google service account), lists the unseen messages, and for each:
+asks its size (larger than ``bounce_max_message_bytes`` is left alone), fetches it without marking
+it read (``BODY.PEEK[]``), parses it (parsing.py) and records the report in a transaction of its
+own; only then is the message flagged ``\\Seen``, so a report is recorded once and a crash in
+between means it is read again (and its lines, already kept, change nothing). A message that is not
+a DSN, or cannot be read as one, is left unseen for a person and logged; it is not fetched again
+while this process runs. A pass stops after ``MESSAGES_PER_PASS`` messages or ``PASS_SECONDS``,
+whichever comes first; the socket has a timeout, so a silent server cannot hold the job either.
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ from dataclasses import dataclass
 
 from hallpass_comms.bounces.parsing import Unreadable, parse_report
 from hallpass_comms.bounces.service import record_report
+from hallpass_comms.delivery.oauth import (
+    GOOGLE_SMTP_SCOPE,
+    MICROSOFT_SMTP_SCOPE,
+    TokenSource,
+    google_tokens,
+    microsoft_tokens,
+    xoauth2_initial_response,
+)
+from hallpass_comms.delivery.transports import TransientFailure
 from hallpass_comms.settings import CommsSettings
 from hallpass_kit.db import Database, utcnow
 
@@ -68,6 +77,7 @@ class BounceMailbox:
         *,
         clock: Callable[[], dt.datetime] = utcnow,
         ssl_context: ssl.SSLContext | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         host = settings.bounce_imap_host
         if not host:
@@ -77,10 +87,20 @@ class BounceMailbox:
                 "HALLPASS_COMMS_BOUNCE_IMAP_SECURITY=none is only for a loopback address; "
                 "use tls or starttls"
             )
-        if not settings.bounce_imap_username or settings.bounce_imap_password is None:
+        if not settings.bounce_imap_username:
+            raise ValueError("the bounce mailbox needs HALLPASS_COMMS_BOUNCE_IMAP_USERNAME")
+        if settings.bounce_imap_auth == "password" and settings.bounce_imap_password is None:
             raise ValueError(
-                "the bounce mailbox needs HALLPASS_COMMS_BOUNCE_IMAP_USERNAME and _PASSWORD"
+                "the bounce mailbox needs HALLPASS_COMMS_BOUNCE_IMAP_PASSWORD, or "
+                "HALLPASS_COMMS_BOUNCE_IMAP_AUTH=microsoft or google for a token"
             )
+        if tokens is None and settings.bounce_imap_auth == "microsoft":
+            # The same app registration that sends; Exchange Online reads IMAP with the
+            # outlook.office365.com scope too (IMAP.AccessAsApp and FullAccess on the mailbox).
+            tokens = microsoft_tokens(settings, MICROSOFT_SMTP_SCOPE)
+        elif tokens is None and settings.bounce_imap_auth == "google":
+            tokens = google_tokens(settings, GOOGLE_SMTP_SCOPE)
+        self.tokens = tokens
         self.host = host
         self.settings = settings
         self.database = database
@@ -107,8 +127,7 @@ class BounceMailbox:
                 )
                 if s.bounce_imap_security == "starttls":
                     connection.starttls(ssl_context=self.ssl_context)
-            password = s.bounce_imap_password.get_secret_value() if s.bounce_imap_password else ""
-            connection.login(s.bounce_imap_username or "", password)
+            self._log_in(connection)
             kind, _ = connection.select(_quoted(s.bounce_imap_folder))
             if kind != "OK":
                 raise BounceMailboxError(f"cannot open folder {s.bounce_imap_folder!r}")
@@ -120,6 +139,26 @@ class BounceMailbox:
                 f"bounce mailbox {self.host}:{s.bounce_imap_port}: {exc}"
             ) from exc
         return connection
+
+    def _log_in(self, connection: imaplib.IMAP4) -> None:
+        s = self.settings
+        user = s.bounce_imap_username or ""
+        if self.tokens is None:
+            password = s.bounce_imap_password.get_secret_value() if s.bounce_imap_password else ""
+            connection.login(user, password)
+            return
+        try:
+            token = self.tokens.token(user)
+        except TransientFailure as exc:
+            raise BounceMailboxError(f"no token for the bounce mailbox: {exc}") from exc
+        try:
+            connection.authenticate(
+                "XOAUTH2", lambda _challenge: xoauth2_initial_response(user, token).encode()
+            )
+        except imaplib.IMAP4.error:
+            # Refused: the next pass asks for a fresh token.
+            self.tokens.forget(user, token)
+            raise
 
     def read_once(self) -> PassReport:
         """One pass over the unseen messages; one at a time per process."""
