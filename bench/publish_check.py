@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only sample the server with py-spy under the 4-connection check and print where "
         "the time goes (LABEL names the run in the printed table)",
     )
+    parser.add_argument(
+        "--profile-raw", type=Path, help="keep py-spy's raw stacks in this file (with --profile)"
+    )
     parser.add_argument("--no-proxy", action="store_true", help="skip the proxy-mode run")
     parser.add_argument(
         "--proxy-docs-only", action="store_true", help="write only the proxy-mode section"
@@ -261,7 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path = "/media/v1/publications:check"
                 check = [kit.build_request("POST", path, port, token, body)]
                 result, table = profile(
-                    port, server.pid, check, seconds=args.duration, out=data_dir / "profile.txt"
+                    port,
+                    server.pid,
+                    check,
+                    seconds=args.duration,
+                    out=args.profile_raw or data_dir / "profile.txt",
                 )
                 print(f"### {args.profile}: {backend}, 4 connections\n")
                 print(row("publish check, 4 connections (sampled)", result))

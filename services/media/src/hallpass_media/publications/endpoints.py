@@ -31,7 +31,6 @@ router = APIRouter(prefix="/v1", tags=["publications"], responses=problem_respon
 @router.post("/publications:check", responses=problem_responses(422, 503))
 async def check_publication(
     body: CheckRequest,
-    session: SessionDep,
     media: MediaContextDep,
     principal: Principal = require_roles(*CHECKERS),
 ) -> CheckVerdict:
@@ -40,8 +39,9 @@ async def check_publication(
     Answers 200 with ``allowed: false`` and the problems when not (each with code, rule, where and
     span); 503 when the consent service cannot answer: a check never says yes without it.
     """
+    # No request-wide session: the facts are read in a read-only transaction and the audit
+    # entry written in a short one of its own (service.check_async), each one thread-pool hop.
     verdict = await service.check_async(
-        session,
         media,
         principal,
         service.CheckInput(
@@ -58,7 +58,6 @@ async def check_publication(
 
 @router.post("/publications:check-file", responses=problem_responses(400, 413, 415, 422, 503))
 async def check_publication_file(
-    session: SessionDep,
     media: MediaContextDep,
     channel: Annotated[Channel, Form()],
     file: Annotated[UploadFile, File(description="The picture exactly as it would be published.")],
@@ -90,7 +89,7 @@ async def check_publication_file(
         device_id=device_id,
     )
     scans = await service.scan_uploads(media, request)
-    verdict = await service.check_async(session, media, principal, request, scans)
+    verdict = await service.check_async(media, principal, request, scans)
     count_publication_check(allowed=verdict.allowed)
     return verdict
 

@@ -213,10 +213,9 @@ def gather(
             except ImageRefused as exc:
                 raise refuse_image(exc) from exc
 
-    # Without a caller's session the facts are read in a short transaction of their own, ended
-    # before the consent service is asked anything: on SQLite every transaction holds the
-    # database's write lock, and concurrent checks would otherwise queue behind each other's
-    # calls to consent.
+    # Without a caller's session the facts are read in a short read-only transaction of their
+    # own, ended before the consent service is asked anything: it takes no write lock (SQLite)
+    # and waits for no writer, so concurrent checks never queue behind each other's audit.
     with _reading(media, session) as reads:
         choices = school_settings(reads, principal.school)
         items = _load_items(reads, principal, request.media_ids)
@@ -259,7 +258,7 @@ def _reading(media: MediaContext, session: Session | None) -> Iterator[Session]:
     if session is not None:
         yield session
         return
-    with media.database.session() as own:
+    with media.database.session(read_only=True) as own:
         yield own
 
 
@@ -389,8 +388,16 @@ async def _scan_in_thread(
         ) from None
 
 
+def record_check_alone(
+    media: MediaContext, principal: Principal, request: CheckInput, verdict: CheckVerdict
+) -> None:
+    """The check's audit entry in a write transaction of its own, as short as it can be: the
+    check's reads took no write lock, and this is its only write."""
+    with media.database.session() as session:
+        record_check(session, principal, request, verdict)
+
+
 async def check_async(
-    session: Session,
     media: MediaContext,
     principal: Principal,
     request: CheckInput,
@@ -433,7 +440,8 @@ async def check_async(
         roster, decisions = roster_answer, decisions_answer
         found = find_names(roster, gathered, request)
     outcome = judge(gathered, found, roster, decisions, request)
-    await run_in_threadpool(record_check, session, principal, request, outcome.verdict)
+    # Committed before the verdict is returned: a check that is answered is a check recorded.
+    await run_in_threadpool(record_check_alone, media, principal, request, outcome.verdict)
     return outcome.verdict
 
 
