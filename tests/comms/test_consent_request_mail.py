@@ -15,12 +15,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from standardwebhooks.webhooks import Webhook
 
 from hallpass_comms.consent_requests.policy import MailDueNotice
 from hallpass_comms.context import CommsContext
 from hallpass_comms.models import ConsentRequestMail, Message, MessageKind
 from hallpass_kit.db import Database
 from hallpass_kit.outbox import Dispatcher, Event
+from hallpass_kit.settings import CommonSettings
+from hallpass_kit.webhooks import derived_secret
 from tests.comms.conftest import DEPUTY, HEAD, OFFICE, FrozenClock, delivery_worker
 from tests.comms.mail_reading import addresses, parse_strictly, shown_text
 from tests.conftest import TokenFactory
@@ -252,3 +255,44 @@ def test_every_field_comms_reads_of_mail_due_is_published_and_required(name: str
 
     assert name in payload["properties"], f"consent_request.mail_due no longer has {name!r}"
     assert name in payload.get("required", []), f"consent_request.mail_due may leave out {name!r}"
+
+
+# --- over a signed webhook (services apart, as docker-compose runs them) -------------------------
+
+
+def _signed(secret: str, event_id: uuid.UUID, envelope: dict[str, Any]) -> tuple[bytes, Any]:
+    body = json.dumps(envelope).encode()
+    sent = dt.datetime.now(dt.UTC)
+    signature = Webhook(derived_secret(secret, "consent")).sign(str(event_id), sent, body.decode())
+    return body, {
+        "content-type": "application/json",
+        "webhook-id": str(event_id),
+        "webhook-timestamp": str(int(sent.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def test_mail_due_by_signed_webhook_mails_each_carer_once_and_a_redelivery_nothing(
+    client: TestClient,
+    comms: TestClient,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    common_settings: CommonSettings,
+) -> None:
+    oak = school.school_class()
+    school.family("Amara", "Okafor", carers=2, class_id=oak)
+    request = ask(client, school, oak)
+    envelope = {
+        "type": "consent_request.mail_due",
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+        "school": school.school,
+        "data": {"request_id": request["id"], "school_id": school.school, "round": 1},
+    }
+    body, headers = _signed(common_settings.webhook_secret, uuid.uuid4(), envelope)
+
+    first = comms.post("/v1/webhooks/consent", content=body, headers=headers)
+    again = comms.post("/v1/webhooks/consent", content=body, headers=headers)
+
+    assert (first.status_code, again.status_code) == (204, 204), first.text
+    assert messages(comms_db) == 2
