@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
@@ -145,8 +145,14 @@ class Database:
         event.listen(self.sessionmaker, "do_orm_execute", _mark_written_unless_select)
         # Same pool and events; its transactions only read, so on SQLite they never queue for
         # the write lock (WAL readers see the last commit while a writer works).
-        self.read_sessionmaker = sessionmaker(
-            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
+        self.read_sessionmaker = sessionmaker(self._read_engine, expire_on_commit=False)
+        # PostgreSQL runs a lone statement as its own transaction with its own snapshot, so a
+        # read of one statement needs no BEGIN and COMMIT round trips around it.
+        self._autocommit_engine = (
+            None
+            if self.dialect == "sqlite"
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
     @property
@@ -176,6 +182,22 @@ class Database:
         if wrote and not read_only:
             for hook in self._after_commit:
                 hook()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads that need one statement only (a decision batch): it sees one
+        snapshot, may not write, and waits for no writer.
+
+        PostgreSQL runs it in autocommit (the statement is its own transaction); SQLite in a
+        read-only transaction (WAL readers see the last commit and take no lock). Several
+        statements that must agree with each other belong in ``session(read_only=True)``.
+        """
+        if self._autocommit_engine is None:
+            with self._read_engine.begin() as connection:
+                yield connection
+            return
+        with self._autocommit_engine.connect() as connection:
+            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -5,15 +5,39 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import (
+    Boolean,
+    CompoundSelect,
+    Connection,
+    Integer,
+    String,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, defer
 
-from hallpass_consent.consents.policy import RecordView
+from hallpass_consent.consents.policy import PurposeRule, RecordView
 from hallpass_consent.models import (
+    Basis,
     ConsentEvidence,
     ConsentRecord,
+    Decision,
     ExpiryNotice,
+    GivenBy,
     Guardian,
     GuardianLink,
     Pupil,
@@ -320,3 +344,150 @@ def get_scan(session: Session, school_id: str, scan_id: uuid.UUID) -> ConsentEvi
             ConsentEvidence.school_id == school_id, ConsentEvidence.id == scan_id
         )
     ).scalar_one_or_none()
+
+
+# --- the decisions endpoint: one statement --------------------------------------------------
+#
+# A decision batch asks about one purpose. Everything it needs comes back from one statement of
+# three parts glued with UNION ALL, each row tagged with its part: the purpose (its basis and
+# flags), each asked pupil as they stood at ``at`` (one row per carer with parental
+# responsibility), and the pupils' records for the purpose made by ``at``. Plain columns, no ORM
+# entities; on PostgreSQL the pupils come as one array parameter (``= ANY``), so the statement's
+# text, and the server's prepared plan, is the same whatever the batch's size.
+
+_PURPOSE_ROW, _PUPIL_ROW, _RECORD_ROW = 0, 1, 2
+_no_uuid = cast(null(), Uuid())
+_no_text = cast(null(), String())
+_no_time = cast(null(), UTCDateTime())
+_no_flag = cast(null(), Boolean())
+
+
+def _facts_statement(dialect: str) -> CompoundSelect[Any]:
+    if dialect == "postgresql":
+        asked_pupils = Pupil.id == any_(bindparam("pupil_ids", type_=postgresql.ARRAY(Uuid())))
+        asked_records = _c.pupil_id == any_(
+            bindparam("record_pupil_ids", type_=postgresql.ARRAY(Uuid()))
+        )
+    else:
+        asked_pupils = Pupil.id.in_(bindparam("pupil_ids", expanding=True))
+        asked_records = _c.pupil_id.in_(bindparam("record_pupil_ids", expanding=True))
+    school = bindparam("school", type_=String())
+    code = bindparam("purpose", type_=String())
+    purpose = select(
+        literal_column(str(_PURPOSE_ROW), Integer()).label("part"),
+        _no_uuid.label("pupil_id"),
+        Purpose.id.label("id"),
+        _no_uuid.label("party"),
+        type_coerce(Purpose.basis, String()).label("word"),
+        _no_text.label("decision"),
+        _no_time.label("recorded_at"),
+        _no_time.label("valid_from"),
+        _no_time.label("valid_until"),
+        Purpose.requires_consent.label("flag"),
+        Purpose.needs_pupil_agreement.label("pupil_agreement"),
+    ).where(Purpose.school_id == school, Purpose.code == code)
+    pupils = (
+        select(
+            literal_column(str(_PUPIL_ROW), Integer()),
+            Pupil.id,
+            _no_uuid,
+            GuardianLink.guardian_id,
+            _no_text,
+            _no_text,
+            Pupil.archived_at,
+            _no_time,
+            _no_time,
+            _restricted_then,
+            _no_flag,
+        )
+        .outerjoin(
+            GuardianLink,
+            and_(GuardianLink.pupil_id == Pupil.id, GuardianLink.parental_responsibility.is_(True)),
+        )
+        .where(Pupil.school_id == school, asked_pupils)
+    )
+    records = (
+        select(
+            literal_column(str(_RECORD_ROW), Integer()),
+            _c.pupil_id,
+            _c.id,
+            _c.guardian_id,
+            type_coerce(_c.given_by, String()),
+            type_coerce(_c.decision, String()),
+            _c.recorded_at,
+            _c.valid_from,
+            _c.valid_until,
+            _no_flag,
+            _no_flag,
+        )
+        .join(Purpose, Purpose.id == _c.purpose_id)
+        .where(
+            Purpose.school_id == school,
+            Purpose.code == code,
+            _c.school_id == school,
+            asked_records,
+            _c.recorded_at <= _at,
+        )
+    )
+    return union_all(purpose, pupils, records)
+
+
+_FACTS = {dialect: _facts_statement(dialect) for dialect in ("postgresql", "sqlite")}
+_GIVEN_BY = {member.value: member for member in GivenBy}
+_DECISION = {member.value: member for member in Decision}
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFacts:
+    """What one decision batch reads: the purpose's rule (None: no such purpose in the school),
+    each known pupil's standing, and their records for the purpose."""
+
+    rule: PurposeRule | None
+    standing: dict[uuid.UUID, Standing]
+    records: dict[uuid.UUID, list[RecordView]]
+
+
+def decision_facts(
+    connection: Connection,
+    school_id: str,
+    purpose_code: str,
+    pupil_ids: Sequence[uuid.UUID],
+    at: dt.datetime,
+) -> DecisionFacts:
+    """The purpose, the pupils as they stood at ``at`` and their records, in one statement.
+
+    The same reading as ``standings`` and ``record_views`` (roll and restriction as at ``at``,
+    parental responsibility as now), so the verdicts are those ``evaluate`` gives.
+    """
+    statement = _FACTS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
+    rows = connection.execute(
+        statement,
+        {
+            "school": school_id,
+            "purpose": purpose_code,
+            "pupil_ids": pupil_ids,
+            "record_pupil_ids": pupil_ids,
+            "at": at,
+        },
+    ).all()
+    rule: PurposeRule | None = None
+    flags: dict[uuid.UUID, tuple[bool, bool]] = {}
+    guardians: defaultdict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+    records: defaultdict[uuid.UUID, list[RecordView]] = defaultdict(list)
+    given_by, decision = _GIVEN_BY, _DECISION
+    for part, pupil_id, row_id, party, word, said, t1, t2, t3, flag, pupil_agreement in rows:
+        if part == _RECORD_ROW:
+            records[pupil_id].append(
+                RecordView(row_id, given_by[word], party, decision[said], t1, t2, t3)
+            )
+        elif part == _PUPIL_ROW:
+            flags[pupil_id] = (t1 is None or t1 > at, bool(flag))
+            if party is not None:
+                guardians[pupil_id].add(party)
+        else:
+            rule = PurposeRule(purpose_code, Basis(word), bool(flag), bool(pupil_agreement))
+    standing = {
+        pupil_id: Standing(on_roll, restricted, frozenset(guardians.get(pupil_id, ())))
+        for pupil_id, (on_roll, restricted) in flags.items()
+    }
+    return DecisionFacts(rule, standing, records)
