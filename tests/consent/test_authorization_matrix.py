@@ -115,6 +115,10 @@ MATRIX: dict[Endpoint, Row] = {
     ("POST", "/v1/pupils:import"): Row(
         REGISTRARS, csv="mis_id,given_name,family_name,year_group\nMX-2,Lena,Berg,4\n"
     ),
+    ("POST", "/v1/imports"): Row(
+        REGISTRARS, csv="mis_id,given_name,family_name,year_group\nMX-3,Ada,Berg,4\n"
+    ),
+    ("GET", "/v1/imports/{import_id}"): Row(REGISTRARS),
     ("GET", "/v1/pupils/{pupil_id}"): Row(PUPIL_RECORD_READERS),
     ("PATCH", "/v1/pupils/{pupil_id}"): Row(REGISTRARS, json={"preferred_name": "Cal"}, pupil="c"),
     ("POST", "/v1/pupils/{pupil_id}:archive"): Row(REGISTRARS, pupil="c"),
@@ -287,6 +291,7 @@ def call(client: TestClient, world: World, endpoint: Endpoint, headers: dict[str
         account_id=uuid.uuid4(),
         delivery_id=uuid.uuid4(),
         scan_id=uuid.uuid4(),
+        import_id=uuid.uuid4(),
         request_id=uuid.uuid4(),
         round=1,
     )
