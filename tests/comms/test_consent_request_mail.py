@@ -1,6 +1,7 @@
 """Consent request emails (issue 11): consent announces a mail round, comms writes to each carer
-due in it once, from the school office's account (E2), copying leadership (E1), held to school
-hours (E8), with a personal link that opens the request; a redelivered event mails nobody twice."""
+due in it once, from the school office's account (E2), held to school hours (E8), with a personal
+link that opens the request; leadership gets one copy of each round without any link (E1); a
+redelivered event mails nobody twice."""
 
 from __future__ import annotations
 
@@ -17,9 +18,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
-from hallpass_comms.consent_requests.policy import MailDueNotice
+from hallpass_comms.consent_requests.policy import LEADERSHIP_COPY, MailDueNotice
 from hallpass_comms.context import CommsContext
-from hallpass_comms.models import ConsentRequestMail, Message, MessageKind
+from hallpass_comms.models import (
+    ConsentRequestMail,
+    Delivery,
+    Message,
+    MessageKind,
+    RecipientKind,
+)
 from hallpass_kit.db import Database
 from hallpass_kit.outbox import Dispatcher, Event
 from hallpass_kit.settings import CommonSettings
@@ -64,18 +71,20 @@ def mails(outbox: Path) -> list[Any]:
     return [parse_strictly(path.read_bytes()) for path in sorted(outbox.glob("*.eml"))]
 
 
-def messages(comms_db: Database) -> int:
+def messages(comms_db: Database, kind: RecipientKind = RecipientKind.family) -> int:
+    """Consent request messages to carers (or, with ``staff``, leadership's copies)."""
     with comms_db.session() as session:
         return int(
             session.execute(
-                select(func.count())
+                select(func.count(func.distinct(Message.id)))
                 .select_from(Message)
-                .where(Message.kind == MessageKind.consent_request)
+                .join(Delivery, Delivery.message_id == Message.id)
+                .where(Message.kind == MessageKind.consent_request, Delivery.recipient_kind == kind)
             ).scalar_one()
         )
 
 
-def test_one_email_per_carer_from_the_office_copying_leadership_e1_e2(
+def test_one_email_per_carer_from_the_office_and_one_linkless_copy_for_leadership_e1_e2(
     client: TestClient,
     comms_app: FastAPI,
     comms_db: Database,
@@ -92,26 +101,67 @@ def test_one_email_per_carer_from_the_office_copying_leadership_e1_e2(
     consent_dispatcher.dispatch_pending()
     sent = delivery_worker(comms_app).run_once()
 
-    assert sent == 3
+    assert sent == 4  # three carers and leadership's one copy
     found = mails(outbox)
-    recipients = sorted(a for mail in found for a in addresses(mail, "to"))
-    assert len(recipients) == 3
+    to_carers = [m for m in found if HEAD not in addresses(m, "to")]
+    [copy] = [m for m in found if HEAD in addresses(m, "to")]
+    assert len(sorted(a for mail in to_carers for a in addresses(mail, "to"))) == 3
     with comms_db.session() as session:
         rows = session.execute(select(ConsentRequestMail)).scalars().all()
         assert {str(r.guardian_id) for r in rows} == {
             *amara.guardian_ids,
             *oliver.guardian_ids,
+            str(LEADERSHIP_COPY),
         }
         assert {r.round for r in rows} == {1}
-    for mail in found:
+    for mail in to_carers:
         assert addresses(mail, "from") == [OFFICE]
-        assert sorted(addresses(mail, "cc")) == sorted([HEAD, DEPUTY])
+        # A carer's email holds a link that answers as them: nobody else is copied on it.
+        assert addresses(mail, "cc") == []
         text = shown_text(mail)
+        assert LINK.search(text) is not None
         assert "Photos on the school website" in text
         assert "sports day" in text
         assert "Website" in text or "website" in text
-    amara_mail = next(m for m in found if "Amara" in shown_text(m))
+    amara_mail = next(m for m in to_carers if "Amara" in shown_text(m))
     assert "Oliver" not in shown_text(amara_mail)  # E9: each family hears of its own child
+    assert sorted(addresses(copy, "to")) == sorted([HEAD, DEPUTY])
+    assert "3 parents and carers" in shown_text(copy)
+    assert "sports day" in shown_text(copy)
+    assert LINK.search(shown_text(copy)) is None
+    assert "/parents/requests/" not in shown_text(copy)
+
+
+def test_staff_reading_a_carers_request_email_never_see_the_link(
+    client: TestClient,
+    comms: TestClient,
+    comms_db: Database,
+    school: SchoolBuilder,
+    mail_settings: dict[str, Any],
+    consent_dispatcher: Dispatcher,
+    auth: TokenFactory,
+) -> None:
+    oak = school.school_class()
+    family = school.family("Amara", "Okafor", class_id=oak)
+    ask(client, school, oak)
+    consent_dispatcher.dispatch_pending()
+    with comms_db.session() as session:
+        stored = session.execute(
+            select(Message)
+            .join(Delivery, Delivery.message_id == Message.id)
+            .where(Delivery.recipient_kind == RecipientKind.family)
+        ).scalar_one()
+    head = auth("head", school=school.school)
+
+    view = comms.get(f"/v1/messages/{stored.id}", headers=head)
+    history = comms.get(f"/v1/families/{family.pupil_id}/messages", headers=head)
+
+    assert view.status_code == 200, view.text
+    assert history.status_code == 200, history.text
+    assert LINK.search(stored.body_text) is not None  # the carer's own email carries it
+    for shown in (view.text, history.text):
+        assert "/parents/requests/" not in shown
+        assert "personal link" in shown
 
 
 def test_the_link_in_the_email_opens_the_request(
@@ -128,7 +178,7 @@ def test_the_link_in_the_email_opens_the_request(
     consent_dispatcher.dispatch_pending()
     delivery_worker(comms_app).run_once()
 
-    [mail] = mails(outbox)
+    [mail] = [m for m in mails(outbox) if HEAD not in addresses(m, "to")]
     match = LINK.search(shown_text(mail))
     assert match is not None, shown_text(mail)
     opened = client.post("/v1/consent-requests:open-link", json={"token": match.group(1)})
@@ -164,7 +214,8 @@ def test_a_redelivered_event_sends_nothing_more(
     listener.handler(event)
 
     assert messages(comms_db) == 1
-    assert delivery_worker(comms_app).run_once() == 1
+    assert messages(comms_db, RecipientKind.staff) == 1
+    assert delivery_worker(comms_app).run_once() == 2
     assert delivery_worker(comms_app).run_once() == 0
 
 
@@ -192,8 +243,11 @@ def test_a_reminder_round_writes_only_to_carers_not_answered(
         second = session.execute(
             select(ConsentRequestMail.guardian_id).where(ConsentRequestMail.round == 2)
         ).scalars()
-        assert [str(g) for g in second] == oliver.guardian_ids
+        assert sorted(str(g) for g in second) == sorted(
+            [*oliver.guardian_ids, str(LEADERSHIP_COPY)]
+        )
     assert messages(comms_db) == 3
+    assert messages(comms_db, RecipientKind.staff) == 2
 
 
 def test_e8_an_email_written_at_night_waits_for_the_morning(
@@ -212,9 +266,9 @@ def test_e8_an_email_written_at_night_waits_for_the_morning(
     consent_dispatcher.dispatch_pending()
 
     with comms_db.session() as session:
-        message = session.execute(select(Message)).scalar_one()
-        assert message.scheduled_for is not None
-        assert message.scheduled_for.hour == 8
+        for message in session.execute(select(Message)).scalars():
+            assert message.scheduled_for is not None
+            assert message.scheduled_for.hour == 8
 
 
 def test_a_closed_request_is_not_mailed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Collection, Iterable
 from zoneinfo import ZoneInfo
@@ -10,9 +11,16 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from hallpass_comms.consent_client import RequestCarerLink, RoundLinks
+from hallpass_comms.models import MessageKind
 
 # Where a carer answers: the gateway's parents' page for a personal link.
 LINK_PATH = "/parents/requests/{token}"
+# What leadership's copy and every reader of the stored message see instead of a carer's link:
+# the link answers as that carer, so only the carer's own inbox ever holds it.
+LINK_SHOWN_TO_OTHERS = "[this carer's personal link]"
+_LINK = re.compile(r"\S*" + re.escape("/parents/requests/") + r"[A-Za-z0-9_\-]+")
+# The mail row that stands for leadership's one copy of a round (E1): not a carer's id.
+LEADERSHIP_COPY = uuid.uuid5(uuid.NAMESPACE_URL, "hallpass:consent-request:leadership-copy")
 
 
 class MailDueNotice(BaseModel):
@@ -76,3 +84,32 @@ def body_text(links: RoundLinks, carer: RequestCarerLink, link: str, timezone: s
 def _day(at: dt.datetime, timezone: str) -> str:
     local = at.astimezone(ZoneInfo(timezone))
     return f"{local.day} {local:%B %Y}"
+
+
+def words_for_readers(kind: MessageKind, text: str) -> str:
+    """A stored message's words as the API shows them: a consent request's personal link is
+    taken out, since whoever holds it can answer as that carer (staff record answers in their
+    own name)."""
+    return without_link(text) if kind is MessageKind.consent_request else text
+
+
+def without_link(text: str) -> str:
+    """The words of a consent request email with every personal link taken out."""
+    return _LINK.sub(LINK_SHOWN_TO_OTHERS, text)
+
+
+def leadership_text(links: RoundLinks, carers: int, example: str) -> str:
+    """Leadership's one copy of a round (E1): how many carers were written to, and the words one of
+    them received, with the link taken out so the copy cannot answer for anyone."""
+    what = "A reminder" if links.round > 1 else "A consent request"
+    return "\n".join(
+        [
+            f"{what} went to {carers} parents and carers today: {links.title}.",
+            "",
+            "Each received the words below, with their own link and their own children's names.",
+            "",
+            "----",
+            "",
+            without_link(example),
+        ]
+    )

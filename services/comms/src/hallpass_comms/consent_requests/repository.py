@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hallpass_comms.models import ConsentRequestMail, Delivery
+from hallpass_comms.models import ConsentRequestMail
 
 
 def already_mailed(
@@ -27,9 +26,3 @@ def already_mailed(
 def add_mail(session: Session, mail: ConsentRequestMail) -> None:
     session.add(mail)
     session.flush()
-
-
-def copy_to(session: Session, message_id: uuid.UUID, cc: Sequence[str]) -> None:
-    session.execute(
-        update(Delivery).where(Delivery.message_id == message_id).values(cc_addresses=list(cc))
-    )

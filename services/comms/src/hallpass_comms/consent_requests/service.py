@@ -37,8 +37,9 @@ def _mail_one(
     school: str,
     public_base_url: str,
     now: dt.datetime,
-) -> None:
-    """One carer's email and the note that it was written, in one transaction."""
+) -> str:
+    """One carer's email and the note that it was written, in one transaction; returns its
+    words."""
     settings = require_settings(session, school)
     address = carer.email.strip().lower()
     draft = messages.Draft(
@@ -58,15 +59,6 @@ def _mail_one(
         ),
     )
     message = messages.send_draft(session, consent, draft, now).message
-    # The office's own notices copy nobody, but a consent request is the school asking carers
-    # on a member of staff's instruction: leadership sees it as they see all staff mail (E1).
-    cc = leadership_cc(
-        settings.cc_policy,
-        head=settings.head_address,
-        deputy=settings.deputy_address,
-        sender=message.sender_address,
-    )
-    repository.copy_to(session, message.id, [c for c in cc if c != address])
     repository.add_mail(
         session,
         ConsentRequestMail(
@@ -90,6 +82,52 @@ def _mail_one(
             "guardian_id": str(carer.guardian_id),
         },
     )
+    return draft.body_text
+
+
+def _copy_leadership(
+    session: Session,
+    consent: ConsentClient,
+    links: RoundLinks,
+    *,
+    school: str,
+    carers: int,
+    example: str,
+    now: dt.datetime,
+) -> None:
+    """Leadership's one copy of the round (E1), rather than a copy of every carer's email: the
+    head sees what went out and to how many, and never holds a link that answers as a carer."""
+    settings = require_settings(session, school)
+    sender = settings.office_address or ""
+    leadership = tuple(
+        leadership_cc(
+            settings.cc_policy,
+            head=settings.head_address,
+            deputy=settings.deputy_address,
+            sender=sender,
+        )
+    )
+    if not leadership:
+        return
+    draft = messages.Draft(
+        author=messages.OfficeAuthor(school, ACTOR),
+        kind=MessageKind.consent_request,
+        subject=f"Copy: {policy.subject(links)}",
+        body_text=policy.leadership_text(links, carers, example),
+        addressed=(Envelope(kind=RecipientKind.staff, to=leadership),),
+    )
+    message = messages.send_draft(session, consent, draft, now).message
+    repository.add_mail(
+        session,
+        ConsentRequestMail(
+            school_id=school,
+            request_id=links.request_id,
+            guardian_id=policy.LEADERSHIP_COPY,
+            round=links.round,
+            message_id=message.id,
+            created_at=now,
+        ),
+    )
 
 
 def mail_round(
@@ -110,12 +148,13 @@ def mail_round(
     with database.session(read_only=True) as session:
         already = repository.already_mailed(session, school, notice.request_id, notice.round)
     written = 0
+    example: str | None = None
     # One transaction per carer: a failure for one address never unsends the others, and the
     # mail row's key makes a delivery running alongside this one give up rather than repeat.
     for carer in policy.due_carers(links, already):
         try:
             with database.session() as session:
-                _mail_one(
+                example = _mail_one(
                     session,
                     consent,
                     links,
@@ -128,6 +167,20 @@ def mail_round(
             logger.info("consent request %s: carer already written to", notice.request_id)
             continue
         written += 1
+    if example is not None and policy.LEADERSHIP_COPY not in already:
+        try:
+            with database.session() as session:
+                _copy_leadership(
+                    session,
+                    consent,
+                    links,
+                    school=school,
+                    carers=written,
+                    example=example,
+                    now=now,
+                )
+        except IntegrityError:
+            logger.info("consent request %s: leadership already copied", notice.request_id)
     return written
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from hallpass_comms.common import PASTORAL_READERS, SEARCHERS, SENSITIVE_READERS, record_audit
 from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.consent_requests.policy import words_for_readers
 from hallpass_comms.history import repository
 from hallpass_comms.history.schemas import FamilyHistoryEntry
 from hallpass_comms.messages.policy import has_reached
@@ -164,7 +165,7 @@ def _entry(
         kind=message.kind,
         sender_address=message.sender_address,
         subject=message.subject,
-        body_text=message.body_text if words_shown else None,
+        body_text=words_for_readers(message.kind, message.body_text) if words_shown else None,
         sensitivity=message.sensitivity,
         urgent=message.urgent,
         created_at=message.created_at,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from hallpass_comms.common import ADDRESS, MESSAGE_READERS, Gone, record_audit
 from hallpass_comms.consent_client import ConsentClient
+from hallpass_comms.consent_requests.policy import words_for_readers
 from hallpass_comms.delivery import new_message_id_header
 from hallpass_comms.delivery import repository as deliveries
 from hallpass_comms.delivery.limits import TRANSPORT, SendingLimits, forecast, mailbox_key
@@ -455,7 +456,7 @@ def view(session: Session, message: Message) -> MessageView:
         kind=message.kind,
         sender_address=message.sender_address,
         subject=message.subject,
-        body_text=message.body_text,
+        body_text=words_for_readers(message.kind, message.body_text),
         body_html=message.body_html,
         sensitivity=message.sensitivity,
         urgent=message.urgent,
