@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 
 from hallpass_consent.imports.service import IMPORT_QUEUED, ImportRunner
 from hallpass_consent.models import kit_tables
@@ -54,7 +54,9 @@ class ImportWorker:
     ) -> None:
         self.imports = imports
         self.clock = clock
-        self.jobs = JobQueue(database, import_queue(), clock=clock)
+        self.database = database
+        self.queue = import_queue()
+        self.jobs = JobQueue(database, self.queue, clock=clock)
         self._runner = Runner(
             database, "pupil-imports", self._run_pass, poll_interval=poll_interval
         )
@@ -63,7 +65,19 @@ class ImportWorker:
         self.imports.run(uuid.UUID(str(job.row["payload"]["import_id"])))
         return Outcome.done({"dispatched_at": self.clock()})
 
+    def _any_waiting(self) -> bool:
+        # The lane wakes at every commit of the service's other writers; looking first in a
+        # read-only transaction (which never queues for SQLite's write lock) keeps an idle lane
+        # from taking that lock for a claim that finds nothing.
+        with self.database.session(read_only=True) as session:
+            found = session.execute(
+                select(self.queue.table.c.id).where(self.queue.waiting).limit(1)
+            ).first()
+        return found is not None
+
     def _run_pass(self) -> bool:
+        if not self._any_waiting():
+            return False
         report = self.jobs.run_batch(self._handle, limit=1, stopping=lambda: self._runner.stopping)
         return report.claimed == 1
 
