@@ -22,6 +22,7 @@ from hallpass_kit.clients import DevServiceTokens, ServiceClient
 from hallpass_kit.db import Database
 from hallpass_kit.settings import CommonSettings, Environment
 from tests import databases
+from tests.comms.providers import CLIENT_ID, CLIENT_SECRET, TENANT, ProviderStandIn
 from tests.comms.smtp import SmtpServer, free_port
 from tests.consent.builders import assert_problem
 
@@ -168,3 +169,38 @@ def test_e5_comms_own_public_address_wins_over_the_deployment_one(
     app = build(settings, transport=EmlFolderTransport(tmp_path), common=common)
 
     assert _link_base(app) == "https://mail.oakfield.sch.uk"
+
+
+def _graph(stand_in: ProviderStandIn) -> CommsSettings:
+    return CommsSettings.model_validate(
+        {
+            "mail_transport": "graph",
+            "microsoft_tenant_id": TENANT,
+            "microsoft_client_id": CLIENT_ID,
+            "microsoft_client_secret": CLIENT_SECRET,
+            "microsoft_login_url": stand_in.url,
+            "microsoft_graph_url": stand_in.url,
+            "reminder_within_days": 0,
+        }
+    )
+
+
+def test_comms_sending_through_graph_is_ready_while_microsoft_gives_it_a_token(
+    build: Build,
+) -> None:
+    stand_in = ProviderStandIn()
+    stand_in.start()
+    try:
+        app = build(_graph(stand_in))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            ready = client.get("/readyz")
+            stand_in.stop()  # Microsoft (token endpoint and Graph) goes away
+            gone = client.get("/readyz")
+    except BaseException:
+        stand_in.stop()
+        raise
+
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"database": "ok", "mail": "ok"}
+    problem = assert_problem(gone, 503, "not_ready")
+    assert "mail" in problem["detail"]

@@ -176,7 +176,11 @@ def create_app(
 
 
 def _ready_to_send(readiness: dict[str, ReadinessCheck], transport: MailTransport) -> MailTransport:
-    """``/readyz`` checks the mail relay when mail goes over SMTP (the .eml folder needs none)."""
-    if isinstance(transport, SmtpTransport):
-        readiness["smtp"] = transport.ready
+    """``/readyz`` checks whatever sends the mail when it can be checked: the SMTP server or relay
+    answers (and offers TLS where required), Microsoft's token endpoint gives Graph a token. The
+    .eml folder needs none; Gmail's tokens are per mailbox, so only sending tries them."""
+    ready = getattr(transport, "ready", None)
+    if callable(ready):
+        # "smtp" for the password relay, as it always was; "mail" for the others.
+        readiness["smtp" if isinstance(transport, SmtpTransport) else "mail"] = ready
     return transport

@@ -76,9 +76,19 @@ class GraphTransport:
                 continue
             raise graph_failure(response, sender)
 
+    READY_TIMEOUT_SECONDS = 2.0
+
     def ready(self) -> None:
-        """Raise ServerUnavailable unless a token can be had now (``/readyz``)."""
+        """Raise ServerUnavailable unless a token can be had and Graph answers now (``/readyz``).
+
+        Any HTTP answer from Graph's host will do: a held token alone would say nothing about
+        whether Graph can be reached.
+        """
         self.tokens.token("readiness")
+        try:
+            httpx.head(self.base_url, timeout=self.READY_TIMEOUT_SECONDS)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"cannot reach Graph at {self.base_url}: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()
