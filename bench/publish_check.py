@@ -237,7 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proxy-docs-only", action="store_true", help="write only the proxy-mode section"
     )
+    parser.add_argument(
+        "--summarise", type=Path, metavar="RAW", help="only print the table of a kept profile"
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        print(summarise_profile(args.summarise.read_text()))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="hallpass-bench-") as tmp:
         data_dir = Path(tmp)
@@ -520,16 +526,22 @@ def profile(
 PROFILE_AREAS: tuple[tuple[str, str], ...] = (
     ("consent: roster revalidation (`GET /v1/roster`)", "roster (hallpass_consent/roster/"),
     ("consent: roster revalidation (`GET /v1/roster`)", "roster_async (hallpass_media/"),
+    ("consent: roster revalidation (`GET /v1/roster`)", "_Revalidations._run (hallpass_media/"),
     ("consent: decision batch (`POST /v1/decisions`)", "decisions_async (hallpass_media/"),
-    ("media: audit of the check (write transaction)", "record_check (hallpass_media/"),
+    ("consent: decision batch (`POST /v1/decisions`)", "(hallpass_consent/decisions/"),
+    ("consent: decision batch (`POST /v1/decisions`)", "decisions (hallpass_consent/"),
+    ("sessions opened and closed by request dependencies", "get_session (hallpass_kit/app.py"),
+    ("sessions opened and closed by request dependencies", "get_read_session (hallpass_kit/"),
+    ("media: audit of the check (write transaction)", "record_check"),
     ("media: stored facts (read transaction)", "gather (hallpass_media/"),
     ("media: name matching", "find_names (hallpass_media/"),
     ("media: policy verdict", "judge (hallpass_media/"),
+    ("job runners woken by the check's commit", "Runner._loop (hallpass_kit/jobs.py"),
+    ("thread-pool hand-offs", "(queue.py"),
+    ("thread-pool hand-offs", "(anyio/to_thread.py"),
     ("token verification", "(hallpass_kit/auth.py"),
-    ("request and response (FastAPI, Pydantic)", "(fastapi/"),
-    ("HTTP server (uvicorn, gateway middleware)", "(uvicorn/"),
-    ("event loop and threads (asyncio, thread pool)", "(asyncio/"),
-    ("event loop and threads (asyncio, thread pool)", "(threading.py"),
+    ("the check's own request: FastAPI, Pydantic, middleware", "(fastapi/"),
+    ("HTTP server (uvicorn)", "(uvicorn/"),
 )
 
 

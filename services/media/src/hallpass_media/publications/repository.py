@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,11 +13,89 @@ from sqlalchemy.orm import Session
 from hallpass_kit.pagination import Position, older_than
 from hallpass_media.models import (
     Channel,
+    MediaItem,
+    MediaPupil,
+    Owner,
     Publication,
     PublicationPupil,
     PublicationRendition,
     PublicationStatus,
+    ScanStatus,
+    SchoolMediaSettings,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPicture:
+    """What a check reads of a stored picture: the columns it needs as plain values (a check
+    runs on every publish, and ORM objects cost more to load and let go than the query)."""
+
+    id: uuid.UUID
+    original_filename: str
+    storage_key: str
+    owner: Owner
+    permission: str | None
+    scan_status: ScanStatus
+    scan_result: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    media_id: uuid.UUID
+    pupil_id: uuid.UUID
+    face_x: int | None
+    face_y: int | None
+    face_width: int | None
+    face_height: int | None
+
+
+def school_choices(session: Session, school: str) -> tuple[bool, bool] | None:
+    """The school's (forbid first names, blur untagged faces), or None if it never chose."""
+    row = session.execute(
+        select(
+            SchoolMediaSettings.forbid_first_names, SchoolMediaSettings.blur_untagged_faces
+        ).where(SchoolMediaSettings.school_id == school)
+    ).first()
+    return None if row is None else (bool(row[0]), bool(row[1]))
+
+
+def stored_pictures(
+    session: Session, school: str, media_ids: Sequence[uuid.UUID]
+) -> list[StoredPicture]:
+    """Those of ``media_ids`` that are the school's, in no particular order."""
+    if not media_ids:
+        return []
+    rows = session.execute(
+        select(
+            MediaItem.id,
+            MediaItem.original_filename,
+            MediaItem.storage_key,
+            MediaItem.owner,
+            MediaItem.permission,
+            MediaItem.scan_status,
+            MediaItem.scan_result,
+        ).where(MediaItem.school_id == school, MediaItem.id.in_(list(media_ids)))
+    )
+    return [StoredPicture(*row) for row in rows]
+
+
+def tags(session: Session, media_ids: Sequence[uuid.UUID]) -> list[TagRow]:
+    """The pupils tagged in these pictures, by pupil id."""
+    if not media_ids:
+        return []
+    rows = session.execute(
+        select(
+            MediaPupil.media_id,
+            MediaPupil.pupil_id,
+            MediaPupil.face_x,
+            MediaPupil.face_y,
+            MediaPupil.face_width,
+            MediaPupil.face_height,
+        )
+        .where(MediaPupil.media_id.in_(list(media_ids)))
+        .order_by(MediaPupil.pupil_id)
+    )
+    return [TagRow(*row) for row in rows]
 
 
 def add(

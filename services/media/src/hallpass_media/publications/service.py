@@ -34,8 +34,8 @@ from hallpass_media.events import (
     PublicationTakenDown,
 )
 from hallpass_media.media import repository as media_repository
-from hallpass_media.media.schemas import TaggedPupil
-from hallpass_media.media.service import EXTENSIONS, refuse_image, tagged_pupils
+from hallpass_media.media.schemas import FaceBox, TaggedPupil
+from hallpass_media.media.service import EXTENSIONS, refuse_image
 from hallpass_media.models import (
     Channel,
     MediaItem,
@@ -47,6 +47,7 @@ from hallpass_media.models import (
     ScanStatus,
 )
 from hallpass_media.publications import policy, repository
+from hallpass_media.publications.repository import StoredPicture
 from hallpass_media.publications.schemas import (
     CheckProblem,
     CheckVerdict,
@@ -68,7 +69,8 @@ from hallpass_media.scanning import (
     phash_distance,
 )
 from hallpass_media.scanning.workers import BUSY_RETRY_AFTER
-from hallpass_media.school_settings.service import current as school_settings
+from hallpass_media.school_settings.service import DEFAULTS as SCHOOL_DEFAULTS
+from hallpass_media.school_settings.service import MediaSchoolSettings
 
 # Who flags publications for takedown in the audit trail: the service itself, not a person.
 TAKEDOWN_ACTOR = "service:media-takedown"
@@ -96,7 +98,7 @@ class CheckOutcome:
     verdict: CheckVerdict
     blur: dict[uuid.UUID, list[Box]]
     pupils: dict[uuid.UUID, bool]  # pupil -> named in the text (else shown)
-    items: list[MediaItem]
+    items: list[StoredPicture]
 
 
 def _signed64(value: int) -> int:
@@ -106,11 +108,11 @@ def _signed64(value: int) -> int:
 
 def _load_items(
     session: Session, principal: Principal, media_ids: Sequence[uuid.UUID]
-) -> list[MediaItem]:
+) -> list[StoredPicture]:
     if len(set(media_ids)) != len(media_ids):
         raise Unprocessable("A media id is listed twice.", code="duplicate_media")
     found = {
-        item.id: item for item in media_repository.find_many(session, principal.school, media_ids)
+        item.id: item for item in repository.stored_pictures(session, principal.school, media_ids)
     }
     missing = [i for i, m in enumerate(media_ids) if m not in found]
     if missing:
@@ -127,6 +129,28 @@ def _load_items(
     return [found[m] for m in media_ids]
 
 
+def _tagged(session: Session, media_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[TaggedPupil]]:
+    tagged: dict[uuid.UUID, list[TaggedPupil]] = {m: [] for m in media_ids}
+    for row in repository.tags(session, media_ids):
+        face = (
+            FaceBox(x=row.face_x, y=row.face_y, width=row.face_width, height=row.face_height)
+            if row.face_x is not None
+            and row.face_y is not None
+            and row.face_width is not None
+            and row.face_height is not None
+            else None
+        )
+        tagged[row.media_id].append(TaggedPupil(pupil_id=row.pupil_id, face=face))
+    return tagged
+
+
+def _choices(session: Session, school: str) -> MediaSchoolSettings:
+    chosen = repository.school_choices(session, school)
+    if chosen is None:
+        return SCHOOL_DEFAULTS
+    return MediaSchoolSettings(forbid_first_names=chosen[0], blur_untagged_faces=chosen[1])
+
+
 def _match_stored(session: Session, school: str, phash: int) -> MediaItem | None:
     """The stored picture an uploaded copy (resized, recompressed) comes from, if any."""
     best: tuple[int, uuid.UUID] | None = None
@@ -139,7 +163,7 @@ def _match_stored(session: Session, school: str, phash: int) -> MediaItem | None
     return media_repository.find(session, school, best[1]) if best else None
 
 
-def _stored_facts(item: MediaItem, tagged: list[TaggedPupil]) -> policy.ImageFacts:
+def _stored_facts(item: StoredPicture, tagged: list[TaggedPupil]) -> policy.ImageFacts:
     scan = ScanResult.from_json(item.scan_result) if item.scan_result else None
     return policy.ImageFacts(
         media_id=item.id,
@@ -162,7 +186,7 @@ class Gathered:
     rules: policy.Rules
     purpose: str
     facts: list[policy.ImageFacts]
-    items: list[MediaItem]
+    items: list[StoredPicture]
 
 
 @dataclass(frozen=True)
@@ -217,16 +241,16 @@ def gather(
     # own, ended before the consent service is asked anything: it takes no write lock (SQLite)
     # and waits for no writer, so concurrent checks never queue behind each other's audit.
     with _reading(media, session) as reads:
-        choices = school_settings(reads, principal.school)
+        choices = _choices(reads, principal.school)
         items = _load_items(reads, principal, request.media_ids)
-        tags = tagged_pupils(reads, [i.id for i in items])
+        tags = _tagged(reads, [i.id for i in items])
         facts = [_stored_facts(item, tags[item.id]) for item in items]
         for upload, scan in zip(request.files, scans, strict=True):
             match = _match_stored(reads, principal.school, _signed64(scan.phash))
             device_ok = request.device_id is None or (
                 active_device(reads, principal.school, request.device_id) is not None
             )
-            matched_tags = tagged_pupils(reads, [match.id])[match.id] if match else []
+            matched_tags = _tagged(reads, [match.id])[match.id] if match else []
             facts.append(
                 policy.ImageFacts(
                     media_id=match.id if match else None,
