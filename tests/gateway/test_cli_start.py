@@ -17,7 +17,8 @@ import pytest
 from hallpass_gateway import quick_token
 from hallpass_gateway.cli import main
 from hallpass_kit.auth import TRUST_ROLES, DevIssuer, Role, TokenVerifier
-from hallpass_kit.settings import CommonSettings
+from hallpass_kit.clients import generate_service_key, load_service_key
+from hallpass_kit.settings import CommonSettings, Environment
 
 # What a short command must not load: the scanning stack, the settings library, the database
 # and web stacks, the JOSE library the services verify with.
@@ -96,6 +97,21 @@ def test_hallpass_help_imports_nothing_of_the_services(tmp_path: Path) -> None:
     assert "argparse" in modules
     assert top_level(modules, HEAVY_MODULES) == set()
     assert not any(module.startswith("hallpass_kit") for module in modules)
+
+
+def test_service_key_writes_the_kits_key_without_the_services_stack(tmp_path: Path) -> None:
+    key_file = tmp_path / "service-key.json"
+
+    modules = imported_modules(["service-key", "--out", str(key_file)], tmp_path)
+
+    assert top_level(modules, HEAVY_MODULES) == set()
+    written = json.loads(key_file.read_text())
+    made_by_the_kit = generate_service_key()
+    assert list(written) == list(made_by_the_kit)
+    assert written["kid"].startswith("service-")
+    issuer = load_service_key(CommonSettings(env=Environment.test, service_key_file=key_file))
+    assert issuer is not None
+    assert issuer.kid == written["kid"]
 
 
 def test_check_transport_works_without_the_scanning_stack(tmp_path: Path) -> None:

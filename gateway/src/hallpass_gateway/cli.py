@@ -290,8 +290,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _service_key(args: argparse.Namespace) -> int:
     import json
+    import time
 
-    from hallpass_kit.clients import generate_service_key
+    # The key hallpass_kit.clients.generate_service_key makes, without the services' stack.
+    from hallpass_gateway.quick_token import new_private_jwk
 
     out: Path = args.out
     if out.exists() and not args.force:
@@ -301,7 +303,7 @@ def _service_key(args: argparse.Namespace) -> int:
     temporary = out.with_name(f".{out.name}.{os.urandom(16).hex()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(generate_service_key()))
+        handle.write(json.dumps(new_private_jwk(f"service-{int(time.time())}")[0]))
     temporary.replace(out)
     print(f"service key written to {out}; give every service the same file")
     return 0

@@ -165,17 +165,14 @@ def _read_key(path: str) -> SigningKey:
     raise ValueError(f"{path} does not hold a signing key")
 
 
-def load_or_create_key(path: str) -> SigningKey:
-    """The key in ``path``, made there (owner-only, as DevIssuer makes it) if there is none."""
-    if os.path.exists(path):
-        return _read_key(path)
+def new_private_jwk(kid: str) -> tuple[dict[str, str], RSAPrivateKey]:
+    """A new 2,048-bit RSA signing key as the private JWK joserfc's ``RSAKey.as_dict(private=
+    True)`` writes (same members, same order), and as cryptography's key object."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = private_key.private_numbers()
     public = private.public_numbers
-    kid = os.urandom(8).hex()  # what DevIssuer's uuid4().hex[:16] amounts to: 16 random hex digits
-    # The members and order joserfc's RSAKey.as_dict(private=True) writes.
     jwk = {
         "n": _b64url_int(public.n),
         "e": _b64url_int(public.e),
@@ -190,6 +187,15 @@ def load_or_create_key(path: str) -> SigningKey:
         "alg": "RS256",
         "kty": "RSA",
     }
+    return jwk, private_key
+
+
+def load_or_create_key(path: str) -> SigningKey:
+    """The key in ``path``, made there (owner-only, as DevIssuer makes it) if there is none."""
+    if os.path.exists(path):
+        return _read_key(path)
+    kid = os.urandom(8).hex()  # what DevIssuer's uuid4().hex[:16] amounts to: 16 random hex digits
+    jwk, private_key = new_private_jwk(kid)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
