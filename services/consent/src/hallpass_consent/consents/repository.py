@@ -152,7 +152,17 @@ def record_views(
                 row.valid_until,
             )
         )
+    for views in grouped.values():
+        if len(views) > 1:
+            views.sort(key=_record_order)
     return grouped
+
+
+def _record_order(record: RecordView) -> tuple[dt.datetime, bytes]:
+    # The rules cite one record of several made at the same instant by different carers (both
+    # signatures on one form keyed at once); in this order, every reader cites the same one
+    # whatever order the database returned the rows in.
+    return record.recorded_at, record.id.bytes
 
 
 def consent_purposes(session: Session, school_id: str) -> Sequence[Purpose]:
@@ -490,4 +500,7 @@ def decision_facts(
         pupil_id: Standing(on_roll, restricted, frozenset(guardians.get(pupil_id, ())))
         for pupil_id, (on_roll, restricted) in flags.items()
     }
+    for views in records.values():
+        if len(views) > 1:
+            views.sort(key=_record_order)
     return DecisionFacts(rule, standing, records)
