@@ -90,6 +90,50 @@ def test_without_service_identity_the_callers_token_is_passed_on() -> None:
     assert response.json() == {"authorization": "Bearer abc"}
 
 
+def _request_reader() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/decisions")
+    async def decisions(request: Request) -> dict[str, object]:
+        return {
+            "method": request.method,
+            "path": request.url.path,
+            "query": sorted(request.query_params.multi_items()),
+            "content_type": request.headers.get("content-type"),
+            "school": request.headers.get(SCHOOL_HEADER.lower()),
+            "if_none_match": request.headers.get("if-none-match"),
+            "body": await request.json(),
+        }
+
+    return app
+
+
+def test_in_process_call_is_the_same_request_as_over_http() -> None:
+    # In-process calls skip the HTTP client; the callee must not be able to tell the difference.
+    def ask(client: ServiceClient) -> object:
+        response = client.request_sync(
+            "POST",
+            "/v1/decisions",
+            school="oakfield",
+            caller_token="t",
+            json={"purpose": "website_photo", "pupil_ids": ["a", "ñ"]},
+            params={"limit": 500, "class_id": "x y"},
+            headers={"If-None-Match": 'W/"roster-1"'},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    in_process = ServiceClient(name="consent", app=_request_reader())
+    with serving(_request_reader()) as url:
+        over_http = ServiceClient(name="consent", base_url=url)
+        try:
+            expected = ask(over_http)
+        finally:
+            over_http.close()
+
+    assert ask(in_process) == expected
+
+
 def test_client_errors_are_returned_for_the_caller_to_read() -> None:
     client = ServiceClient(name="consent", app=_callee())
 

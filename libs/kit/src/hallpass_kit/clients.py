@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import httpx
 from joserfc.jwk import RSAKey
@@ -33,6 +35,8 @@ from starlette.types import ASGIApp
 from hallpass_kit.auth import INTERNAL_ISSUER, DevIssuer, Role
 from hallpass_kit.errors import ServiceUnavailable
 from hallpass_kit.settings import CommonSettings, Environment
+
+logger = logging.getLogger("hallpass.clients")
 
 # The school a service token speaks for when the token itself names none (OAuth2 client
 # credentials tokens are issued to the service, not per school).
@@ -271,20 +275,13 @@ class ServiceClient:
 
     # --- connections ------------------------------------------------------------------------
 
-    def _transport(self) -> httpx.AsyncBaseTransport | None:
-        if self.app is None:
-            return None
-        # A crash in the callee is a 500 here, exactly as it would be over the network.
-        return httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-
     def _async_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             client = self._async.get(loop)
             if client is None:
-                client = httpx.AsyncClient(
-                    transport=self._transport(), timeout=self.timeout, limits=self._limits
-                )
+                # Over HTTP only: an in-process callee is called directly (_call_in_process).
+                client = httpx.AsyncClient(timeout=self.timeout, limits=self._limits)
                 self._async[loop] = client
             return client
 
@@ -391,6 +388,17 @@ class ServiceClient:
     ) -> httpx.Response:
         """One call; a 4xx is returned for the caller to interpret, anything worse raises."""
         sent = self._headers(school, caller_token, headers)
+        if self.app is not None:
+            return self._judge(
+                await _call_in_process(
+                    self.app,
+                    method,
+                    self.base_url + path,
+                    payload=json,
+                    params=params,
+                    headers=sent,
+                )
+            )
         client = self._async_client()
         failure: Exception | None = None
         for base in self._order():
@@ -464,6 +472,90 @@ class ServiceClient:
         raise self._unavailable(
             f"The {self.name} service did not answer; nothing was decided."
         ) from failure
+
+
+async def _call_in_process(
+    app: ASGIApp,
+    method: str,
+    url: str,
+    *,
+    payload: Any,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
+) -> httpx.Response:
+    """One request to an ASGI app in this process, as httpx's ``ASGITransport`` makes it, but
+    without the client's machinery around it (cookies, redirects, auth flows, URL merging) and
+    without its per-call probe for trio, a failed import that walks ``sys.path`` every time.
+
+    The callee sees an ordinary HTTP request. A crash in it is a 500 here, exactly as over the
+    network; nothing it raises reaches the caller.
+    """
+    target = httpx.URL(url, params=params) if params else httpx.URL(url)
+    body = b""
+    wire: list[tuple[bytes, bytes]] = [
+        (b"host", target.netloc),
+        (b"accept", b"*/*"),
+    ]
+    if payload is not None:
+        body = json.dumps(
+            payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+        wire += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    wire += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method.upper(),
+        "headers": wire,
+        "scheme": target.scheme,
+        "path": unquote(target.path),
+        "raw_path": target.raw_path.split(b"?")[0],
+        "query_string": target.query,
+        "server": (target.host, target.port),
+        "client": ("127.0.0.1", 123),
+        "root_path": "",
+    }
+    sent_body = False
+    done = asyncio.Event()
+    status: int | None = None
+    response_headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        if sent_body:
+            await done.wait()  # the callee listens for a disconnect: it comes after the answer
+            return {"type": "http.disconnect"}
+        sent_body = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status, response_headers
+        if message["type"] == "http.response.start" and status is None:
+            status = int(message["status"])
+            response_headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body" and status is not None and not done.is_set():
+            chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                done.set()
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        logger.exception("the in-process %s call failed", url)
+        if status is None:
+            return httpx.Response(500, request=httpx.Request(method, target))
+    done.set()
+    return httpx.Response(
+        status if status is not None else 500,
+        headers=response_headers,
+        content=b"".join(chunks),
+        request=httpx.Request(method, target),
+    )
 
 
 def caller_token(authorization: str | None) -> str | None:
