@@ -39,6 +39,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     common = CommonSettings(env=Environment.test, data_dir=data_dir)
     gateway = create_gateway(common)
     assert gateway.dev_issuer is not None
+    # Seeding leaves the demo's events (one consent.changed per record, over a thousand) waiting
+    # in the outbox. Delivered here, before the site serves, the tests meet a quiet system.
+    # Left to the server's background workers, they were still being delivered while a module's
+    # first test wrote, holding SQLite's one write lock: on a busy machine that test's writes
+    # waited past the lock timeout (a 500) or past the client's timeout, whichever test it was.
+    for service in gateway.services.values():
+        service.state.hallpass.dispatcher.dispatch_pending()
     with serving(gateway) as base_url:
         yield Site(base_url=base_url, data_dir=data_dir, issuer=gateway.dev_issuer)
 
