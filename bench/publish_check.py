@@ -196,11 +196,13 @@ def row(name: str, result: Any) -> str:
     )
 
 
-def write_docs(body: str) -> None:
-    section = f"{SECTION}\n\n{body.strip()}\n"
+def write_docs(body: str, backend: str) -> None:
+    # One section per database backend, so a PostgreSQL run does not replace the SQLite one.
+    title = f"{SECTION}, {backend.split()[0]}"
+    section = f"{title}\n\n{body.strip()}\n"
     current = DOCS_FILE.read_text() if DOCS_FILE.exists() else "# Benchmarks\n"
     lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == title), None)
     if start is None:
         updated = current.rstrip("\n") + "\n\n" + section
     else:
@@ -350,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(table)
     if not args.no_docs and not args.proxy_docs_only:
-        write_docs(table)
+        write_docs(table, backend)
     if proxy_results:
         proxy_table = render_proxy_table(results, proxy_results)
         print()
@@ -536,7 +538,7 @@ PROFILE_AREAS: tuple[tuple[str, str], ...] = (
     ("media: stored facts (read transaction)", "gather (hallpass_media/"),
     ("media: name matching", "find_names (hallpass_media/"),
     ("media: policy verdict", "judge (hallpass_media/"),
-    ("job runners woken by the check's commit", "Runner._loop (hallpass_kit/jobs.py"),
+    ("background job runners (outbox, webhooks, mail)", "Runner._loop (hallpass_kit/jobs.py"),
     ("thread-pool hand-offs", "(queue.py"),
     ("thread-pool hand-offs", "(anyio/to_thread.py"),
     ("token verification", "(hallpass_kit/auth.py"),
