@@ -4,10 +4,17 @@ kept with their record (C10)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from typing import Any
 
+import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 
+from hallpass_consent import migrations
+from hallpass_consent.schools.catalogue import CATALOGUE
+from hallpass_kit.db import Database
+from hallpass_kit.migrations import alembic_config
 from tests.conftest import TokenFactory
 from tests.consent.builders import SchoolBuilder, SchoolRecords, assert_problem
 
@@ -301,3 +308,55 @@ def test_carer_withdraws_a_welsh_grant_after_new_words_without_being_refused_c5_
     assert withdrawal["withdraws_record_id"] == grant["id"]
     assert (withdrawal["wording_version"], withdrawal["wording_language"]) == (2, "cy")
     assert withdrawal["wording"] == WELSH
+
+
+def test_every_purpose_has_its_title_in_welsh_for_carers_reading_in_welsh(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder
+) -> None:
+    purposes = client.get("/v1/purposes", headers=auth("office")).json()
+    family = school.family()
+    child = client.get(
+        f"/v1/me/children/{family.pupil_id}",
+        headers=auth("parent", guardian=family.guardian_ids[0], sub="grace@example.org"),
+    )
+
+    assert all(p["title_cy"] and p["title_cy"] != p["title"] for p in purposes)
+    website = next(p for p in purposes if p["code"] == "website_photo")
+    assert website["title_cy"] == "Lluniau a fideo ar wefan yr ysgol"
+    assert child.status_code == 200, child.text
+    shown = {c["purpose"]: c["title_cy"] for c in child.json()["consents"]}
+    assert shown["website_photo"] == website["title_cy"]
+
+
+def welsh_titles(client: TestClient, auth: TokenFactory) -> dict[str, str | None]:
+    purposes = client.get("/v1/purposes", headers=auth("office")).json()
+    return {p["code"]: p["title_cy"] for p in purposes}
+
+
+def test_the_upgrade_gives_existing_schools_the_catalogues_welsh_titles() -> None:
+    path = next((migrations.SCRIPT_LOCATION / "versions").glob("0007_*.py"))
+    spec = importlib.util.spec_from_file_location("titles_0007", path)
+    assert spec is not None
+    assert spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+
+    assert {seed.code: seed.title_cy for seed in CATALOGUE} == migration.WELSH_TITLES
+
+
+def test_schools_set_up_before_welsh_titles_get_them_on_upgrade(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder, consent_db: Database
+) -> None:
+    if consent_db.dialect == "sqlite":
+        pytest.skip("SQLite's batch ALTER rebuilds the table under its foreign keys to go back")
+    before = welsh_titles(client, auth)
+    config = alembic_config(migrations.SCRIPT_LOCATION, consent_db)
+    with consent_db.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")  # the column and its titles are gone
+        connection.commit()
+    migrations.upgrade(consent_db)
+
+    after = welsh_titles(client, auth)
+    assert after == before
+    assert all(after.values())

@@ -164,6 +164,7 @@ def test_a_carer_answers_in_welsh(page: Page, site: Site) -> None:
 
     page.goto(link + "?lang=cy")
     assert_accessible(page)
+    expect(page.locator("legend").first).to_contain_text("Lluniau a fideo ar wefan yr ysgol")
     page.get_by_role("radio", name="Nac ydw, nid wyf yn cytuno").check()
     page.get_by_role("button", name="Anfon fy atebion").click()
 

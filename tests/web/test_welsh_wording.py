@@ -85,7 +85,8 @@ def test_a_carer_reading_in_welsh_agrees_to_the_welsh_words_and_the_record_says_
 
     page.goto(f"/parents/children/{pupil}")
     page.get_by_role("link", name="Cymraeg").click()
-    section = _section(page, purpose["title"])
+    # The purpose's title is in Welsh too, as the heading of its words.
+    section = _section(page, purpose["title_cy"])
     expect(section.locator('p.wording[lang="cy"]')).to_have_text(purpose["wording_cy"])
     assert_accessible(page)
     section.get_by_role("button", name="Ydw, rwy'n cytuno").click()
@@ -134,7 +135,7 @@ def test_the_head_publishes_english_then_welsh_words_and_carers_see_each_c10(
     page: Page, site: Site
 ) -> None:
     pupil, guardian = _family(site)
-    title = _purpose(site, "newspaper_named")["title"]
+    title = _purpose(site, "newspaper_named")["title_cy"]  # the carer reads in Welsh
     sign_in_as(page, "head")
     page.goto("/app/purposes/newspaper_named?lang=en")
     assert_accessible(page)

@@ -324,7 +324,7 @@ async def _child_page(
         purposes = await api.get("/consent/v1/purposes", headers=_school(child))
     # The words are the school's current ones, the version the carer's answer will name.
     wordings = {p["code"]: p for p in purposes.body} if purposes.ok else {}
-    titles = {c["purpose"]: c["title"] for c in child["consents"]}
+    purposes_of = {c["purpose"]: c for c in child["consents"]}
     return render(
         request,
         "parents/child.html",
@@ -345,7 +345,8 @@ async def _child_page(
         history=[
             {
                 **record,
-                "title": titles.get(record["purpose"], record["purpose"]),
+                "title": purposes_of.get(record["purpose"], {}).get("title", record["purpose"]),
+                "title_cy": purposes_of.get(record["purpose"], {}).get("title_cy"),
                 "answer_label": _answer_label(t, record["decision"]),
                 "language_label": _language_label(t, record.get("wording_language")),
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,20 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def title_in(item: Any, language: str) -> str:
+    """A purpose's title in the page's language: Welsh where the school gave one, else English."""
+    if not isinstance(item, Mapping):
+        return ""
+    welsh = item.get("title_cy")
+    if language == "cy" and isinstance(welsh, str) and welsh:
+        return welsh
+    title = item.get("title")
+    return title if isinstance(title, str) else ""
+
+
+environment.filters["title_in"] = title_in
 
 
 def browser_session(request: Request) -> BrowserSession | None:

@@ -157,6 +157,8 @@ class Purpose(Base):
     school_id: Mapped[str] = mapped_column(ForeignKey("school.id"), index=True)
     code: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(200))
+    # The title in Welsh, shown with the Welsh words (null: the school has not given one).
+    title_cy: Mapped[str | None] = mapped_column(String(200))
     basis: Mapped[Basis] = mapped_column(enum_column(Basis, "basis"))
     requires_consent: Mapped[bool] = mapped_column(Boolean)
     publishable: Mapped[bool] = mapped_column(Boolean)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hallpass_consent.models import Decision
 
@@ -15,6 +15,7 @@ class ChildConsent(BaseModel):
 
     purpose: str
     title: str
+    title_cy: str | None = Field(description="The title in Welsh; null when the school has none.")
     wording_version: int
     your_decision: Decision | None
     your_record_id: uuid.UUID | None

@@ -82,6 +82,7 @@ def _child_consent(
     return ChildConsent(
         purpose=purpose.code,
         title=purpose.title,
+        title_cy=purpose.title_cy,
         wording_version=purpose.current_version,
         your_decision=own[0] if own else None,
         your_record_id=own[1] if own else None,

@@ -145,6 +145,7 @@ class PurposeQuestion(BaseModel):
 
     purpose: str
     title: str
+    title_cy: str | None
     wording_version: int
     wording: str
     wording_cy: str | None
@@ -203,6 +204,7 @@ class RecordedAnswer(BaseModel):
     given_name: str
     purpose: str
     title: str
+    title_cy: str | None
     decision: Decision
     wording_version: int
     wording_language: str

@@ -520,6 +520,7 @@ def open_link(session: Session, body: LinkOpen, *, now: dt.datetime) -> LinkRequ
                     PurposeQuestion(
                         purpose=purpose.code,
                         title=purpose.title,
+                        title_cy=purpose.title_cy,
                         wording_version=wording.version,
                         wording=wording.text,
                         wording_cy=wording.text_cy,
@@ -610,6 +611,7 @@ def answer_link(session: Session, body: LinkAnswer, *, now: dt.datetime) -> Link
                 given_name=(child := children[answer.pupil_id]).preferred_name or child.given_name,
                 purpose=answer.purpose,
                 title=purposes[answer.purpose][0].title,
+                title_cy=purposes[answer.purpose][0].title_cy,
                 decision=view.decision,
                 wording_version=view.wording_version,
                 wording_language=view.wording_language,

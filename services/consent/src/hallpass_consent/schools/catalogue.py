@@ -14,6 +14,7 @@ class PurposeSeed:
     wording: str
     # The same words in Welsh, as a Welsh-medium school would write them to its families.
     wording_cy: str
+    title_cy: str
     requires_consent: bool = True
     publishable: bool = True
     names_pupil: bool = False
@@ -29,6 +30,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "My child's full name will never be published with an image.",
         "Rwy'n cytuno y caiff ffotograffau a fideo o fy mhlentyn eu cyhoeddi ar wefan yr ysgol. "
         "Ni fydd enw llawn fy mhlentyn byth yn cael ei gyhoeddi gyda delwedd.",
+        title_cy="Lluniau a fideo ar wefan yr ysgol",
     ),
     PurposeSeed(
         "social_media_photo",
@@ -38,6 +40,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n cytuno y caiff ffotograffau a fideo o fy mhlentyn eu postio ar gyfrifon "
         "cyfryngau cymdeithasol swyddogol yr ysgol. Ni fydd enw llawn fy mhlentyn byth yn cael "
         "ei gyhoeddi gyda delwedd.",
+        title_cy="Lluniau a fideo ar gyfryngau cymdeithasol swyddogol yr ysgol",
     ),
     PurposeSeed(
         "print_publication",
@@ -46,6 +49,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "and other printed material produced by the school.",
         "Rwy'n cytuno y caiff ffotograffau o fy mhlentyn ymddangos ym mhrosbectws yr ysgol, "
         "mewn cylchlythyrau ac mewn deunyddiau printiedig eraill a gynhyrchir gan yr ysgol.",
+        title_cy="Cyhoeddiadau printiedig a'r prosbectws",
     ),
     PurposeSeed(
         "newspaper_named",
@@ -55,6 +59,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n cytuno y caiff y wasg leol dynnu lluniau o fy mhlentyn mewn digwyddiadau ysgol, "
         "ac y caiff y papur newydd argraffu enw fy mhlentyn gyda'r llun.",
         names_pupil=True,
+        title_cy="Papur newydd lleol, gydag enw fy mhlentyn",
     ),
     PurposeSeed(
         "livestream",
@@ -64,6 +69,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n rhoi fy nghaniatâd penodol i fy mhlentyn ymddangos mewn digwyddiadau y mae'r "
         "ysgol yn eu ffrydio'n fyw dros y rhyngrwyd (er enghraifft gwasanaethau a "
         "pherfformiadau).",
+        title_cy="Digwyddiadau a ffrydir yn fyw",
     ),
     PurposeSeed(
         "video_recording_publish",
@@ -73,6 +79,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n cytuno y caiff recordiadau o wersi fideo neu gynadleddau fideo y mae fy mhlentyn "
         "yn cymryd rhan ynddynt eu cyhoeddi. Bydd yr ysgol bob amser yn dweud cyn i recordiad "
         "ddechrau.",
+        title_cy="Cyhoeddi recordiadau o wersi a chynadleddau fideo",
     ),
     PurposeSeed(
         "pupil_work_publish",
@@ -82,6 +89,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n cytuno y caiff gwaith fy mhlentyn ei arddangos neu ei gyhoeddi gan yr ysgol. "
         "Bydd fy mhlentyn hefyd yn cael ei holi a chaiff ddweud na.",
         needs_pupil_agreement=True,
+        title_cy="Cyhoeddi gwaith fy mhlentyn",
     ),
     PurposeSeed(
         "external_agency",
@@ -91,6 +99,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "Rwy'n cytuno y caiff yr ysgol rannu gwybodaeth berthnasol am fy mhlentyn ag "
         "asiantaethau allanol sy'n cefnogi addysg neu lesiant fy mhlentyn.",
         publishable=False,
+        title_cy="Rhannu ag asiantaethau allanol",
     ),
     PurposeSeed(
         "internal_assessment",
@@ -103,6 +112,7 @@ CATALOGUE: tuple[PurposeSeed, ...] = (
         "cyhoeddi; nid oes angen caniatâd ar gyfer hyn.",
         requires_consent=False,
         publishable=False,
+        title_cy="Tystiolaeth asesu fewnol (dyddiaduron dysgu)",
     ),
 )
 

@@ -43,6 +43,7 @@ class PurposeView(BaseModel):
 
     code: str
     title: str
+    title_cy: str | None = Field(description="The title in Welsh; null when the school has none.")
     basis: Basis
     requires_consent: bool
     publishable: bool

@@ -79,6 +79,7 @@ def seed_purposes(session: Session, school_id: str, *, actor: str, now: dt.datet
             school_id=school_id,
             code=seed.code,
             title=seed.title,
+            title_cy=seed.title_cy,
             basis=seed.basis,
             requires_consent=seed.requires_consent,
             publishable=seed.publishable,
@@ -118,6 +119,7 @@ def _purpose_view(purpose: Purpose, wording: PurposeWording) -> PurposeView:
     return PurposeView(
         code=purpose.code,
         title=purpose.title,
+        title_cy=purpose.title_cy,
         basis=purpose.basis,
         requires_consent=purpose.requires_consent,
         publishable=purpose.publishable,
