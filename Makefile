@@ -86,6 +86,8 @@ bench: install
 	$(RUN) python bench/scan_cost.py
 	$(RUN) python bench/bulk_send.py
 	$(RUN) python bench/overload.py
+	$(RUN) python bench/cli_startup.py
+	$(RUN) python bench/scale.py
 
 screenshots: install
 	$(RUN) python -m tests.web.screenshots
