@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from hallpass_kit.auth import STAFF_ROLES, Principal
+from hallpass_kit.db import Database
 from hallpass_kit.errors import Conflict, NotFound, ProblemDetail, Unprocessable
 from hallpass_kit.pagination import Page, decode_position, encode_position
 from hallpass_media.channels import (
@@ -412,13 +415,84 @@ async def _scan_in_thread(
         ) from None
 
 
-def record_check_alone(
-    media: MediaContext, principal: Principal, request: CheckInput, verdict: CheckVerdict
-) -> None:
-    """The check's audit entry in a write transaction of its own, as short as it can be: the
-    check's reads took no write lock, and this is its only write."""
-    with media.database.session() as session:
-        record_check(session, principal, request, verdict)
+@dataclass(frozen=True)
+class _CheckEntry:
+    principal: Principal
+    request: CheckInput
+    verdict: CheckVerdict
+    loop: asyncio.AbstractEventLoop
+    recorded: asyncio.Future[None]
+
+
+class CheckAudits:
+    """The audit entries of checks, written by group commit.
+
+    A check is answered only once its entry is committed, as before; but checks that finish
+    while an entry is being written share the next transaction and its one commit, instead of
+    queueing one by one for the database's write lock (SQLite) and a commit each. One writer at a
+    time, in a worker thread; the requests wait on the event loop, holding no thread.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+        self._waiting: list[_CheckEntry] = []
+        self._writing = False
+        self._writers: set[asyncio.Future[None]] = set()
+
+    async def record(
+        self, principal: Principal, request: CheckInput, verdict: CheckVerdict
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiting.append(_CheckEntry(principal, request, verdict, loop, recorded))
+            start, self._writing = not self._writing, True
+        if start:
+            writer = asyncio.ensure_future(run_in_threadpool(self._write_waiting))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        # Shielded: a request that goes away still has its entry written.
+        await asyncio.shield(recorded)
+
+    def _write_waiting(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._writing = False
+                    return
+            failure: BaseException | None = None
+            try:
+                with self._database.session() as session:
+                    for entry in batch:
+                        record_check(session, entry.principal, entry.request, entry.verdict)
+            except Exception as exc:  # every check of the batch answers it (none recorded)
+                failure = exc
+            for entry in batch:
+                entry.loop.call_soon_threadsafe(_settle, entry.recorded, failure)
+
+
+def _settle(recorded: asyncio.Future[None], failure: BaseException | None) -> None:
+    if recorded.done():
+        return
+    if failure is None:
+        recorded.set_result(None)
+    else:
+        recorded.set_exception(failure)
+
+
+_CHECK_AUDITS: weakref.WeakKeyDictionary[Database, CheckAudits] = weakref.WeakKeyDictionary()
+_CHECK_AUDITS_LOCK = threading.Lock()
+
+
+def check_audits(database: Database) -> CheckAudits:
+    """The one group-committing writer of check entries for ``database`` in this process."""
+    with _CHECK_AUDITS_LOCK:
+        audits = _CHECK_AUDITS.get(database)
+        if audits is None:
+            audits = _CHECK_AUDITS[database] = CheckAudits(database)
+        return audits
 
 
 async def check_async(
@@ -465,7 +539,7 @@ async def check_async(
         found = find_names(roster, gathered, request)
     outcome = judge(gathered, found, roster, decisions, request)
     # Committed before the verdict is returned: a check that is answered is a check recorded.
-    await run_in_threadpool(record_check_alone, media, principal, request, outcome.verdict)
+    await check_audits(media.database).record(principal, request, outcome.verdict)
     return outcome.verdict
 
 
