@@ -10,9 +10,11 @@ Prints the tables and writes them to docs/benchmarks.md; raw numbers go to bench
 
     .venv/bin/python bench/decisions.py [--workers 1 2] [--duration 10] [--no-docs] [--no-proxy]
 
-Targets (from the issue): decisions p99 <= 10 ms, decisions req/s / no-op req/s >= 0.5,
-decide() <= 20 us per pupil. Numbers are reported, never asserted: the script always exits 0
-when it could measure, whether or not the targets are met.
+Targets (issue 13): decisions req/s / no-op req/s >= 0.5, decisions p99 <= 2x the no-op's,
+server CPU <= 1.6 ms and PostgreSQL CPU <= 0.5 ms per decision request, decide() <= 20 us per
+pupil. ``--batch 1000`` measures the largest batch (it is to cost <= 10x a 30-pupil one).
+Numbers are reported, never asserted: the script always exits 0 when it could measure, whether
+or not the targets are met.
 """
 
 from __future__ import annotations
@@ -80,8 +82,10 @@ DECISIONS_PATH = "/consent/v1/decisions"
 # Purposes that get recorded answers; the benchmark asks about the first.
 SEEDED_PURPOSES = ("website_photo", "social_media_photo", "print_publication")
 
-P99_TARGET_MS = 10.0
+P99_RATIO_TARGET = 2.0  # decisions p99 ÷ no-op p99 (issue 13)
 RATIO_TARGET = 0.5
+SERVER_CPU_TARGET_MS = 1.6  # server CPU per decision request
+POSTGRES_CPU_TARGET_MS = 0.5  # PostgreSQL CPU per decision request
 PER_PUPIL_TARGET_US = 20.0
 PROXY_RATIO_TARGET = 0.7
 PROXY_SECTION = "## Proxy mode (bench/decisions.py)"
@@ -769,7 +773,8 @@ def render_tables(
         lines.append(
             f"| `POST {DECISIONS_PATH}` ({batch} pupils), {workers} | {decisions.rps:,.0f} | "
             f"{decisions.p50_ms:.2f} | {decisions.p95_ms:.2f} | {decisions.p99_ms:.2f} | "
-            f"p99 ≤ {P99_TARGET_MS:g} ms | {_yes(decisions.p99_ms <= P99_TARGET_MS)} |"
+            f"p99 ≤ {P99_RATIO_TARGET:g} x the no-op's | "
+            f"{_yes(decisions.p99_ms <= P99_RATIO_TARGET * ping.p99_ms)} |"
         )
     lines += [
         "",
@@ -782,6 +787,23 @@ def render_tables(
         lines.append(
             f"| decisions req/s ÷ no-op req/s, {workers} | {ratio:.2f} | "
             f"≥ {RATIO_TARGET:g} | {_yes(ratio >= RATIO_TARGET)} |"
+        )
+        p99_ratio = decisions.p99_ms / ping.p99_ms if ping.p99_ms else float("nan")
+        lines.append(
+            f"| decisions p99 ÷ no-op p99, {workers} | {p99_ratio:.1f} | "
+            f"≤ {P99_RATIO_TARGET:g} | {_yes(p99_ratio <= P99_RATIO_TARGET)} |"
+        )
+        server, postgres = (
+            decisions.server_cpu_ms_per_request,
+            decisions.postgres_cpu_ms_per_request,
+        )
+        lines.append(
+            f"| server CPU ms per decision request, {workers} | {server:.2f} | "
+            f"≤ {SERVER_CPU_TARGET_MS:g} | {_yes(server <= SERVER_CPU_TARGET_MS)} |"
+        )
+        lines.append(
+            f"| PostgreSQL CPU ms per decision request, {workers} | {postgres:.2f} | "
+            f"≤ {POSTGRES_CPU_TARGET_MS:g} | {_yes(postgres <= POSTGRES_CPU_TARGET_MS)} |"
         )
     lines.append(
         f"| pure `decide()`, µs per pupil (median of {pure.rounds} rounds over "
