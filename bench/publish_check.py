@@ -346,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "keeps the compiled matcher; concurrent checks share a revalidation that began after "
             "them), asks it for one decision batch, matches names in all the text and in the four "
             "stored scans, and appends to the audit chain: two in-process calls to the consent "
-            "service, one read-only and one short write transaction. Reproduce with `make bench` "
+            "service, one read-only transaction and a share of one write transaction (the audit "
+            "entries of checks that finish together are committed together). Reproduce with "
+            "`make bench` "
             "(`.venv/bin/python bench/publish_check.py`).",
         ]
     )

@@ -470,7 +470,9 @@ class CheckAudits:
             except Exception as exc:  # every check of the batch answers it (none recorded)
                 failure = exc
             for entry in batch:
-                entry.loop.call_soon_threadsafe(_settle, entry.recorded, failure)
+                # A loop already closed has nobody left waiting on it.
+                with suppress(RuntimeError):
+                    entry.loop.call_soon_threadsafe(_settle, entry.recorded, failure)
 
 
 def _settle(recorded: asyncio.Future[None], failure: BaseException | None) -> None:
