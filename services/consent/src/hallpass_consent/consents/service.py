@@ -557,7 +557,7 @@ def decisions(
             f"At most {max_batch} pupils per decision request.", code="batch_too_large"
         )
     at = body.at or now
-    pupil_ids = list(dict.fromkeys(body.pupil_ids))
+    pupil_ids = list({pid.int: pid for pid in body.pupil_ids}.values())
     with database.reading() as connection:
         facts = repository.decision_facts(connection, principal.school, body.purpose, pupil_ids, at)
     rule = facts.rule
@@ -568,7 +568,7 @@ def decisions(
             rule="C1",
         )
     standing = facts.standing
-    unknown = [i for i, pid in enumerate(body.pupil_ids) if pid not in standing]
+    unknown = [i for i, pid in enumerate(body.pupil_ids) if pid.int not in standing]
     if unknown:
         raise Unprocessable(
             "Some pupils are not known in this school; nothing was decided.",
@@ -586,14 +586,15 @@ def decisions(
     parts: list[str] = []
     reasons: list[Reason] = []
     for pid in pupil_ids:
-        pupil = standing[pid]
+        key = pid.int
+        pupil = standing[key]
         verdict = decide(
             rule,
             at=at,
             on_roll=pupil.on_roll,
             restricted=pupil.restricted,
             responsible_guardians=pupil.responsible_guardians,
-            records=records.get(pid, ()),
+            records=records.get(key, ()),
         )
         reasons.append(verdict.reason)
         record = "null" if verdict.record_id is None else f'"{verdict.record_id}"'
