@@ -111,6 +111,9 @@ MATRIX: dict[Endpoint, Row] = {
     ),
     ("GET", "/v1/reports"): Row(REPORT_READERS),
     ("GET", "/v1/reports/{report_id}"): Row(REPORT_READERS),
+    ("POST", "/v1/reports/{report_id}:resolve"): Row(
+        REPORT_READERS, json={"resolution": "Spoken to the sender."}
+    ),
     ("GET", "/v1/audit"): Row(AUDITORS),
     ("GET", "/v1/audit:verify"): Row(AUDITORS),
     ("GET", "/v1/audit:checkpoint"): Row(AUDITORS),

@@ -121,3 +121,60 @@ def test_e10_an_unknown_report_or_cursor_is_refused(
         400,
         "invalid_cursor",
     )
+
+
+@pytest.mark.parametrize("role", ["dsl", "head"])
+def test_e10_a_report_is_marked_handled_once_with_what_was_done(
+    comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any], role: str
+) -> None:
+    filed = report(comms, auth, 3)
+
+    resolved = comms.post(
+        f"/v1/reports/{filed['id']}:resolve",
+        json={"resolution": "Blocked the sender; told the carer."},
+        headers=auth(role),
+    )
+    again = comms.post(
+        f"/v1/reports/{filed['id']}:resolve",
+        json={"resolution": "Something else."},
+        headers=auth("dsl"),
+    )
+
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["resolved_by"] == f"{role}@oakfield"
+    assert resolved.json()["resolution"] == "Blocked the sender; told the carer."
+    assert resolved.json()["resolved_at"] is not None
+    assert_problem(again, 409, "report_resolved")
+    shown = comms.get(f"/v1/reports/{filed['id']}", headers=auth("dsl")).json()
+    assert shown["resolution"] == "Blocked the sender; told the carer."
+    assert audit_actions(comms, auth).count("report.resolve") == 1
+
+
+def test_e10_an_open_report_says_so_and_a_blank_resolution_changes_nothing(
+    comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any]
+) -> None:
+    filed = report(comms, auth, 4)
+
+    blank = comms.post(
+        f"/v1/reports/{filed['id']}:resolve", json={"resolution": "   "}, headers=auth("dsl")
+    )
+
+    assert blank.status_code == 422, blank.text
+    shown = comms.get(f"/v1/reports/{filed['id']}", headers=auth("dsl")).json()
+    assert (shown["resolved_at"], shown["resolved_by"], shown["resolution"]) == (None, None, None)
+
+
+def test_e10_other_staff_and_other_schools_cannot_mark_a_report_handled(
+    comms: TestClient, auth: TokenFactory, mail_settings: dict[str, Any]
+) -> None:
+    filed = report(comms, auth, 5)
+    path = f"/v1/reports/{filed['id']}:resolve"
+    body = {"resolution": "Done."}
+
+    assert_problem(comms.post(path, json=body, headers=auth("office")), 403, "forbidden")
+    assert_problem(
+        comms.post(path, json=body, headers=auth("dsl", school=OTHER_SCHOOL)), 404, "unknown_report"
+    )
+    assert (
+        comms.get(f"/v1/reports/{filed['id']}", headers=auth("dsl")).json()["resolved_at"] is None
+    )

@@ -236,6 +236,23 @@ def test_e10_the_dsl_reads_the_reports_and_one_reports_words(page: Page, site: S
     expect(page.locator("main")).to_contain_text("angry@example.net")
     assert_accessible(page)
 
+    # Marked handled, with what was done: a blank answer is refused and nothing changes.
+    page.get_by_role("button", name="Mark handled").click()
+    expect(page.locator("#resolution:invalid")).to_have_count(1)  # the browser asks first
+    page.get_by_label("What was done").fill("   ")
+    page.locator("form[aria-labelledby=handled-heading]").evaluate("form => form.noValidate = true")
+    page.get_by_role("button", name="Mark handled").click()
+    expect(page.get_by_role("alert")).to_contain_text("Say what was done")
+    assert_accessible(page)
+    page.get_by_label("What was done").fill("Blocked the sender and rang the carer.")
+    page.get_by_role("button", name="Mark handled").click()
+    expect(page.get_by_role("status")).to_contain_text("Marked handled by dev-dsl@demo")
+    expect(page.locator("main")).to_contain_text("Blocked the sender and rang the carer.")
+    assert_accessible(page)
+    page.goto("/app/reports")
+    row = page.locator("tr", has=page.get_by_role("link", name=reference))
+    expect(row).to_contain_text("Handled")
+
 
 @pytest.mark.parametrize("person", ["office", "staff"])
 def test_other_staff_are_turned_away_from_the_dsl_pages(

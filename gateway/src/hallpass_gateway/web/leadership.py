@@ -473,12 +473,59 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             answer = await api.get(f"/comms/v1/reports/{ident}")
         if not answer.ok:
             return refused(request, answer)
+        return _report_page(request, t, answer.body)
+
+    def _report_page(
+        request: Request,
+        t: Translator,
+        report: Mapping[str, Any],
+        *,
+        status: int = 200,
+        error: str = "",
+        resolution: str = "",
+    ) -> Response:
         return render(
             request,
             "leadership/report.html",
-            title=t("leadership.reports.one", reference=answer.body["reference"]),
-            report=answer.body,
-            received=when(t, answer.body.get("created_at")),
+            status=status,
+            title=t("leadership.reports.one", reference=report["reference"]),
+            report=report,
+            received=when(t, report.get("created_at")),
+            resolved=when(t, report.get("resolved_at")) if report.get("resolved_at") else "",
+            error=error,
+            resolution=resolution,
+        )
+
+    @router.post("/app/reports/{report_id}", response_class=HTMLResponse)
+    async def resolve_report(request: Request, report_id: str) -> Response:
+        """Mark a report handled, saying what was done (E10); the API refuses a second answer."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(REPORT_READERS):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(report_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t("leadership.reports.unknown")}))
+        form = await request.form()
+        resolution = str(form.get("resolution", ""))[:6000]
+        async with PageApi(request.app, request) as api:
+            answer = await api.post(
+                f"/comms/v1/reports/{ident}:resolve", json={"resolution": resolution}
+            )
+            if answer.ok:
+                return RedirectResponse(f"/app/reports/{ident}?resolved=1", status_code=303)
+            if answer.status != 422:
+                return refused(request, answer)
+            current = await api.get(f"/comms/v1/reports/{ident}")
+        if not current.ok:
+            return refused(request, current)
+        return _report_page(
+            request,
+            t,
+            current.body,
+            status=422,
+            error=t("leadership.reports.resolution_needed"),
+            resolution=resolution,
         )
 
     return router

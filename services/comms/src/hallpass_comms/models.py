@@ -229,6 +229,10 @@ class OffensiveReport(Base):
     description: Mapped[str] = mapped_column(Text)
     notice_message_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("message.id"))
     created_at: Mapped[dt.datetime]
+    # Handled by the designated staff: who, when and what was done (a report is never deleted).
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[dt.datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
 
 
 class RenewalReminder(Base):

@@ -11,7 +11,12 @@ from fastapi import APIRouter, Query
 from hallpass_comms.common import REPORT_READERS, REPORTERS
 from hallpass_comms.context import CommsContextDep
 from hallpass_comms.reports import service
-from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt, ReportView
+from hallpass_comms.reports.schemas import (
+    ReportCreate,
+    ReportReceipt,
+    ReportResolve,
+    ReportView,
+)
 from hallpass_kit.app import SessionDep, WriteSessionDep, require_roles
 from hallpass_kit.auth import Principal
 from hallpass_kit.errors import problem_responses
@@ -52,3 +57,15 @@ def read_report(
 ) -> ReportView:
     """One report with what the reporter said (the DSL and the head; audited)."""
     return service.read_report(session, principal, report_id)
+
+
+@router.post("/reports/{report_id}:resolve", responses=problem_responses(404, 409, 422))
+def resolve_report(
+    report_id: uuid.UUID,
+    body: ReportResolve,
+    session: SessionDep,
+    context: CommsContextDep,
+    principal: Principal = require_roles(*REPORT_READERS),
+) -> ReportView:
+    """Mark a report handled, saying what was done (the DSL and the head; once; audited)."""
+    return service.resolve_report(session, principal, report_id, body, context.clock())

@@ -44,9 +44,11 @@ def page_reports(
     return session.execute(query.limit(limit)).scalars().all()
 
 
-def get_report(session: Session, school_id: str, report_id: uuid.UUID) -> OffensiveReport | None:
-    return session.scalars(
-        select(OffensiveReport).where(
-            OffensiveReport.school_id == school_id, OffensiveReport.id == report_id
-        )
-    ).one_or_none()
+def get_report(
+    session: Session, school_id: str, report_id: uuid.UUID, *, for_update: bool = False
+) -> OffensiveReport | None:
+    query = select(OffensiveReport).where(
+        OffensiveReport.school_id == school_id, OffensiveReport.id == report_id
+    )
+    # Two people marking the same report at once: the second waits, then sees it handled.
+    return session.scalars(query.with_for_update() if for_update else query).one_or_none()

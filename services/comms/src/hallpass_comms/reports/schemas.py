@@ -49,3 +49,14 @@ class ReportView(BaseModel):
         description="The notice sent to the DSL at once (its delivery can be followed)."
     )
     created_at: dt.datetime
+    resolved_by: str | None = Field(description="Who marked it handled; null while open.")
+    resolved_at: dt.datetime | None
+    resolution: str | None = Field(description="What was done, in the handler's words.")
+
+
+class ReportResolve(BaseModel):
+    """Marking a report handled: what was done (kept with the report and in the audit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Description

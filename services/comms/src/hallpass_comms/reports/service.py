@@ -16,7 +16,7 @@ from hallpass_comms.models import Message, MessageKind, OffensiveReport, Recipie
 from hallpass_comms.recipients.policy import Envelope
 from hallpass_comms.reports import repository
 from hallpass_comms.reports.policy import reference, reference_prefix
-from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt, ReportView
+from hallpass_comms.reports.schemas import ReportCreate, ReportReceipt, ReportResolve, ReportView
 from hallpass_kit.auth import AccessRefused, Principal, Role
 from hallpass_kit.errors import Conflict, NotFound, Unprocessable
 from hallpass_kit.pagination import Page, decode_position, encode_position
@@ -146,6 +146,9 @@ def _view(report: OffensiveReport) -> ReportView:
         description=report.description,
         notice_message_id=report.notice_message_id,
         created_at=report.created_at,
+        resolved_by=report.resolved_by,
+        resolved_at=report.resolved_at,
+        resolution=report.resolution,
     )
 
 
@@ -176,4 +179,30 @@ def read_report(session: Session, principal: Principal, report_id: uuid.UUID) ->
     if report is None:
         raise NotFound("No such report in this school.", code="unknown_report")
     record_audit(session, principal, "report.read", target=f"report:{report.reference}")
+    return _view(report)
+
+
+def resolve_report(
+    session: Session,
+    principal: Principal,
+    report_id: uuid.UUID,
+    body: ReportResolve,
+    now: dt.datetime,
+) -> ReportView:
+    """Mark a report handled, once: a second answer would overwrite what the first one said."""
+    report = repository.get_report(session, principal.school, report_id, for_update=True)
+    if report is None:
+        raise NotFound("No such report in this school.", code="unknown_report")
+    if report.resolved_at is not None:
+        raise Conflict(
+            f"Report {report.reference} was marked handled already, by {report.resolved_by}.",
+            code="report_resolved",
+            rule="E10",
+        )
+    report.resolved_by = principal.actor
+    report.resolved_at = now
+    report.resolution = body.resolution
+    session.flush()
+    # The words of the resolution stay with the report; the audit says who and when.
+    record_audit(session, principal, "report.resolve", target=f"report:{report.reference}")
     return _view(report)
