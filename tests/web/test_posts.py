@@ -211,8 +211,20 @@ def test_a_withdrawal_puts_the_publication_in_the_takedown_queue_and_confirming_
                 json={"channel": "website", "media_ids": [media], "caption": "Choir concert"},
             )
         )["id"]
-    with _as(site, "parent", guardian_id=pupil.guardian) as carer:
-        _ok(carer.post(f"/consent/v1/me/children/{pupil.id}/consents/website_photo:withdraw"))
+    with _as(site, "head") as head:
+        website = _ok(head.get("/consent/v1/purposes/website_photo"))["title"]
+    # The carer withdraws on their own page, in the browser, as a parent would.
+    page.goto("/auth/dev?school=demo")
+    carer = page.locator('ul[aria-label="Carers"] button').first
+    carer.evaluate("(button, id) => { button.value = 'carer:' + id; }", pupil.guardian)
+    carer.click()
+    page.goto(f"/parents/children/{pupil.id}")
+    section = page.locator(
+        "section.purpose", has=page.get_by_role("heading", name=website, exact=True)
+    )
+    section.get_by_role("button", name="Withdraw my consent").click()
+    expect(page.get_by_role("status")).to_contain_text("Your answer is saved")
+    page.context.clear_cookies()
     sign_in_as(page, "deputy")
 
     row = page.locator(f"#takedown-{publication}")
