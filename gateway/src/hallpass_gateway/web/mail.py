@@ -271,6 +271,7 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
             who=_who(t, draft, chosen, pupils),
             summary=summary,
             held_until=when(t, summary.get("scheduled_for")),
+            last_leaves=when(t, summary.get("expected_last_at")),
             idempotency_key=str(uuid.uuid4()),
         )
 
@@ -322,6 +323,7 @@ def mail_router(verifier: TokenVerifier) -> APIRouter:
             sent=request.query_params.get("sent") == "1",
             created=when(t, message.get("created_at")),
             held_until=when(t, message.get("scheduled_for")),
+            last_leaves=when(t, message.get("expected_last_at")),
         )
 
     @router.get("/app/families", response_class=HTMLResponse)
