@@ -34,9 +34,9 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import Engine, event
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from decisions import (
+from bench.decisions import (
     PING_PATH,
     SCHOOL,
     drop_database,
@@ -45,7 +45,6 @@ from decisions import (
     seed_school,
     vacuum_analyze,
 )
-
 from hallpass_consent.migrations import upgrade
 from hallpass_kit.auth import DevIssuer, Role
 from hallpass_kit.db import Database
