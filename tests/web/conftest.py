@@ -46,7 +46,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     # waited past the lock timeout (a 500) or past the client's timeout, whichever test it was.
     for service in gateway.services.values():
         service.state.hallpass.dispatcher.dispatch_pending()
-    with serving(gateway) as base_url:
+    with serving(gateway, warm=True) as base_url:
         yield Site(base_url=base_url, data_dir=data_dir, issuer=gateway.dev_issuer)
 
 

@@ -32,7 +32,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert gateway.dev_issuer is not None
     for service in gateway.services.values():
         service.state.hallpass.dispatcher.dispatch_pending()
-    with serving(gateway) as base_url:
+    with serving(gateway, warm=True) as base_url:
         yield Site(base_url=base_url, data_dir=data_dir, issuer=gateway.dev_issuer)
 
 

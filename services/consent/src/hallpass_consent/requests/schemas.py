@@ -20,7 +20,7 @@ Title = Annotated[
 Note = Annotated[str, StringConstraints(min_length=1, max_length=4000), STORABLE, TRIM]
 # secrets.token_urlsafe(32) gives 43 characters; anything far off that shape is no link of ours.
 LinkToken = Annotated[
-    str, StringConstraints(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    str, StringConstraints(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"), STORABLE
 ]
 Language = Literal["en", "cy"]
 
