@@ -152,6 +152,20 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
             when=lambda value: when(t, value),
         )
 
+    async def allowed_and_found(
+        request: Request, roles: frozenset[Role], raw_id: str, unknown: str
+    ) -> tuple[Translator, str] | Response:
+        """The page's words and the id in its path, or the page that turns the person away: not
+        one of ``roles``, or an id that is no id at all (404 in the words of ``unknown``)."""
+        principal = await viewer(request, verifier)
+        if not principal.has_any(roles):
+            return not_allowed(request)
+        t = Translator(language_of(request))
+        ident = as_uuid(raw_id)
+        if ident is None:
+            return refused(request, Answer(404, {"detail": t(unknown)}))
+        return t, ident
+
     @router.get("/app/approvals", response_class=HTMLResponse)
     async def approvals(request: Request) -> Response:
         """E4: mail to outside organisations waiting for the head or deputy."""
@@ -366,25 +380,23 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
     @router.get("/app/restrictions/{pupil_id}", response_class=HTMLResponse)
     async def restriction(request: Request, pupil_id: str) -> Response:
         """One pupil's restriction: set it, change it or lift it (DSL only)."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(RESTRICTION_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(pupil_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        found = await allowed_and_found(
+            request, RESTRICTION_READERS, pupil_id, "leadership.restriction.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        _t, ident = found
         return await restriction_page(request, ident)
 
     @router.post("/app/restrictions/{pupil_id}", response_class=HTMLResponse)
     async def set_restriction(request: Request, pupil_id: str) -> Response:
         """Set or change the restriction (C12); the consent API audits it and tells media."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(RESTRICTION_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(pupil_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        found = await allowed_and_found(
+            request, RESTRICTION_READERS, pupil_id, "leadership.restriction.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        t, ident = found
         form = await request.form()
         values = {
             "kind": str(form.get("kind", ""))[:40],
@@ -410,25 +422,23 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
     @router.get("/app/restrictions/{pupil_id}/lift", response_class=HTMLResponse)
     async def confirm_lift(request: Request, pupil_id: str) -> Response:
         """Ask before lifting: consents apply again from the moment it is lifted."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(RESTRICTION_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(pupil_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        found = await allowed_and_found(
+            request, RESTRICTION_READERS, pupil_id, "leadership.restriction.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        _t, ident = found
         return await restriction_page(request, ident, confirm_lift=True)
 
     @router.post("/app/restrictions/{pupil_id}/lift", response_class=HTMLResponse)
     async def lift(request: Request, pupil_id: str) -> Response:
         """Lift the restriction, as confirmed (audited by the consent API)."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(RESTRICTION_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(pupil_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.restriction.unknown")}))
+        found = await allowed_and_found(
+            request, RESTRICTION_READERS, pupil_id, "leadership.restriction.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        _t, ident = found
         async with PageApi(request.app, request) as api:
             answer = await api.delete(f"/consent/v1/pupils/{ident}/restriction")
         if not answer.ok:
@@ -462,13 +472,12 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
     @router.get("/app/reports/{report_id}", response_class=HTMLResponse)
     async def report(request: Request, report_id: str) -> Response:
         """One report: who reported what, and the notice the DSL was sent at once."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(REPORT_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(report_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.reports.unknown")}))
+        found = await allowed_and_found(
+            request, REPORT_READERS, report_id, "leadership.reports.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        t, ident = found
         async with PageApi(request.app, request) as api:
             answer = await api.get(f"/comms/v1/reports/{ident}")
         if not answer.ok:
@@ -499,13 +508,12 @@ def leadership_router(verifier: TokenVerifier) -> APIRouter:
     @router.post("/app/reports/{report_id}", response_class=HTMLResponse)
     async def resolve_report(request: Request, report_id: str) -> Response:
         """Mark a report handled, saying what was done (E10); the API refuses a second answer."""
-        principal = await viewer(request, verifier)
-        if not principal.has_any(REPORT_READERS):
-            return not_allowed(request)
-        t = Translator(language_of(request))
-        ident = as_uuid(report_id)
-        if ident is None:
-            return refused(request, Answer(404, {"detail": t("leadership.reports.unknown")}))
+        found = await allowed_and_found(
+            request, REPORT_READERS, report_id, "leadership.reports.unknown"
+        )
+        if isinstance(found, Response):
+            return found
+        t, ident = found
         form = await request.form()
         resolution = str(form.get("resolution", ""))[:6000]
         async with PageApi(request.app, request) as api:
