@@ -28,6 +28,7 @@ from hallpass_comms.delivery.oauth import (
     HttpSession,
     TokenSource,
     google_tokens,
+    post_as_mailbox,
 )
 from hallpass_comms.delivery.transports import (
     QUOTA_RETRY_AFTER_SECONDS,
@@ -67,21 +68,15 @@ class GmailTransport:
             raise PermanentFailure(f"the message has no usable sender: {exc}") from exc
         raw = base64.urlsafe_b64encode(wire_bytes(message)).decode("ascii")
         url = f"{self.base_url}/gmail/v1/users/{quote(sender, safe='@')}/messages/send"
-        for attempt in range(2):
-            token = self.tokens.token(sender)
-            try:
-                response = self._client.post(
-                    url, json={"raw": raw}, headers={"Authorization": f"Bearer {token}"}
-                )
-            except httpx.HTTPError as exc:
-                raise ServerUnavailable(
-                    f"cannot reach the Gmail API at {self.base_url}: {exc}"
-                ) from exc
-            if response.status_code == 200:
-                return
-            if response.status_code == 401 and attempt == 0:
-                self.tokens.forget(sender, token)
-                continue
+        response = post_as_mailbox(
+            self._client,
+            self.tokens,
+            sender,
+            url,
+            unreachable=f"cannot reach the Gmail API at {self.base_url}",
+            json={"raw": raw},
+        )
+        if response.status_code != 200:
             raise gmail_failure(response, sender)
 
     def close(self) -> None:

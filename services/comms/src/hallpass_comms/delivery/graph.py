@@ -26,6 +26,7 @@ from hallpass_comms.delivery.oauth import (
     HttpSession,
     TokenSource,
     microsoft_tokens,
+    post_as_mailbox,
 )
 from hallpass_comms.delivery.transports import (
     PermanentFailure,
@@ -58,22 +59,16 @@ class GraphTransport:
             raise PermanentFailure(f"the message has no usable sender: {exc}") from exc
         body = base64.b64encode(wire_bytes(message))
         url = f"{self.base_url}/v1.0/users/{quote(sender, safe='@')}/sendMail"
-        for attempt in range(2):
-            token = self.tokens.token(sender)
-            try:
-                response = self._client.post(
-                    url,
-                    content=body,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
-                )
-            except httpx.HTTPError as exc:
-                raise ServerUnavailable(f"cannot reach Graph at {self.base_url}: {exc}") from exc
-            if response.status_code == 202:
-                return
-            if response.status_code == 401 and attempt == 0:
-                # Revoked or expired early: one fresh token, then the answer stands.
-                self.tokens.forget(sender, token)
-                continue
+        response = post_as_mailbox(
+            self._client,
+            self.tokens,
+            sender,
+            url,
+            unreachable=f"cannot reach Graph at {self.base_url}",
+            headers={"Content-Type": "text/plain"},
+            content=body,
+        )
+        if response.status_code != 202:
             raise graph_failure(response, sender)
 
     READY_TIMEOUT_SECONDS = 2.0

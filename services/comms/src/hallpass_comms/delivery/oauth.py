@@ -423,3 +423,31 @@ def google_tokens(
         timeout=settings.mail_api_timeout_seconds,
         clock=clock,
     )
+
+
+def post_as_mailbox(
+    client: HttpSession,
+    tokens: TokenSource,
+    mailbox: str,
+    url: str,
+    *,
+    unreachable: str,
+    headers: dict[str, str] | None = None,
+    **options: Any,
+) -> httpx.Response:
+    """POST to a provider's mail API with ``mailbox``'s token: a 401 (revoked or expired early)
+    gets one fresh token, then the answer stands; a provider that cannot be reached is
+    ServerUnavailable (``unreachable`` says which)."""
+    for attempt in range(2):
+        token = tokens.token(mailbox)
+        try:
+            response = client.post(
+                url, headers={"Authorization": f"Bearer {token}", **(headers or {})}, **options
+            )
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"{unreachable}: {exc}") from exc
+        if response.status_code == 401 and attempt == 0:
+            tokens.forget(mailbox, token)
+            continue
+        return response
+    raise AssertionError("unreachable: the second answer always stands")
