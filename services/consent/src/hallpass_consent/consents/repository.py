@@ -46,6 +46,7 @@ from hallpass_consent.models import (
     Purpose,
     PurposeWording,
     Restriction,
+    School,
 )
 from hallpass_kit.db import UTCDateTime
 
@@ -424,13 +425,15 @@ def _facts_statement(dialect: str) -> CompoundSelect[Any]:
         uid(Purpose.id).label("id"),
         no_uuid.label("party"),
         type_coerce(Purpose.basis, String()).label("word"),
-        no_text.label("decision"),
+        # The school's roster version, read in the same snapshot as the facts, so the answer
+        # can name the roster it was decided against (the purpose row's spare text column).
+        cast(School.roster_version, String()).label("decision"),
         no_time.label("recorded_at"),
         no_time.label("valid_from"),
         no_time.label("valid_until"),
         Purpose.requires_consent.label("flag"),
         Purpose.needs_pupil_agreement.label("pupil_agreement"),
-    ).where(Purpose.school_id == school, Purpose.code == code)
+    ).where(Purpose.school_id == school, Purpose.code == code, School.id == Purpose.school_id)
     pupils = (
         select(
             literal_column(str(_PUPIL_ROW), Integer()),
@@ -494,6 +497,9 @@ class DecisionFacts:
     rule: PurposeRule | None
     standing: dict[int, Standing]
     records: dict[int, list[RecordView]]
+    # The school's roster version as this batch read it (the roster's ETag is built from it);
+    # 0 when there is no such purpose, and so no purpose row to carry it.
+    roster_version: int = 0
 
 
 def decision_facts(
@@ -520,6 +526,7 @@ def decision_facts(
         },
     ).all()
     rule: PurposeRule | None = None
+    roster_version = 0
     flags: dict[int, tuple[bool, bool]] = {}
     guardians: defaultdict[int, set[uuid.UUID]] = defaultdict(set)
     records: defaultdict[int, list[RecordView]] = defaultdict(list)
@@ -553,6 +560,7 @@ def decision_facts(
                 guardians[key].add(id_of(party))
         else:
             rule = PurposeRule(purpose_code, Basis(word), bool(flag), bool(pupil_agreement))
+            roster_version = int(said)
     standing = {
         key: Standing(on_roll, restricted, frozenset(guardians.get(key, ())))
         for key, (on_roll, restricted) in flags.items()
@@ -560,4 +568,4 @@ def decision_facts(
     for views in records.values():
         if len(views) > 1:
             views.sort(key=_record_order)
-    return DecisionFacts(rule, standing, records)
+    return DecisionFacts(rule, standing, records, roster_version)
