@@ -50,6 +50,14 @@ reminder = Table(
     Column("dead_at", UTCDateTime(), nullable=True),
 )
 
+# Not a queue: a table other writers write to (a check's audit entry, say).
+note = Table(
+    "note",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("body", Text(), nullable=False),
+)
+
 LEASE = dt.timedelta(minutes=5)
 
 
@@ -419,6 +427,72 @@ def test_a_runner_wakes_on_another_writers_commit_rather_than_its_poll(db: Datab
     finally:
         runner.stop()
     assert not runner.running
+
+
+def test_a_commit_to_another_table_wakes_no_runner_but_one_to_its_queue_does(
+    db: Database,
+) -> None:
+    jobs = JobQueue(db, reminders_queue())
+    passes: list[int] = []
+    first_pass = threading.Event()
+    ran = threading.Event()
+
+    def handle(_job: Job) -> Outcome:
+        ran.set()
+        return Outcome.done({"sent_at": utcnow()})
+
+    def one_pass() -> bool:
+        claimed = jobs.run_batch(handle, limit=5).claimed
+        passes.append(claimed)
+        first_pass.set()
+        return claimed == 5
+
+    # An hour between polls: every pass after the first is a commit's wake-up.
+    runner = Runner(db, "reminders", one_pass, poll_interval=3600)
+    runner.start()
+    try:
+        assert first_pass.wait(30)
+        for n in range(5):
+            with db.session() as session:
+                session.execute(insert(note), {"id": uuid.uuid4(), "body": f"note {n}"})
+        # Time for a lane that was woken wrongly to have run its pass (a correct runner
+        # never does, however long this is).
+        time.sleep(0.3)
+        assert passes == [0]
+        add_reminders(db, 1, at=utcnow())
+        assert ran.wait(30)
+    finally:
+        runner.stop()
+    assert passes == [0, 1]
+
+
+def test_a_runner_told_its_queue_sleeps_through_other_commits_from_the_start(
+    db: Database,
+) -> None:
+    passes: list[int] = []
+    first_pass = threading.Event()
+    woken = threading.Event()
+
+    def one_pass() -> bool:
+        passes.append(1)
+        if len(passes) > 1:
+            woken.set()
+        first_pass.set()
+        return False
+
+    # This pass claims nothing, so only the queue named here can tell the runner what to wait for.
+    runner = Runner(db, "reminders", one_pass, poll_interval=3600, queues=[reminder])
+    runner.start()
+    try:
+        assert first_pass.wait(30)
+        with db.session() as session:
+            session.execute(insert(note), {"id": uuid.uuid4(), "body": "not a reminder"})
+        time.sleep(0.3)
+        assert len(passes) == 1
+        add_reminders(db, 1, at=utcnow())
+        assert woken.wait(30)
+    finally:
+        runner.stop()
 
 
 def test_a_stopping_runner_finishes_the_job_in_hand_and_puts_the_rest_back(

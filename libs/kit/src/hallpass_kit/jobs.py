@@ -36,9 +36,20 @@ from typing import Any, Literal
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Engine, Table, and_, event, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Table,
+    and_,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from hallpass_kit.db import Database, utcnow
 
@@ -299,6 +310,9 @@ class JobQueue:
         token = f"{self.worker_id}#{next(self._claims)}"
         until = now + self.queue.lease
         t = self.queue.table
+        runner: Runner | None = getattr(_lane, "runner", None)
+        if runner is not None:
+            runner._serves(t)  # a runner's lanes claim from the queues it is woken for
         query = select(t).where(self._due(now)).order_by(*self.queue.order_by, self._key)
         query = query.limit(limit)
         if self._skip_locked:
@@ -568,7 +582,10 @@ class Runner:
     """Runs a pass function in background threads until stopped.
 
     ``run_pass`` returns True when there may be more work right away (a full batch); otherwise
-    the lanes sleep ``poll_interval`` or until another writer commits to the database.
+    the lanes sleep ``poll_interval`` or until another writer commits to one of the runner's
+    queues: the ``queues`` given, and every table its lanes have claimed from. A commit that
+    wrote only other tables (a check's audit entry) wakes no runner into a claim pass that can
+    find nothing; one that wrote through SQL whose table is not known wakes them all.
     """
 
     def __init__(
@@ -579,6 +596,7 @@ class Runner:
         *,
         poll_interval: float = 1.0,
         lanes: int = 1,
+        queues: Iterable[Table] = (),
     ) -> None:
         if lanes < 1 or poll_interval <= 0:
             raise ValueError("a runner needs at least one lane and a positive poll interval")
@@ -589,7 +607,10 @@ class Runner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: tuple[threading.Thread, ...] = ()
-        database.on_commit(self._on_commit)
+        # The queues this runner serves: the tables named here, and every table its lanes
+        # claim from (learned at the first claim). Until it knows one, any commit wakes it.
+        self._queues = frozenset(t.fullname for t in queues)
+        _commits(database).add(self)
 
     @property
     def stopping(self) -> bool:
@@ -622,12 +643,20 @@ class Runner:
     def wake(self) -> None:
         self._wake.set()
 
-    def _on_commit(self) -> None:
+    def _on_commit(self, written: frozenset[str]) -> None:
         # Our own claims and outcomes commit too; only other writers bring new work.
-        if threading.current_thread() not in self._threads:
+        if threading.current_thread() in self._threads:
+            return
+        queues = self._queues
+        if not queues or _ANY_TABLE in written or not queues.isdisjoint(written):
             self._wake.set()
 
+    def _serves(self, table: Table) -> None:
+        if table.fullname not in self._queues:
+            self._queues = self._queues | {table.fullname}
+
     def _loop(self) -> None:
+        _lane.runner = self
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -639,6 +668,74 @@ class Runner:
                 return
             if not more:
                 self._wake.wait(self.poll_interval)
+
+
+_lane = threading.local()
+"""``runner``: the runner whose lane this thread is, so its claims name the queues it serves."""
+
+_ANY_TABLE = "*"
+_WRITTEN = "hallpass.jobs.written"
+
+
+class _Commits:
+    """Tells a database's runners which tables each commit wrote.
+
+    The tables are gathered per session from its flushes (ORM objects) and its insert, update
+    and delete statements; SQL whose table cannot be told (text) counts as every table.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        maker = database.sessionmaker
+        event.listen(maker, "after_flush", self._flushed)
+        event.listen(maker, "do_orm_execute", self._executed)
+        event.listen(maker, "after_commit", self._committed)
+        event.listen(maker, "after_rollback", self._rolled_back)
+
+    def add(self, runner: Runner) -> None:
+        with self._lock:
+            self._runners.add(runner)
+
+    @staticmethod
+    def _flushed(session: Session, _flush_context: Any) -> None:
+        written: set[str] = session.info.setdefault(_WRITTEN, set())
+        for instance in itertools.chain(session.new, session.dirty, session.deleted):
+            written.update(t.fullname for t in inspect(instance).mapper.tables)
+
+    @staticmethod
+    def _executed(state: ORMExecuteState) -> None:
+        if state.is_select:
+            return
+        table = getattr(state.statement, "table", None)
+        name = table.fullname if isinstance(table, Table) else _ANY_TABLE
+        state.session.info.setdefault(_WRITTEN, set()).add(name)
+
+    def _committed(self, session: Session) -> None:
+        written = session.info.pop(_WRITTEN, None)
+        if not written:
+            return
+        tables = frozenset(written)
+        with self._lock:
+            runners = list(self._runners)
+        for runner in runners:
+            runner._on_commit(tables)
+
+    @staticmethod
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(_WRITTEN, None)
+
+
+_all_commits: weakref.WeakKeyDictionary[Database, _Commits] = weakref.WeakKeyDictionary()
+_all_commits_lock = threading.Lock()
+
+
+def _commits(database: Database) -> _Commits:
+    with _all_commits_lock:
+        commits = _all_commits.get(database)
+        if commits is None:
+            commits = _all_commits[database] = _Commits(database)
+        return commits
 
 
 # --------------------------------------------------------------------------------------------
