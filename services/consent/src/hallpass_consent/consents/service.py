@@ -531,10 +531,12 @@ def history(session: Session, school_id: str, pupil_id: uuid.UUID) -> list[Conse
 
 @dataclass(frozen=True, slots=True)
 class DecidedBatch:
-    """A decision batch's answer: the response body, already JSON, and each verdict's reason."""
+    """A decision batch's answer: the response body, already JSON, each verdict's reason, and
+    the school's roster version read in the same statement as the facts decided on."""
 
     json: bytes
     reasons: list[Reason]
+    roster_version: int
 
 
 def decisions(
@@ -605,7 +607,9 @@ def decisions(
     # The purpose code is a slug and a UUID or a reason never needs escaping; the instant is
     # written by the same serializer as every other response's.
     head = f'{{"purpose":{json.dumps(rule.code)},"at":{_INSTANT.dump_json(at).decode()}'
-    return DecidedBatch(f'{head},"decisions":[{",".join(parts)}]}}'.encode(), reasons)
+    return DecidedBatch(
+        f'{head},"decisions":[{",".join(parts)}]}}'.encode(), reasons, facts.roster_version
+    )
 
 
 _INSTANT: TypeAdapter[dt.datetime] = TypeAdapter(dt.datetime)

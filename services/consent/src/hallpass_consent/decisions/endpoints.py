@@ -36,9 +36,28 @@ def _gate(database: Database) -> asyncio.Semaphore:
     return gate
 
 
+ROSTER_VERSION = "Hallpass-Roster-Version"
+
+
 # async, with the database work in one trip to the thread pool: a sync endpoint with a session
 # dependency makes three (open, handle, commit), and on a busy server each waits its turn.
-@router.post("/decisions", response_model=DecisionResponse)
+@router.post(
+    "/decisions",
+    response_model=DecisionResponse,
+    responses={
+        200: {
+            "headers": {
+                ROSTER_VERSION: {
+                    "description": "The school's roster version these verdicts were decided "
+                    "against, read in the same statement as the consent records: the version "
+                    "in the roster's ETag (GET /v1/roster). A reader holding that version's "
+                    "names needs no roster call to match names as of this answer.",
+                    "schema": {"type": "integer"},
+                }
+            }
+        }
+    },
+)
 async def decide(
     body: DecisionRequest,
     context: ConsentContextDep,
@@ -59,4 +78,8 @@ async def decide(
             now=context.clock(),
         )
     count_decisions(decided.reasons)
-    return Response(decided.json, media_type="application/json")
+    return Response(
+        decided.json,
+        media_type="application/json",
+        headers={ROSTER_VERSION: str(decided.roster_version)},
+    )

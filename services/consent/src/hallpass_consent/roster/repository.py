@@ -1,16 +1,24 @@
-"""Every pupil's names for the roster, leavers included."""
+"""Every pupil's names for the roster, leavers included, and the school's roster version."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
-from hallpass_consent.models import Pupil
+from hallpass_consent.models import Pupil, School
 from hallpass_consent.roster.schemas import RosterPupil
 
 
-def roster_pupils(session: Session, school_id: str) -> list[RosterPupil]:
-    rows = session.execute(
+def roster_version(connection: Connection, school_id: str) -> int:
+    """The school's roster version (0 for a school not set up yet)."""
+    version = connection.execute(
+        select(School.roster_version).where(School.id == school_id)
+    ).scalar_one_or_none()
+    return version or 0
+
+
+def roster_pupils(connection: Connection, school_id: str) -> list[RosterPupil]:
+    rows = connection.execute(
         select(
             Pupil.id, Pupil.given_name, Pupil.family_name, Pupil.preferred_name, Pupil.archived_at
         )
