@@ -3,11 +3,13 @@
 Every answer the consent service cannot give becomes ``ServiceUnavailable`` (503): a check then
 fails closed and is never "allowed". A 422 about a pupil becomes ``unknown_pupil`` for the caller.
 The roster and its compiled name matcher are kept per school for the life of the roster's ETag:
-the matcher is rebuilt only when consent answers with a new roster. Every check still revalidates
-(If-None-Match; an unchanged roster answers 304 without the names), because a pupil added a
-moment ago must be found in the very next check: the bound on staleness is zero. Concurrent
-checks share revalidations, but only ones that started after the check itself began
-(``_Revalidations``), so sharing never hands a check an answer older than the check.
+the matcher is rebuilt only when consent answers with a new roster. A pupil added a moment ago
+must be found in the very next check (the bound on staleness is zero), so a check matches names
+only with a roster at least as new as one consent read after the check was received: either the
+roster version a decision answer names (``Hallpass-Roster-Version``, read in the same statement
+as the decisions), or a revalidation (If-None-Match; an unchanged roster answers 304 without the
+names). Concurrent checks share revalidations, but only ones that started after the check itself
+began (``_Revalidations``), so sharing never hands a check an answer older than the check.
 
 Each answer media reads is a Pydantic model below: a tolerant reader (``extra="ignore"``) of the
 fields media uses, which tests/contract/test_media_consent_client.py checks against
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from hallpass_kit.auth import CarerLink
 from hallpass_kit.clients import ServiceClient
 from hallpass_kit.errors import NotFound, ProblemDetail, ServiceUnavailable, Unprocessable
-from hallpass_media.consent_facts import PupilDecision, Roster
+from hallpass_media.consent_facts import DecisionBatch, PupilDecision, Roster
 from hallpass_media.names import NameDetector, RosterName
 
 
@@ -62,6 +64,7 @@ class RosterPupil(ConsentAnswer):
 class RosterAnswer(ConsentAnswer):
     """``GET /v1/roster``."""
 
+    version: int
     pupils: list[RosterPupil]
 
 
@@ -113,6 +116,7 @@ class ConsentProblem(ConsentAnswer):
 
 Answer = TypeVar("Answer")
 
+ROSTER_VERSION = "Hallpass-Roster-Version"
 GUARDIANS: TypeAdapter[list[GuardianAnswer]] = TypeAdapter(list[GuardianAnswer])
 LINKS_PATH = "/v1/me/links"
 
@@ -228,16 +232,36 @@ class ConsentLink:
 
     async def decisions_async(
         self, school: str, purpose: str, pupil_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, PupilDecision]:
-        """``decisions`` from a coroutine: the in-process consent app runs on the same loop."""
+    ) -> DecisionBatch:
+        """``decisions`` from a coroutine (the in-process consent app runs on the same loop),
+        with the roster version consent decided against: the oldest of its batches', None if
+        any answer did not say (or no pupil was asked about, so consent was not asked)."""
         wanted = list(dict.fromkeys(pupil_ids))
         answers: dict[uuid.UUID, PupilDecision] = {}
+        versions: list[int | None] = []
         for batch in _batches(wanted):
             response = await self.client.request(
                 "POST", "/v1/decisions", school=school, json=_decision_body(purpose, batch)
             )
             answers.update(_decisions(response))
-        return _complete(wanted, answers)
+            versions.append(_roster_version(response))
+        known = [v for v in versions if v is not None]
+        oldest = min(known) if known and len(known) == len(versions) else None
+        return DecisionBatch(_complete(wanted, answers), oldest)
+
+    def held_roster(self, school: str) -> Roster | None:
+        """The roster this process holds for ``school``, however old: a check may match with it
+        only once consent has named a version it is at least as new as."""
+        return self._cached(school)
+
+    async def roster_since_async(self, school: str, version: int | None) -> Roster:
+        """A roster at least as new as ``version`` (read by consent after the caller was
+        received): the one held if it is, else revalidated (``roster_async``). None: always
+        revalidated."""
+        held = self._cached(school)
+        if version is not None and held is not None and _at_least(held, version):
+            return held
+        return await self.roster_async(school)
 
     def roster(self, school: str) -> Roster:
         """The school's names, from cache when the consent service says they are unchanged."""
@@ -272,6 +296,7 @@ class ConsentLink:
             return cached
         if response.status_code != 200:
             raise _unavailable(f"The consent service answered {response.status_code} for names.")
+        answer = _read(response, RosterAnswer.model_validate_json)
         names = {
             pupil.id: RosterName(
                 pupil_id=pupil.id,
@@ -279,15 +304,19 @@ class ConsentLink:
                 family_name=pupil.family_name,
                 preferred_name=pupil.preferred_name,
             )
-            for pupil in _read(response, RosterAnswer.model_validate_json).pupils
+            for pupil in answer.pupils
         }
         roster = Roster(
             etag=response.headers.get("ETag", ""),
             detector=NameDetector(names.values()),
             names=names,
+            version=answer.version,
         )
         with self._lock:
-            self._rosters[school] = roster
+            held = self._rosters.get(school)
+            # Two revalidations may finish out of order: the newer roster is the one kept.
+            if held is None or held.version is None or held.version <= answer.version:
+                self._rosters[school] = roster
         return roster
 
     def guardian_ids(self, school: str, pupil_id: uuid.UUID) -> set[uuid.UUID]:
@@ -335,6 +364,17 @@ def _batches(wanted: list[uuid.UUID]) -> list[list[uuid.UUID]]:
 
 def _decision_body(purpose: str, batch: list[uuid.UUID]) -> dict[str, Any]:
     return {"purpose": purpose, "pupil_ids": [str(p) for p in batch]}
+
+
+def _at_least(roster: Roster, version: int) -> bool:
+    return roster.version is not None and roster.version >= version
+
+
+def _roster_version(response: httpx.Response) -> int | None:
+    said = response.headers.get(ROSTER_VERSION)
+    if said is None or not said.isdigit():
+        return None
+    return int(said)
 
 
 def _revalidate(cached: Roster | None) -> dict[str, str] | None:

@@ -507,39 +507,51 @@ async def check_async(
     on the event loop (in-process, the consent app answers on the same loop). Uploaded files
     come with their ``scans`` (``scan_uploads``), else they are scanned in a worker thread.
 
-    The roster is revalidated while the facts are read; off the naming channels the pupils
-    asked about are the tagged ones, so their decisions are asked at the same time.
+    One consent call per check while the roster held is current: names are matched with the
+    roster held, and the decisions asked for the pupils tagged and named. The answer names the
+    roster version consent decided against, read in the same statement as the decisions and so
+    after this check was received: a roster at least that new has every pupil committed before
+    the check, and the names stand. An older one is revalidated, the names matched again, and a
+    pupil named only now is asked about too. With no roster held yet, it is revalidated while
+    the facts are read.
     """
-    roster_call = asyncio.ensure_future(media.consent.roster_async(principal.school))
+    consent, school = media.consent, principal.school
+    held = consent.held_roster(school)
+    roster_call = None if held is not None else asyncio.ensure_future(consent.roster_async(school))
     try:
         gathered = await run_in_threadpool(gather, media, principal, request, None, scans)
     except BaseException:
         # Let the roster call finish rather than cancel it: a consent request cut off half-way
         # can leave its database session open, and on SQLite that session holds the write lock.
-        with suppress(Exception):
-            await roster_call
+        if roster_call is not None:
+            with suppress(Exception):
+                await roster_call
         raise
-    if request.channel in NAMING_CHANNELS:
-        roster = await roster_call
-        found = find_names(roster, gathered, request)
-        decisions = await media.consent.decisions_async(
-            principal.school, gathered.purpose, found.asked
-        )
+    if roster_call is None:
+        assert held is not None
+        roster, fresh = held, False  # fresh: consent read this roster after the check came
     else:
-        tagged = list(dict.fromkeys(t.pupil_id for f in gathered.facts for t in f.tagged))
-        # Both calls run to the end even when one fails (see above); the first error wins.
-        roster_answer, decisions_answer = await asyncio.gather(
-            roster_call,
-            media.consent.decisions_async(principal.school, gathered.purpose, tagged),
-            return_exceptions=True,
-        )
-        if isinstance(roster_answer, BaseException):
-            raise roster_answer
-        if isinstance(decisions_answer, BaseException):
-            raise decisions_answer
-        roster, decisions = roster_answer, decisions_answer
+        roster, fresh = await roster_call, True
+    decisions: dict[uuid.UUID, PupilDecision] = {}
+    while True:
         found = find_names(roster, gathered, request)
-    outcome = judge(gathered, found, roster, decisions, request)
+        missing = [p for p in found.asked if p not in decisions]
+        since: int | None = None
+        if missing:
+            batch = await consent.decisions_async(school, gathered.purpose, missing)
+            decisions.update(batch.decisions)
+            since = batch.roster_version
+            if fresh or (
+                since is not None and roster.version is not None and roster.version >= since
+            ):
+                break
+        elif fresh:
+            break
+        # Names matched with a roster that may predate the check: match again with one that
+        # does not (the version named, or, with no pupil to ask about, a revalidation).
+        roster, fresh = await consent.roster_since_async(school, since), True
+    decided = {p: decisions[p] for p in found.asked}
+    outcome = judge(gathered, found, roster, decided, request)
     # Committed before the verdict is returned: a check that is answered is a check recorded.
     await check_audits(media.database).record(principal, request, outcome.verdict)
     return outcome.verdict
