@@ -80,7 +80,7 @@ def test_the_facts_are_what_the_orm_readers_see(
     silent = school.family("Ben", "Bose")
     carerless = school.pupil("Cai", "Chen")
     leaver = school.family("Dee", "Dunn")
-    restricted = school.family("Eve", "Eze")
+    restricted = school.family("Eve", "Eze", carers=2)
     school.consent(granted.pupil_id, granted.guardian_ids[0])
     school.consent(granted.pupil_id, granted.guardian_ids[1], decision="refused")
     school.consent(granted.pupil_id, granted.guardian_ids[0], purpose="social_media_photo")

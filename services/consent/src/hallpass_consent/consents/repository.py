@@ -16,7 +16,6 @@ from sqlalchemy import (
     String,
     Uuid,
     and_,
-    any_,
     bindparam,
     cast,
     exists,
@@ -383,12 +382,24 @@ def get_scan(session: Session, school_id: str, scan_id: uuid.UUID) -> ConsentEvi
 #
 # A decision batch asks about one purpose. Everything it needs comes back from one statement of
 # three parts glued with UNION ALL, each row tagged with its part: the purpose (its basis and
-# flags), each asked pupil as they stood at ``at`` (one row per carer with parental
-# responsibility), and the pupils' records for the purpose made by ``at``. Plain columns, no ORM
-# entities; on PostgreSQL the pupils come as one array parameter (``= ANY``), so the statement's
-# text, and the server's prepared plan, is the same whatever the batch's size.
+# flags, and the school's roster version), each asked pupil as they stood at ``at`` (one row per
+# carer with parental responsibility), and the pupils' records for the purpose made by ``at``.
+# Plain columns, no ORM entities. The asked pupils come as one parameter (an array on
+# PostgreSQL, a JSON array of hex ids on SQLite), so the statement's text, and the server's
+# prepared plan, is the same whatever the batch's size.
+#
+# Each asked pupil is found by index lookups on their own id (the pupil by its key, their carers
+# by ``guardian_link``'s key, their records by every column of ``ix_consent_record_lookup``:
+# school, purpose, pupil, instant), so a batch reads the rows it answers from and no others,
+# however many pupils, records or schools the database holds. On PostgreSQL that is spelt out: a
+# ``LATERAL`` subquery per asked pupil with ``OFFSET 0``, which the planner may not flatten into
+# a join. Without it, once ``school_id`` was selective (a database of many schools) the planner
+# read the school's every record for the purpose, and every pupil, and filtered the few asked
+# for: twice the work in a database of 50 schools, growing with the school's size
+# (docs/benchmarks.md, "Scale: reading the numbers").
 
 _PURPOSE_ROW, _PUPIL_ROW, _RECORD_ROW = 0, 1, 2
+_FENCE = literal_column("0", Integer())  # OFFSET 0: keep the subquery a per-pupil lookup
 
 
 def _facts_statement(dialect: str) -> CompoundSelect[Any]:
@@ -409,74 +420,126 @@ def _facts_statement(dialect: str) -> CompoundSelect[Any]:
     no_text = cast(null(), String())
     no_time = time(cast(null(), UTCDateTime()))
     no_flag = cast(null(), Boolean())
-    if native:
-        asked_pupils = Pupil.id == any_(bindparam("pupil_ids", type_=postgresql.ARRAY(Uuid())))
-        asked_records = _c.pupil_id == any_(
-            bindparam("record_pupil_ids", type_=postgresql.ARRAY(Uuid()))
-        )
-    else:
-        asked_pupils = Pupil.id.in_(bindparam("pupil_ids", expanding=True))
-        asked_records = _c.pupil_id.in_(bindparam("record_pupil_ids", expanding=True))
     school = bindparam("school", type_=String())
     code = bindparam("purpose", type_=String())
+    asked_purpose = (
+        select(
+            Purpose.id,
+            Purpose.basis,
+            Purpose.requires_consent,
+            Purpose.needs_pupil_agreement,
+            School.roster_version,
+        )
+        .where(Purpose.school_id == school, Purpose.code == code, School.id == Purpose.school_id)
+        .cte("asked_purpose")
+    )
+    if native:
+        asked = (
+            select(func.unnest(bindparam("pupil_ids", type_=postgresql.ARRAY(Uuid()))).label("id"))
+            .distinct()
+            .cte("asked")
+        )
+    else:
+        # SQLite's ids are 32 hex digits; json_each reads the array in C.
+        asked = (
+            select(literal_column("value", String()).label("id"))
+            .select_from(func.json_each(bindparam("pupil_ids", type_=String())))
+            .distinct()
+            .cte("asked")
+        )
     purpose = select(
         literal_column(str(_PURPOSE_ROW), Integer()).label("part"),
         no_uuid.label("pupil_id"),
-        uid(Purpose.id).label("id"),
+        uid(asked_purpose.c.id).label("id"),
         no_uuid.label("party"),
-        type_coerce(Purpose.basis, String()).label("word"),
+        type_coerce(asked_purpose.c.basis, String()).label("word"),
         # The school's roster version, read in the same snapshot as the facts, so the answer
         # can name the roster it was decided against (the purpose row's spare text column).
-        cast(School.roster_version, String()).label("decision"),
+        cast(asked_purpose.c.roster_version, String()).label("decision"),
         no_time.label("recorded_at"),
         no_time.label("valid_from"),
         no_time.label("valid_until"),
-        Purpose.requires_consent.label("flag"),
-        Purpose.needs_pupil_agreement.label("pupil_agreement"),
-    ).where(Purpose.school_id == school, Purpose.code == code, School.id == Purpose.school_id)
-    pupils = (
-        select(
-            literal_column(str(_PUPIL_ROW), Integer()),
-            uid(Pupil.id),
-            no_uuid,
-            uid(GuardianLink.guardian_id),
-            no_text,
-            no_text,
-            time(Pupil.archived_at),
-            no_time,
-            no_time,
-            _restricted_then,
-            no_flag,
-        )
-        .outerjoin(
-            GuardianLink,
-            and_(GuardianLink.pupil_id == Pupil.id, GuardianLink.parental_responsibility.is_(True)),
-        )
-        .where(Pupil.school_id == school, asked_pupils)
+        asked_purpose.c.requires_consent.label("flag"),
+        asked_purpose.c.needs_pupil_agreement.label("pupil_agreement"),
     )
-    records = (
-        select(
-            literal_column(str(_RECORD_ROW), Integer()),
-            uid(_c.pupil_id),
-            uid(_c.id),
-            uid(_c.guardian_id),
-            type_coerce(_c.given_by, String()),
-            type_coerce(_c.decision, String()),
-            time(_c.recorded_at),
-            time(_c.valid_from),
-            time(_c.valid_until),
-            no_flag,
-            no_flag,
-        )
-        .join(Purpose, Purpose.id == _c.purpose_id)
-        .where(
-            Purpose.school_id == school,
-            Purpose.code == code,
-            _c.school_id == school,
-            asked_records,
-            _c.recorded_at <= _at,
-        )
+    on_roll = select(Pupil.id, Pupil.archived_at, _restricted_then).where(
+        Pupil.id == asked.c.id, Pupil.school_id == school
     )
+    made = select(
+        _c.pupil_id,
+        _c.id,
+        _c.guardian_id,
+        _c.given_by,
+        _c.decision,
+        _c.recorded_at,
+        _c.valid_from,
+        _c.valid_until,
+    ).where(
+        # PostgreSQL: per asked pupil (the LATERAL below); SQLite: as an IN list on the
+        # index's pupil column, which its planner probes pupil by pupil (as a join it scanned
+        # the school's records and probed the asked pupils instead).
+        _c.pupil_id == asked.c.id if native else _c.pupil_id.in_(select(asked.c.id)),
+        _c.purpose_id
+        == (asked_purpose.c.id if native else select(asked_purpose.c.id).scalar_subquery()),
+        _c.school_id == school,
+        _c.recorded_at <= _at,
+    )
+    responsible = GuardianLink.parental_responsibility.is_(True)
+    pupil: Any
+    carer: Any
+    record: Any
+    if native:
+        pupil = on_roll.offset(_FENCE).lateral("pupil")
+        carer = (
+            select(GuardianLink.guardian_id)
+            .where(GuardianLink.pupil_id == pupil.c.id, responsible)
+            .offset(_FENCE)
+            .lateral("carer")
+        )
+        record = made.offset(_FENCE).lateral("made")
+        pupils_from: Any = asked.join(pupil, literal_column("true")).outerjoin(
+            carer, literal_column("true")
+        )
+        records_from: Any = asked_purpose.join(asked, literal_column("true")).join(
+            record, literal_column("true")
+        )
+    else:
+        pupil = on_roll.subquery("pupil")
+        carer = (
+            select(GuardianLink.pupil_id, GuardianLink.guardian_id)
+            .where(responsible)
+            .subquery("carer")
+        )
+        record = made.subquery("made")
+        pupils_from = pupil.outerjoin(carer, carer.c.pupil_id == pupil.c.id)
+        records_from = record
+    p, r = pupil.c, record.c
+    pupils = select(
+        literal_column(str(_PUPIL_ROW), Integer()),
+        uid(p.id),
+        no_uuid,
+        uid(carer.c.guardian_id),
+        no_text,
+        no_text,
+        time(p.archived_at),
+        no_time,
+        no_time,
+        p.restricted,
+        no_flag,
+    ).select_from(pupils_from)
+    records = select(
+        literal_column(str(_RECORD_ROW), Integer()),
+        uid(r.pupil_id),
+        uid(r.id),
+        uid(r.guardian_id),
+        type_coerce(r.given_by, String()),
+        type_coerce(r.decision, String()),
+        time(r.recorded_at),
+        time(r.valid_from),
+        time(r.valid_until),
+        no_flag,
+        no_flag,
+    ).select_from(records_from)
     return union_all(purpose, pupils, records)
 
 
@@ -514,16 +577,13 @@ def decision_facts(
     The same reading as ``standings`` and ``record_views`` (roll and restriction as at ``at``,
     parental responsibility as now), so the verdicts are those ``evaluate`` gives.
     """
-    statement = _FACTS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"]
+    native = connection.dialect.name == "postgresql"
+    asked: Any = (
+        pupil_ids if native else "[" + ",".join([f'"{pupil.hex}"' for pupil in pupil_ids]) + "]"
+    )
     rows = connection.execute(
-        statement,
-        {
-            "school": school_id,
-            "purpose": purpose_code,
-            "pupil_ids": pupil_ids,
-            "record_pupil_ids": pupil_ids,
-            "at": at,
-        },
+        _FACTS["postgresql" if native else "sqlite"],
+        {"school": school_id, "purpose": purpose_code, "pupil_ids": asked, "at": at},
     ).all()
     rule: PurposeRule | None = None
     roster_version = 0
@@ -531,7 +591,7 @@ def decision_facts(
     guardians: defaultdict[int, set[uuid.UUID]] = defaultdict(set)
     records: defaultdict[int, list[RecordView]] = defaultdict(list)
     given_by, decision = _GIVEN_BY, _DECISION
-    if connection.dialect.name == "postgresql":
+    if native:
         key_of: Callable[[Any], int] = _int_of_uuid
         id_of: Callable[[Any], uuid.UUID] = _same
         time_of: Callable[[Any], dt.datetime] = _same
