@@ -1,11 +1,27 @@
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hallpass_kit.settings import CommonSettings, sqlite_url
+
+
+def spare_cpus() -> int:
+    """Scan workers by default: one per CPU this process may use beyond the first, at least one.
+
+    OCR takes a whole CPU for a second or more per picture; the API process (event loop,
+    consent decisions, checks) must keep one CPU of its own or every request's latency follows
+    the scans. On a school's 2-CPU server that is one worker: scans queue (a check-file waits
+    its turn, bounded by HALLPASS_MEDIA_CHECK_FILE_SCAN_SECONDS) rather than take the API's CPU.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(16, max(1, cpus - 1))
 
 
 class MediaSettings(BaseSettings):
@@ -35,8 +51,9 @@ class MediaSettings(BaseSettings):
     max_metadata_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # Pictures are decoded and scanned only in worker processes: how many, how much memory
     # (address space) each may take, how long one file may take, and how long a request waits
-    # for a free worker before it is answered 503.
-    scan_workers: int = Field(default=2, ge=1, le=16)
+    # for a free worker before it is answered 503. Workers 0 (the default): one per CPU beyond
+    # the first, at least one, so the API process keeps a CPU of its own (a 2-CPU server: one).
+    scan_workers: int = Field(default=0, ge=0, le=16, validate_default=True)
     scan_worker_memory_mb: int = Field(default=3072, ge=256)
     scan_seconds: float = Field(default=60.0, gt=0, le=600)
     scan_wait_seconds: float = Field(default=30.0, ge=0, le=300)
@@ -49,6 +66,11 @@ class MediaSettings(BaseSettings):
     # How often the scan job looks for new uploads (it also runs after every commit).
     scan_interval_seconds: float = Field(default=1.0, gt=0)
     max_check_items: int = Field(default=20, ge=1, le=100)
+
+    @field_validator("scan_workers")
+    @classmethod
+    def _workers_for_this_machine(cls, workers: int) -> int:
+        return workers or spare_cpus()
 
     def resolved_database_url(self, common: CommonSettings) -> str:
         return self.database_url or sqlite_url(common.data_dir, "media")
