@@ -1,14 +1,16 @@
-"""Consent decisions benchmark: the all-in-one server under uvicorn on PostgreSQL.
+"""Consent decisions benchmark: the all-in-one server under uvicorn on PostgreSQL and SQLite.
 
-Seeds a school of 2,000 pupils in a fresh database, starts ``hallpass serve`` in a subprocess and
-drives it from 16 keep-alive HTTP/1.1 connections: ``POST /consent/v1/decisions`` with 30 random
-pupils per request, alternated with an authenticated no-op (``GET /consent/v1/ping``) as the
-baseline. After each all-in-one run the same load goes to proxy mode (bench/proxy_stack.py:
-each service as its own process, the gateway in front) on the same database, and a second table
-gives proxy ÷ all-in-one throughput (target >= 0.7). Then times the pure ``decide()`` function.
+Seeds a school of 2,000 pupils in a fresh database (PostgreSQL, then a SQLite file), starts
+``hallpass serve`` in a subprocess and drives it from 16 keep-alive HTTP/1.1 connections:
+``POST /consent/v1/decisions`` with 30 random pupils per request, alternated with an
+authenticated no-op (``GET /consent/v1/ping``) as the baseline measured in the same run. After
+each all-in-one run on PostgreSQL the same load goes to proxy mode (bench/proxy_stack.py: each
+service as its own process, the gateway in front) on the same database, and a second table gives
+proxy ÷ all-in-one throughput (target >= 0.7). Then times the pure ``decide()`` function.
 Prints the tables and writes them to docs/benchmarks.md; raw numbers go to bench/.runs/.
 
-    .venv/bin/python bench/decisions.py [--workers 1 2] [--duration 10] [--no-docs] [--no-proxy]
+    .venv/bin/python bench/decisions.py [--backend postgres sqlite] [--workers 1 2]
+        [--duration 10] [--no-docs] [--no-proxy]
 
 Targets (issue 13): decisions req/s / no-op req/s >= 0.5, decisions p99 <= 2x the no-op's,
 server CPU <= 1.6 ms and PostgreSQL CPU <= 0.5 ms per decision request, decide() <= 20 us per
@@ -49,7 +51,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -64,7 +66,7 @@ from hallpass_consent.pupils.schemas import RestrictionSet
 from hallpass_consent.schools import service as schools
 from hallpass_consent.schools.schemas import SchoolSettings
 from hallpass_kit.auth import DevIssuer, Principal, Role
-from hallpass_kit.db import Database, utcnow
+from hallpass_kit.db import Database, UTCDateTime, utcnow
 from hallpass_kit.settings import CommonSettings
 
 T = TypeVar("T")
@@ -93,6 +95,10 @@ PROXY_SECTION = "## Proxy mode (bench/decisions.py)"
 
 # --------------------------------------------------------------------------------------------
 # Database and seed data
+
+
+Backend = Literal["postgres", "sqlite"]
+BACKEND_NAMES: dict[str, str] = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
 
 
 def recreate_database(admin_url: str, name: str) -> str:
@@ -642,9 +648,17 @@ class EndpointResult:
     new_db_connections_per_second: float
     server_process_cpu_percent: list[float]
     background_cpu_percent: float
+    backend: str = "PostgreSQL"
+
+    @property
+    def label(self) -> str:
+        """ "PostgreSQL, 1 worker": the run this result belongs to."""
+        return f"{self.backend}, {self.workers} worker{'s' if self.workers > 1 else ''}"
 
 
-def summarise(name: str, workers: int, sample: Sample, background: float) -> EndpointResult:
+def summarise(
+    name: str, workers: int, sample: Sample, background: float, backend: str = "PostgreSQL"
+) -> EndpointResult:
     ordered = sorted(sample.latencies_ns)
     seconds = sample.seconds or float("nan")
     requests = sample.ok or float("nan")
@@ -671,6 +685,7 @@ def summarise(name: str, workers: int, sample: Sample, background: float) -> End
             reverse=True,
         ),
         background_cpu_percent=100 * background,
+        backend=backend,
     )
 
 
@@ -765,7 +780,7 @@ def render_tables(
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for ping, decisions in runs:
-        workers = f"{ping.workers} worker{'s' if ping.workers > 1 else ''}"
+        workers = ping.label
         lines.append(
             f"| no-op `GET {PING_PATH}`, {workers} | {ping.rps:,.0f} | {ping.p50_ms:.2f} | "
             f"{ping.p95_ms:.2f} | {ping.p99_ms:.2f} | baseline | — |"
@@ -783,7 +798,7 @@ def render_tables(
     ]
     for ping, decisions in runs:
         ratio = decisions.rps / ping.rps if ping.rps else 0.0
-        workers = f"{ping.workers} worker{'s' if ping.workers > 1 else ''}"
+        workers = ping.label
         lines.append(
             f"| decisions req/s ÷ no-op req/s, {workers} | {ratio:.2f} | "
             f"≥ {RATIO_TARGET:g} | {_yes(ratio >= RATIO_TARGET)} |"
@@ -801,10 +816,11 @@ def render_tables(
             f"| server CPU ms per decision request, {workers} | {server:.2f} | "
             f"≤ {SERVER_CPU_TARGET_MS:g} | {_yes(server <= SERVER_CPU_TARGET_MS)} |"
         )
-        lines.append(
-            f"| PostgreSQL CPU ms per decision request, {workers} | {postgres:.2f} | "
-            f"≤ {POSTGRES_CPU_TARGET_MS:g} | {_yes(postgres <= POSTGRES_CPU_TARGET_MS)} |"
-        )
+        if decisions.backend == BACKEND_NAMES["postgres"]:
+            lines.append(
+                f"| PostgreSQL CPU ms per decision request, {workers} | {postgres:.2f} | "
+                f"≤ {POSTGRES_CPU_TARGET_MS:g} | {_yes(postgres <= POSTGRES_CPU_TARGET_MS)} |"
+            )
     lines.append(
         f"| pure `decide()`, µs per pupil (median of {pure.rounds} rounds over "
         f"{pure.pupils:,} pupils, {pure.records:,} records) | {pure.median_us_per_pupil:.2f} | "
@@ -819,12 +835,19 @@ def render_tables(
     ]
     for ping, decisions in runs:
         for result in (ping, decisions):
+            postgres_run = result.backend == BACKEND_NAMES["postgres"]
+            postgres_cpu = (
+                f"{result.postgres_cpu_ms_per_request:.2f} ({result.postgres_cpu_percent:.0f} %)"
+                if postgres_run
+                else "—"
+            )
+            new_connections = f"{result.new_db_connections_per_second:.1f}" if postgres_run else "—"
             lines.append(
-                f"| {result.name}, {result.workers}w | {result.requests:,} | {_errors(result)} | "
-                f"{result.mean_ms:.2f} | {result.max_ms:.2f} "
+                f"| {result.name}, {result.backend}, {result.workers}w | {result.requests:,} "
+                f"| {_errors(result)} | {result.mean_ms:.2f} | {result.max_ms:.2f} "
                 f"| {result.server_cpu_ms_per_request:.2f} ({_split(result)}) "
-                f"| {result.postgres_cpu_ms_per_request:.2f} ({result.postgres_cpu_percent:.0f} %) "
-                f"| {result.new_db_connections_per_second:.1f} "
+                f"| {postgres_cpu} "
+                f"| {new_connections} "
                 f"| {result.client_cpu_percent:.0f} % "
                 f"| {result.background_cpu_percent:.0f} % |"
             )
@@ -921,6 +944,13 @@ def replace_docs_section(title: str, body: str) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=sorted(BACKEND_NAMES),
+        default=["postgres", "sqlite"],
+        help="the consent database(s) to measure, one after the other (default: both)",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--pupils", type=int, default=2000)
     parser.add_argument("--classes", type=int, default=70)
@@ -938,8 +968,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
         help="a database on the PostgreSQL server to run DROP/CREATE DATABASE from",
     )
-    parser.add_argument("--database", default="hallpass_bench")
-    parser.add_argument("--keep-db", action="store_true", help="leave the bench database")
+    parser.add_argument(
+        "--database",
+        default="hallpass_bench",
+        help="the PostgreSQL database's name (and the SQLite file's, bench/.runs/NAME.sqlite3 "
+        "with --keep-db)",
+    )
+    parser.add_argument("--keep-db", action="store_true", help="leave the bench database(s)")
     parser.add_argument(
         "--reuse-db",
         action="store_true",
@@ -1003,11 +1038,27 @@ def existing_summary(database: Database) -> SeedSummary:
     )
 
 
+def sqlite_path(args: argparse.Namespace, data_dir: Path) -> Path:
+    """The SQLite bench database: in bench/.runs/ when it is to outlive the run, else in the
+    run's data dir."""
+    if args.keep_db or args.reuse_db:
+        return RUNS_DIR / f"{args.database}.sqlite3"
+    return data_dir / f"{args.database}.sqlite3"
+
+
 def prepare_database(
-    args: argparse.Namespace, data_dir: Path
+    args: argparse.Namespace, data_dir: Path, backend: Backend = "postgres"
 ) -> tuple[str, SeedSummary, list[str], str]:
-    """(URL, what is in it, pupil ids, PostgreSQL version) of a seeded bench database."""
-    if args.reuse_db:
+    """(URL, what is in it, pupil ids, database version) of a seeded bench database."""
+    if backend == "sqlite":
+        path = sqlite_path(args, data_dir)
+        if args.reuse_db and not path.exists():
+            raise SystemExit(f"--reuse-db: no {path.relative_to(ROOT)} (run with --keep-db first)")
+        if not args.reuse_db:
+            for stale in path.parent.glob(f"{path.name}*"):  # the file and its WAL
+                stale.unlink()
+        database_url = f"sqlite:///{path}"
+    elif args.reuse_db:
         database_url = make_url(args.admin_url).set(database=args.database).render_as_string(False)
     else:
         print(f"database {args.database}: recreating", flush=True)
@@ -1015,7 +1066,13 @@ def prepare_database(
     database = Database(database_url)
     try:
         with database.engine.connect() as connection:
-            version = str(connection.execute(text("SHOW server_version")).scalar())
+            version = str(
+                connection.execute(
+                    text(
+                        "SELECT sqlite_version()" if backend == "sqlite" else "SHOW server_version"
+                    )
+                ).scalar()
+            )
         if args.reuse_db:
             summary = existing_summary(database)
         else:
@@ -1028,7 +1085,8 @@ def prepare_database(
                 seed=args.seed,
                 data_dir=data_dir,
             )
-            vacuum_analyze(database_url)
+            if backend == "postgres":
+                vacuum_analyze(database_url)
         ids = pupil_ids(database)
     finally:
         database.dispose()
@@ -1049,15 +1107,14 @@ def wait_for_outbox(database_url: str, timeout: float = 600) -> float:
     """
     engine = create_engine(database_url)
     started = time.perf_counter()
+    # The instant as a bound parameter, not the database's clock: SQLite has no now().
+    pending_now = text(
+        "SELECT count(*) FROM outbox_event WHERE dispatched_at IS NULL AND next_attempt_at <= :now"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
     try:
         while True:
             with engine.connect() as connection:
-                pending = connection.execute(
-                    text(
-                        "SELECT count(*) FROM outbox_event "
-                        "WHERE dispatched_at IS NULL AND next_attempt_at <= now()"
-                    )
-                ).scalar_one()
+                pending = connection.execute(pending_now, {"now": utcnow()}).scalar_one()
             elapsed = time.perf_counter() - started
             if pending == 0:
                 return elapsed
@@ -1102,7 +1159,10 @@ def wait_until_quiet(limit: float, patience: float) -> float:
 
 
 def database_sessions(engine: Engine) -> int:
-    """Connections ever opened to the bench database (PostgreSQL >= 14; stats lag up to ~1 s)."""
+    """Connections ever opened to the bench database (PostgreSQL >= 14; stats lag up to ~1 s).
+    A SQLite file has no server to count them: 0."""
+    if engine.dialect.name != "postgresql":
+        return 0
     with engine.connect() as connection:
         count = connection.execute(
             text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
@@ -1157,19 +1217,25 @@ async def alternate(
                     server_pid=server_pid,
                 )
                 # Less this probe's own connection.
-                sample.new_db_connections = database_sessions(stats_engine) - sessions_before - 1
+                sample.new_db_connections = max(
+                    0, database_sessions(stats_engine) - sessions_before - 1
+                )
                 total.add(sample)
                 split = " / ".join(
                     f"{seconds / segment:.0%}"
                     for seconds in sorted(sample.process_cpu_seconds.values(), reverse=True)
                     if seconds / segment >= 0.02
                 )
+                database = (
+                    f"PostgreSQL {sample.postgres_cpu_seconds / segment:.0%}, "
+                    if stats_engine.dialect.name == "postgresql"
+                    else ""
+                )
                 print(
                     f"  {name:<9} round {round_index + 1}: {sample.ok / segment:8,.0f} req/s, "
                     f"errors {sum(sample.errors.values())}, CPU server {split or '0%'}, "
-                    f"PostgreSQL {sample.postgres_cpu_seconds / segment:.0%}, client "
-                    f"{sample.client_cpu_seconds / segment:.0%}, new DB connections "
-                    f"{sample.new_db_connections}",
+                    f"{database}client {sample.client_cpu_seconds / segment:.0%}, "
+                    f"new DB connections {sample.new_db_connections}",
                     flush=True,
                 )
         if hold:
@@ -1200,6 +1266,7 @@ def measure_server(
     mode: Mode = "all-in-one",
 ) -> tuple[EndpointResult, EndpointResult]:
     """Both endpoints against one server, alternating, from the same client."""
+    backend = BACKEND_NAMES["postgres" if database_url.startswith("postgresql") else "sqlite"]
     rng = random.Random(args.seed)
     port = free_port()
     ping_requests = [build_request("GET", PING_PATH, port, token)]
@@ -1216,7 +1283,7 @@ def measure_server(
         )
         for _ in range(1024)
     ]
-    print(f"\n{mode}, {workers} worker(s) per process on {HOST}:{port}", flush=True)
+    print(f"\n{mode} on {backend}, {workers} worker(s) per process on {HOST}:{port}", flush=True)
     background = wait_until_quiet(args.quiet_below, args.quiet_wait)
     print(f"  other processes' CPU use before the run: {background:.0%}", flush=True)
     stats_engine = create_engine(database_url, poolclass=NullPool)
@@ -1245,9 +1312,57 @@ def measure_server(
         shutil.copyfile(log_path, kept)
         print(f"  errors: the server's log is kept in {kept.relative_to(ROOT)}", flush=True)
     return (
-        summarise("no-op", workers, ping_total, background),
-        summarise("decisions", workers, decisions_total, background),
+        summarise("no-op", workers, ping_total, background, backend),
+        summarise("decisions", workers, decisions_total, background, backend),
     )
+
+
+def measure_backend(
+    args: argparse.Namespace,
+    data_dir: Path,
+    database_url: str,
+    ids: Sequence[str],
+    proxy_runs: list[tuple[EndpointResult, EndpointResult]] | None,
+) -> list[tuple[EndpointResult, EndpointResult]]:
+    """Every worker count on one seeded database; proxy mode after each when ``proxy_runs``
+    is given (PostgreSQL: a SQLite file is for one process tree on one machine)."""
+    common = CommonSettings(data_dir=data_dir)
+    issuer = DevIssuer.load_or_create(
+        common.dev_signing_key_path, common.auth_issuer, common.auth_audience
+    )
+    token = issuer.issue(sub="bench-cms", school=SCHOOL, roles=[Role.cms], ttl_seconds=4 * 3600)
+    env = server_env(data_dir, database_url)
+    if args.no_background:
+        env["HALLPASS_RUN_BACKGROUND"] = "false"
+    runs: list[tuple[EndpointResult, EndpointResult]] = []
+    for workers in args.workers:
+        runs.append(
+            measure_server(
+                args,
+                workers=workers,
+                token=token,
+                ids=ids,
+                env=env,
+                database_url=database_url,
+                log_path=data_dir / f"server-{workers}w.log",
+            )
+        )
+        if proxy_runs is not None and not args.no_proxy:
+            # Right after the all-in-one run with as many workers: the same database, data dir
+            # and signing key, so only the processes differ.
+            proxy_runs.append(
+                measure_server(
+                    args,
+                    workers=workers,
+                    token=token,
+                    ids=ids,
+                    env=env,
+                    database_url=database_url,
+                    log_path=data_dir / f"proxy-{workers}w" / "stack.log",
+                    mode="proxy",
+                )
+            )
+    return runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1258,68 +1373,57 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     runs: list[tuple[EndpointResult, EndpointResult]] = []
     proxy_runs: list[tuple[EndpointResult, EndpointResult]] = []
+    versions: dict[str, str] = {}
+    seeded: dict[str, SeedSummary] = {}
     with tempfile.TemporaryDirectory(prefix="hallpass-bench-") as tmp:
-        data_dir = Path(tmp)
-        try:
-            database_url, summary, ids, postgres_version = prepare_database(args, data_dir)
-            common = CommonSettings(data_dir=data_dir)
-            issuer = DevIssuer.load_or_create(
-                common.dev_signing_key_path, common.auth_issuer, common.auth_audience
-            )
-            token = issuer.issue(
-                sub="bench-cms", school=SCHOOL, roles=[Role.cms], ttl_seconds=4 * 3600
-            )
-            env = server_env(data_dir, database_url)
-            if args.no_background:
-                env["HALLPASS_RUN_BACKGROUND"] = "false"
-            for workers in args.workers:
-                runs.append(
-                    measure_server(
-                        args,
-                        workers=workers,
-                        token=token,
-                        ids=ids,
-                        env=env,
-                        database_url=database_url,
-                        log_path=data_dir / f"server-{workers}w.log",
-                    )
+        for backend in args.backend:
+            # Each backend in a data dir of its own (the other services' SQLite files too).
+            data_dir = Path(tmp) / backend
+            data_dir.mkdir()
+            name = BACKEND_NAMES[backend]
+            try:
+                database_url, seeded[name], ids, versions[name] = prepare_database(
+                    args, data_dir, backend
                 )
-                if not args.no_proxy:
-                    # Right after the all-in-one run with as many workers: the same database,
-                    # data dir and signing key, so only the processes differ.
-                    proxy_runs.append(
-                        measure_server(
-                            args,
-                            workers=workers,
-                            token=token,
-                            ids=ids,
-                            env=env,
-                            database_url=database_url,
-                            log_path=data_dir / f"proxy-{workers}w" / "stack.log",
-                            mode="proxy",
-                        )
-                    )
-        finally:
-            if not args.keep_db:
-                drop_database(args.admin_url, args.database)
+                runs += measure_backend(
+                    args,
+                    data_dir,
+                    database_url,
+                    ids,
+                    proxy_runs if backend == "postgres" else None,
+                )
+            finally:
+                if backend == "postgres" and not args.keep_db:
+                    drop_database(args.admin_url, args.database)
+    summary = next(iter(seeded.values()))
 
     print(f"\ntiming decide() over {args.pupils:,} pupils …", flush=True)
     pure = bench_pure(pupils_total=args.pupils, rounds=args.pure_rounds, seed=args.seed)
 
     tables = render_tables(runs, pure, args.batch)
     machine = machine_description()
-    seeded = "" if args.reuse_db else f" (seeded in {summary.seconds:.0f} s)"
+    how_seeded = ", ".join(
+        f"{name} in {seed.seconds:.0f} s"
+        for name, seed in seeded.items()
+        if not math.isnan(seed.seconds)
+    )
+    databases = " and ".join(
+        f"PostgreSQL {version}" if name == "PostgreSQL" else f"SQLite {version} (a file, WAL)"
+        for name, version in versions.items()
+    )
     configuration = (
         f"{summary.pupils:,} pupils in {summary.classes} classes, {summary.guardians:,} carers, "
         f"{summary.consent_records:,} consent records over {len(SEEDED_PURPOSES)} purposes, "
-        f"{summary.restricted} restricted pupils{seeded}, then `VACUUM (ANALYZE)`. "
+        f"{summary.restricted} restricted pupils"
+        f"{' (seeded: ' + how_seeded + ')' if how_seeded else ''}"
+        f"{', then `VACUUM (ANALYZE)` on PostgreSQL' if 'PostgreSQL' in versions else ''}. "
         f"`hallpass serve --workers N` (uvicorn, httptools, uvloop, access log on) on "
-        f"PostgreSQL {postgres_version}, measured once the seed's outbox events were "
-        f"dispatched; {args.concurrency} keep-alive HTTP/1.1 connections from one asyncio "
-        f"client on the same machine, kept open for both endpoints; per endpoint "
-        f"{args.warmup:g} s warm-up then "
-        f"{args.duration:g} s measured in {args.rounds} rounds alternating with the other "
-        f"endpoint; each decision request asks `{PURPOSE}` for {args.batch} random pupils."
+        f"{databases}, measured once the seed's outbox events were dispatched; "
+        f"{args.concurrency} keep-alive HTTP/1.1 connections from one asyncio client on the "
+        f"same machine, kept open for both endpoints; per endpoint {args.warmup:g} s warm-up "
+        f"then {args.duration:g} s measured in {args.rounds} rounds alternating with the other "
+        "endpoint, so each decisions row has its no-op baseline from the same server in the "
+        f"same minutes; each decision request asks `{PURPOSE}` for {args.batch} random pupils."
     )
     print()
     print(tables)
@@ -1335,9 +1439,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
             f"Configuration: {configuration}",
             "",
-            "The load client shares the machine's CPUs with the server and PostgreSQL. In the "
+            "The load client shares the machine's CPUs with the server and the database. In the "
             "last table, CPU ms/request is the CPU time of the server's process tree (or of all "
-            "PostgreSQL processes) during the measured seconds divided by the requests answered, "
+            "PostgreSQL processes) during the measured seconds divided by the requests answered "
+            "(SQLite runs inside the server's process, so its CPU is the server's), "
             "with each busy process's share of one core in brackets (with several workers the "
             "kernel may hand the client's connections to them unevenly; both endpoints use the "
             "same connections); new DB connections/s counts connections "
@@ -1398,7 +1503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = {
         "started_at": started_at.isoformat(),
         "machine": machine,
-        "postgres": postgres_version,
+        "databases": versions,
         "arguments": {k: v for k, v in vars(args).items() if k != "admin_url"},
         "seed": asdict(summary),
         "runs": [[asdict(ping), asdict(decisions)] for ping, decisions in runs],
