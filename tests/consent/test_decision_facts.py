@@ -195,3 +195,16 @@ def test_a_thousand_pupils_are_read_in_one_go(school: SchoolBuilder, consent_db:
     assert len(facts.standing) == 1000
     assert sum(not s.on_roll for s in facts.standing.values()) == 500
     assert set(facts.records) == {uuid.UUID(family.pupil_id).int}
+
+
+def test_sqlite_ids_are_read_into_the_same_uuids_the_constructor_makes() -> None:
+    for made in (uuid.uuid4(), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)):
+        read = repository._uuid_of_hex(made.hex)
+
+        assert type(read) is uuid.UUID
+        assert read == made
+        assert hash(read) == hash(made)
+        assert str(read) == str(made)
+        assert read.bytes == made.bytes
+        assert read.is_safe is made.is_safe
+        assert {read: 1}[made] == 1
