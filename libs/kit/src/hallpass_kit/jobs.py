@@ -581,8 +581,9 @@ class JobQueue:
 class Runner:
     """Runs a pass function in background threads until stopped.
 
-    ``run_pass`` returns True when there may be more work right away (a full batch); otherwise
-    the lanes sleep ``poll_interval`` or until another writer commits to one of the runner's
+    ``run_pass`` returns True when there may be more work right away (a full batch), and every
+    lane is woken to it; otherwise the first lane sleeps ``poll_interval``, the others until woken,
+    or until another writer commits to one of the runner's
     queues: the ``queues`` given, and every table its lanes have claimed from. A commit that
     wrote only other tables (a check's audit entry) wakes no runner into a claim pass that can
     find nothing; one that wrote through SQL whose table is not known wakes them all.
@@ -625,7 +626,9 @@ class Runner:
             return
         self._stop.clear()
         self._threads = tuple(
-            threading.Thread(target=self._loop, name=f"hallpass-{self.name}-{lane}", daemon=True)
+            threading.Thread(
+                target=self._loop, args=(lane,), name=f"hallpass-{self.name}-{lane}", daemon=True
+            )
             for lane in range(self.lanes)
         )
         for thread in self._threads:
@@ -655,8 +658,12 @@ class Runner:
         if table.fullname not in self._queues:
             self._queues = self._queues | {table.fullname}
 
-    def _loop(self) -> None:
+    def _loop(self, lane: int) -> None:
         _lane.runner = self
+        # Only the first lane looks every poll interval (for work that falls due with time, a
+        # retry); the others sleep until a commit to the queue wakes them, or a full pass of
+        # another lane: idle lanes do not each run a claim pass every interval for nothing.
+        interval = self.poll_interval if lane == 0 else None
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -666,8 +673,10 @@ class Runner:
                 more = False
             if self._stop.is_set():
                 return
-            if not more:
-                self._wake.wait(self.poll_interval)
+            if more:
+                self._wake.set()  # there may be more than one lane's work: the others help
+            else:
+                self._wake.wait(interval)
 
 
 _lane = threading.local()
