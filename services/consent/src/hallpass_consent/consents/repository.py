@@ -608,13 +608,19 @@ def decision_facts(
                 roster_version = int(said)
     else:
         id_of, time_of = _uuid_of_hex, dt.datetime.fromisoformat
+        # A carer comes back in every row of theirs (their pupils' standing and records): one
+        # UUID each, so the rules' set lookups also match them by identity, not by __eq__.
+        carers: dict[str, uuid.UUID] = {}
+        carer_of = carers.get
         for part, pupil, row_id, party, word, said, t1, t2, t3, flag, agreement in rows:
             if part == _RECORD_ROW:
+                if party is not None:
+                    party = carer_of(party) or carers.setdefault(party, id_of(party))
                 records[int(pupil, 16)].append(
                     RecordView(
                         id_of(row_id),
                         given_by[word],
-                        None if party is None else id_of(party),
+                        party,
                         decision[said],
                         time_of(t1),
                         time_of(t2),
@@ -625,7 +631,7 @@ def decision_facts(
                 key = int(pupil, 16)
                 flags[key] = (t1 is None or time_of(t1) > at, bool(flag))
                 if party is not None:
-                    guardians[key].add(id_of(party))
+                    guardians[key].add(carer_of(party) or carers.setdefault(party, id_of(party)))
             else:
                 rule = PurposeRule(purpose_code, Basis(word), bool(flag), bool(agreement))
                 roster_version = int(said)
