@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -40,6 +41,7 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Table,
+    TextClause,
     and_,
     event,
     func,
@@ -683,6 +685,7 @@ _lane = threading.local()
 """``runner``: the runner whose lane this thread is, so its claims name the queues it serves."""
 
 _ANY_TABLE = "*"
+_READS = re.compile(r"\s*SELECT\s", re.IGNORECASE)
 _WRITTEN = "hallpass.jobs.written"
 
 
@@ -714,9 +717,13 @@ class _Commits:
 
     @staticmethod
     def _executed(state: ORMExecuteState) -> None:
-        if state.is_select:
+        statement = state.statement
+        if state.is_select or (
+            # A lock taken in SQL (the audit chain's on PostgreSQL) writes no table.
+            isinstance(statement, TextClause) and _READS.match(statement.text)
+        ):
             return
-        table = getattr(state.statement, "table", None)
+        table = getattr(statement, "table", None)
         name = table.fullname if isinstance(table, Table) else _ANY_TABLE
         state.session.info.setdefault(_WRITTEN, set()).add(name)
 
