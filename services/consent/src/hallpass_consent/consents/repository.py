@@ -380,9 +380,9 @@ def get_scan(session: Session, school_id: str, scan_id: uuid.UUID) -> ConsentEvi
 # three parts glued with UNION ALL, each row tagged with its part: the purpose (its basis and
 # flags, and the school's roster version), each asked pupil as they stood at ``at`` (one row per
 # carer with parental responsibility), and the pupils' records for the purpose made by ``at``.
-# Plain columns, no ORM entities. The asked pupils come as one parameter (an array on
-# PostgreSQL, a JSON array of hex ids on SQLite), so the statement's text, and the server's
-# prepared plan, is the same whatever the batch's size.
+# Plain columns, no ORM entities. The asked pupils come as one parameter (an array's text on
+# PostgreSQL, a JSON array on SQLite, of the ids' hex digits), so the statement's text, and the
+# server's prepared plan, is the same whatever the batch's size.
 #
 # Each asked pupil is found by index lookups on their own id (the pupil by its key, their carers
 # by ``guardian_link``'s key, their records by every column of ``ix_consent_record_lookup``:
@@ -433,7 +433,14 @@ def _facts_statement(dialect: str) -> CompoundSelect[Any]:
     )
     if native:
         asked = (
-            select(func.unnest(bindparam("pupil_ids", type_=postgresql.ARRAY(Uuid()))).label("id"))
+            # The array comes as its text ('{hex,hex,…}', cast by the server): the driver's
+            # dumping of a list, element by element in Python, was a tenth of a 1,000-pupil
+            # batch's time.
+            select(
+                func.unnest(
+                    cast(bindparam("pupil_ids", type_=String()), postgresql.ARRAY(Uuid()))
+                ).label("id")
+            )
             .distinct()
             .cte("asked")
         )
@@ -576,8 +583,10 @@ def decision_facts(
     parental responsibility as now), so the verdicts are those ``evaluate`` gives.
     """
     native = connection.dialect.name == "postgresql"
-    asked: Any = (
-        pupil_ids if native else "[" + ",".join([f'"{pupil.hex}"' for pupil in pupil_ids]) + "]"
+    asked = (
+        "{" + ",".join([pupil.hex for pupil in pupil_ids]) + "}"
+        if native
+        else "[" + ",".join([f'"{pupil.hex}"' for pupil in pupil_ids]) + "]"
     )
     rows = connection.execute(
         _FACTS["postgresql" if native else "sqlite"],
