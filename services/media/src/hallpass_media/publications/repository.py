@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from hallpass_kit.pagination import Position, older_than
@@ -49,52 +50,61 @@ class TagRow:
     face_height: int | None
 
 
-def school_choices(session: Session, school: str) -> tuple[bool, bool] | None:
+# A check's three reads, built once: every publish check runs them, and building a statement and
+# running it through the ORM cost more than the query. They run on a session or on a bare
+# connection alike (``Reads``).
+Reads = Session | Connection
+
+_CHOICES = select(
+    SchoolMediaSettings.forbid_first_names, SchoolMediaSettings.blur_untagged_faces
+).where(SchoolMediaSettings.school_id == bindparam("school"))
+_PICTURES = select(
+    MediaItem.id,
+    MediaItem.original_filename,
+    MediaItem.storage_key,
+    MediaItem.owner,
+    MediaItem.permission,
+    MediaItem.scan_status,
+    MediaItem.scan_result,
+).where(
+    MediaItem.school_id == bindparam("school"),
+    MediaItem.id.in_(bindparam("media_ids", expanding=True)),
+)
+_TAGS = (
+    select(
+        MediaPupil.media_id,
+        MediaPupil.pupil_id,
+        MediaPupil.face_x,
+        MediaPupil.face_y,
+        MediaPupil.face_width,
+        MediaPupil.face_height,
+    )
+    .where(MediaPupil.media_id.in_(bindparam("media_ids", expanding=True)))
+    .order_by(MediaPupil.pupil_id)
+)
+
+
+def school_choices(reads: Reads, school: str) -> tuple[bool, bool] | None:
     """The school's (forbid first names, blur untagged faces), or None if it never chose."""
-    row = session.execute(
-        select(
-            SchoolMediaSettings.forbid_first_names, SchoolMediaSettings.blur_untagged_faces
-        ).where(SchoolMediaSettings.school_id == school)
-    ).first()
+    row = reads.execute(_CHOICES, {"school": school}).first()
     return None if row is None else (bool(row[0]), bool(row[1]))
 
 
 def stored_pictures(
-    session: Session, school: str, media_ids: Sequence[uuid.UUID]
+    reads: Reads, school: str, media_ids: Sequence[uuid.UUID]
 ) -> list[StoredPicture]:
     """Those of ``media_ids`` that are the school's, in no particular order."""
     if not media_ids:
         return []
-    rows = session.execute(
-        select(
-            MediaItem.id,
-            MediaItem.original_filename,
-            MediaItem.storage_key,
-            MediaItem.owner,
-            MediaItem.permission,
-            MediaItem.scan_status,
-            MediaItem.scan_result,
-        ).where(MediaItem.school_id == school, MediaItem.id.in_(list(media_ids)))
-    )
+    rows = reads.execute(_PICTURES, {"school": school, "media_ids": list(media_ids)})
     return [StoredPicture(*row) for row in rows]
 
 
-def tags(session: Session, media_ids: Sequence[uuid.UUID]) -> list[TagRow]:
+def tags(reads: Reads, media_ids: Sequence[uuid.UUID]) -> list[TagRow]:
     """The pupils tagged in these pictures, by pupil id."""
     if not media_ids:
         return []
-    rows = session.execute(
-        select(
-            MediaPupil.media_id,
-            MediaPupil.pupil_id,
-            MediaPupil.face_x,
-            MediaPupil.face_y,
-            MediaPupil.face_width,
-            MediaPupil.face_height,
-        )
-        .where(MediaPupil.media_id.in_(list(media_ids)))
-        .order_by(MediaPupil.pupil_id)
-    )
+    rows = reads.execute(_TAGS, {"media_ids": list(media_ids)})
     return [TagRow(*row) for row in rows]
 
 

@@ -50,7 +50,7 @@ from hallpass_media.models import (
     ScanStatus,
 )
 from hallpass_media.publications import policy, repository
-from hallpass_media.publications.repository import StoredPicture
+from hallpass_media.publications.repository import Reads, StoredPicture
 from hallpass_media.publications.schemas import (
     CheckProblem,
     CheckVerdict,
@@ -110,7 +110,7 @@ def _signed64(value: int) -> int:
 
 
 def _load_items(
-    session: Session, principal: Principal, media_ids: Sequence[uuid.UUID]
+    session: Reads, principal: Principal, media_ids: Sequence[uuid.UUID]
 ) -> list[StoredPicture]:
     if len(set(media_ids)) != len(media_ids):
         raise Unprocessable("A media id is listed twice.", code="duplicate_media")
@@ -132,7 +132,7 @@ def _load_items(
     return [found[m] for m in media_ids]
 
 
-def _tagged(session: Session, media_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[TaggedPupil]]:
+def _tagged(session: Reads, media_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[TaggedPupil]]:
     tagged: dict[uuid.UUID, list[TaggedPupil]] = {m: [] for m in media_ids}
     for row in repository.tags(session, media_ids):
         face = (
@@ -147,7 +147,7 @@ def _tagged(session: Session, media_ids: list[uuid.UUID]) -> dict[uuid.UUID, lis
     return tagged
 
 
-def _choices(session: Session, school: str) -> MediaSchoolSettings:
+def _choices(session: Reads, school: str) -> MediaSchoolSettings:
     chosen = repository.school_choices(session, school)
     if chosen is None:
         return SCHOOL_DEFAULTS
@@ -241,14 +241,16 @@ def gather(
                 raise refuse_image(exc) from exc
 
     # Without a caller's session the facts are read in a short read-only transaction of their
-    # own, ended before the consent service is asked anything: it takes no write lock (SQLite)
-    # and waits for no writer, so concurrent checks never queue behind each other's audit.
-    with _reading(media, session) as reads:
+    # own (on PostgreSQL, statements in autocommit, each with its snapshot, as under READ
+    # COMMITTED), ended before the consent service is asked anything: it takes no write lock
+    # (SQLite) and waits for no writer, so concurrent checks never queue behind each other's audit.
+    with _reading(media, session, orm=bool(request.files)) as reads:
         choices = _choices(reads, principal.school)
         items = _load_items(reads, principal, request.media_ids)
         tags = _tagged(reads, [i.id for i in items])
         facts = [_stored_facts(item, tags[item.id]) for item in items]
         for upload, scan in zip(request.files, scans, strict=True):
+            assert isinstance(reads, Session)  # uploads are matched through the ORM
             match = _match_stored(reads, principal.school, _signed64(scan.phash))
             device_ok = request.device_id is None or (
                 active_device(reads, principal.school, request.device_id) is not None
@@ -281,12 +283,17 @@ def gather(
 
 
 @contextmanager
-def _reading(media: MediaContext, session: Session | None) -> Iterator[Session]:
+def _reading(media: MediaContext, session: Session | None, *, orm: bool) -> Iterator[Reads]:
     if session is not None:
         yield session
         return
-    with media.database.session(read_only=True) as own:
-        yield own
+    if orm:
+        with media.database.session(read_only=True) as own:
+            yield own
+        return
+    # Stored pictures only: three prepared statements that need no ORM session around them.
+    with media.database.reading() as connection:
+        yield connection
 
 
 def find_names(roster: Roster, gathered: Gathered, request: CheckInput) -> Found:
