@@ -36,6 +36,7 @@ from hallpass_kit.readiness import (
     database_ready,
     refuse_unless_ready,
 )
+from hallpass_kit.route_index import index_routes
 from hallpass_kit.settings import CommonSettings
 
 
@@ -287,6 +288,7 @@ def create_gateway(
         lifespan=lifespan,
         generate_unique_id_function=gateway_operation_id,
     )
+    index_routes(gateway)
     gateway.services = services
     gateway.dev_issuer = dev_issuer
     install_error_handlers(gateway)

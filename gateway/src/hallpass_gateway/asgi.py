@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hallpass_kit.logs import configure_logging
+from hallpass_kit.serving import as_served
 from hallpass_kit.settings import CommonSettings
 
 
@@ -32,7 +33,7 @@ def create() -> FastAPI:
 def __getattr__(name: str) -> FastAPI:
     # Built when a server asks for `app`, not when the module is imported.
     if name == "app":
-        app = create()
+        app = as_served(create())
         globals()["app"] = app
         return app
     raise AttributeError(name)

@@ -49,6 +49,7 @@ from hallpass_kit.errors import ProblemDetail, install_error_handlers, problem_r
 from hallpass_kit.limits import UnhandledErrorMiddleware, send_problem
 from hallpass_kit.logs import RequestLogMiddleware, note_route
 from hallpass_kit.metrics import metrics_endpoint
+from hallpass_kit.route_index import index_routes
 from hallpass_kit.settings import CommonSettings
 
 logger = logging.getLogger("hallpass.gateway")
@@ -479,6 +480,7 @@ def create_proxy_gateway(
         docs_url=None,
         redoc_url=None,
     )
+    index_routes(gateway)
     gateway.upstreams = upstreams
     gateway.dev_issuer = dev_issuer
     gateway.upstream_specs = UpstreamSpecs(

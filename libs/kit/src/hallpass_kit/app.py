@@ -51,6 +51,7 @@ from hallpass_kit.readiness import (
     database_ready,
     refuse_unless_ready,
 )
+from hallpass_kit.route_index import index_routes
 from hallpass_kit.settings import CommonSettings
 from hallpass_kit.tables import KitTables
 
@@ -429,6 +430,7 @@ def create_service_app(
         generate_unique_id_function=_operation_id,
         responses={status: PROBLEM_RESPONSES[status] for status in (401, 413, 503)},
     )
+    index_routes(app)
     app.state.hallpass = context
     install_error_handlers(app, on_refusal=context.audit_refusal)
     app.include_router(_health_router())
