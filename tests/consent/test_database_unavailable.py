@@ -8,6 +8,7 @@ import shutil
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from hallpass_consent.models import Base
+from hallpass_kit import db as db_module
 from hallpass_kit.auth import DevIssuer
 from hallpass_kit.db import Database, DatabaseOptions
 from hallpass_kit.settings import CommonSettings
@@ -184,6 +186,59 @@ def test_postgres_connections_killed_are_replaced_without_an_error(
         # Pre-ping finds the pooled connection dead and opens a new one.
         assert client.get("/v1/classes", headers=auth("staff")).status_code == 200
     database.dispose()
+
+
+def _backend_pid(database: Database) -> int:
+    with database.reading() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+@postgres
+@pytest.mark.postgres_only
+def test_postgres_checkout_of_a_live_connection_costs_no_round_trip(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(postgres_database, SHORT_WAITS)
+    pings: list[object] = []
+    dialect = database.engine.dialect
+    plain_ping = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda c: pings.append(c) or plain_ping(c))
+    try:
+        first = _backend_pid(database)
+        assert [_backend_pid(database) for _ in range(5)] == [first] * 5
+        assert pings == []  # checked by polling its socket, not by asking the server
+        # Idle longer than the socket can vouch for (a path that dropped it silently): pinged.
+        monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)
+        assert _backend_pid(database) == first
+        assert len(pings) == 1
+    finally:
+        database.dispose()
+
+
+@postgres
+@pytest.mark.postgres_only
+def test_postgres_connection_ended_by_the_server_is_replaced_on_checkout(
+    postgres_database: str,
+) -> None:
+    database = Database(postgres_database, SHORT_WAITS)
+    try:
+        killed = _backend_pid(database)
+        admin = create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
+            # The server has ended it once it is gone from pg_stat_activity.
+            for _ in range(200):
+                gone = connection.execute(
+                    text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": killed},
+                ).scalar_one()
+                if gone:
+                    break
+                time.sleep(0.01)
+        admin.dispose()
+        assert _backend_pid(database) != killed
+    finally:
+        database.dispose()
 
 
 @postgres

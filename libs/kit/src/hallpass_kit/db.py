@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import select
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -123,20 +126,21 @@ class Database:
                 server_options.append(
                     f"-c statement_timeout={int(options.statement_timeout * 1000)}"
                 )
-            # Pre-ping costs a round trip per checkout but turns a connection the server dropped
-            # (restart, failover, idle kill) into a fresh one instead of a failed request.
             self.engine = create_engine(
                 self.url,
                 pool_size=options.pool_size,
                 max_overflow=options.max_overflow,
                 pool_timeout=options.pool_timeout,
-                pool_pre_ping=options.pre_ping,
+                # Not SQLAlchemy's pre-ping (a round trip on every checkout): _check_alive below.
+                pool_pre_ping=False,
                 pool_recycle=3600,
                 connect_args={
                     "connect_timeout": options.connect_timeout,
                     "options": " ".join(server_options),
                 },
             )
+            if options.pre_ping:
+                _check_alive(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         # Commit hooks wake background workers to new work; a transaction that only looked (a
         # worker finding its queue empty) must not wake the others, or idle workers keep
@@ -215,6 +219,52 @@ def _mark_written_unless_select(state: ORMExecuteState) -> None:
     # leaves the database as it was.
     if not state.is_select:
         state.session.info[_WROTE] = True
+
+
+# A pooled connection idle longer than this is pinged before use (see _check_alive).
+IDLE_PING_SECONDS = 10.0
+_RETURNED_AT = "hallpass.returned_at"
+
+
+def _check_alive(engine: Engine) -> None:
+    """Turn a connection the server dropped (restart, failover, a killed backend) into a fresh
+    one on checkout, instead of a failed request, without a round trip on every checkout.
+
+    A server that ends a connection says so (an error message, then the socket's end) and the
+    socket of an idle connection becomes readable: nothing else arrives unasked on a connection
+    sitting in the pool (no LISTEN here). One poll of the socket, a system call, finds that; a
+    ping round trip (what pool_pre_ping does every time) cost more PostgreSQL CPU and a trip
+    through the network per request. A connection idle for IDLE_PING_SECONDS or longer is
+    pinged all the same, for what a socket cannot show: a path that dropped it silently.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None:
+            return  # opened for this checkout
+        if dbapi_connection.closed or _socket_readable(dbapi_connection.fileno()):
+            # The server hung up: so, most likely, on every connection opened before now.
+            raise InvalidatePoolError("the server ended the connection")
+        if time.monotonic() - returned_at >= IDLE_PING_SECONDS:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)
+            except Exception as error:
+                if not engine.dialect.is_disconnect(error, dbapi_connection, None):
+                    raise
+                alive = False
+            if not alive:
+                raise DisconnectionError("the connection did not answer a ping")
+
+
+def _socket_readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _serialise_sqlite_writers(engine: Engine, lock_timeout: float) -> None:
