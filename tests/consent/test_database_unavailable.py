@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -202,7 +203,12 @@ def test_postgres_checkout_of_a_live_connection_costs_no_round_trip(
     pings: list[object] = []
     dialect = database.engine.dialect
     plain_ping = dialect.do_ping
-    monkeypatch.setattr(dialect, "do_ping", lambda c: pings.append(c) or plain_ping(c))
+
+    def counted_ping(connection: Any) -> bool:
+        pings.append(connection)
+        return plain_ping(connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counted_ping)
     try:
         first = _backend_pid(database)
         assert [_backend_pid(database) for _ in range(5)] == [first] * 5

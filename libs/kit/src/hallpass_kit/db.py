@@ -251,9 +251,10 @@ def _check_alive(engine: Engine) -> None:
             # The server hung up: so, most likely, on every connection opened before now.
             raise InvalidatePoolError("the server ended the connection")
         if time.monotonic() - returned_at >= IDLE_PING_SECONDS:
+            dbapi = engine.dialect.loaded_dbapi
             try:
                 alive = engine.dialect.do_ping(dbapi_connection)
-            except Exception as error:
+            except dbapi.Error as error:
                 if not engine.dialect.is_disconnect(error, dbapi_connection, None):
                     raise
                 alive = False
