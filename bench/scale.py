@@ -328,7 +328,7 @@ def render(
     lines += [
         "",
         f"Ratio to the 1-school database (target: within {RATIO_TARGET:.0%}, "
-        "i.e. req/s ≥ 0.8, CPU per request ≤ 1.2):",
+        "i.e. req/s ≥ 0.8, server and PostgreSQL CPU per request ≤ 1.2):",
         "",
         "| run | endpoint | req/s ratio | server CPU/req ratio | PostgreSQL CPU/req ratio "
         "| within 20 %? |",
@@ -342,7 +342,13 @@ def render(
             rate = result.rate / base.rate
             server = result.server_ms / base.server_ms
             postgres = result.postgres_ms / base.postgres_ms if base.postgres_ms else float("nan")
-            met = rate >= 1 - RATIO_TARGET and server <= 1 + RATIO_TARGET
+            # The database's CPU is part of what a request costs: a school among 50 may not
+            # make PostgreSQL work harder than a school alone either.
+            met = (
+                rate >= 1 - RATIO_TARGET
+                and server <= 1 + RATIO_TARGET
+                and not postgres > 1 + RATIO_TARGET
+            )
             lines.append(
                 f"| {label} | {result.name} | {rate:.2f} | {server:.2f} | {postgres:.2f} "
                 f"| {'yes' if met else '**no**'} |"
