@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from hallpass_consent.consents import service
+from hallpass_consent.decisions.endpoints import DECIDING_AT_ONCE
 from tests.conftest import OTHER_SCHOOL, TokenFactory
 from tests.consent.builders import (
     SchoolBuilder,
@@ -258,3 +264,35 @@ def test_past_instant_answers_with_the_restriction_then_in_force_c12(
 
     assert response.status_code == 200, response.text
     assert response.json()["decisions"][0]["reason"] == "restricted"
+
+
+def test_no_more_decisions_read_the_database_at_once_than_the_gate_lets_in(
+    client: TestClient, auth: TokenFactory, school: SchoolBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    family = school.family("Ada", "Ames")
+    school.consent(family.pupil_id, family.guardian_ids[0])
+    inside = 0
+    most = 0
+    count = threading.Lock()
+    decide_for_real = service.decisions
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        nonlocal inside, most
+        with count:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.02)  # long enough for every waiting request to try to get in
+            return decide_for_real(*args, **kwargs)
+        finally:
+            with count:
+                inside -= 1
+
+    monkeypatch.setattr(service, "decisions", watched)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(
+            pool.map(lambda _n: school.decide("website_photo", family.pupil_id), range(24))
+        )
+
+    assert all(a[family.pupil_id]["allowed"] for a in answers)
+    assert most == DECIDING_AT_ONCE
