@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -248,8 +248,10 @@ def _check_alive(engine: Engine) -> None:
         if returned_at is None:
             return  # opened for this checkout
         if dbapi_connection.closed or _socket_readable(dbapi_connection.fileno()):
-            # The server hung up: so, most likely, on every connection opened before now.
-            raise InvalidatePoolError("the server ended the connection")
+            # This connection only, not the pool: after a restart every other one's socket says
+            # so too when its turn comes, and anything else that made a socket readable (nothing
+            # should) costs one new connection, never a pool's worth.
+            raise DisconnectionError("the server ended the connection")
         if time.monotonic() - returned_at >= IDLE_PING_SECONDS:
             dbapi = engine.dialect.loaded_dbapi
             try:
