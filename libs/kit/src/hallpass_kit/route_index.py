@@ -102,7 +102,6 @@ class RouteIndex:
 
     version: int
     routes: tuple[BaseRoute, ...]
-    keys: tuple[frozenset[Key] | None, ...]
     # Both segments static and named by some route, then the first alone: answered from
     # dictionaries built once, never grown by requests (a path is the caller's text).
     pairs: dict[Key, tuple[BaseRoute, ...]]
@@ -111,28 +110,27 @@ class RouteIndex:
 
     @classmethod
     def of(cls, routes: Sequence[BaseRoute], version: int) -> RouteIndex:
-        keys: list[frozenset[Key] | None] = []
+        keyed: list[tuple[BaseRoute, frozenset[Key] | None]] = []
         for route in routes:
             templates = _templates(route)
-            keys.append(None if templates is None else frozenset(map(_template_key, templates)))
-        named = {key for found in keys if found for key in found}
-        pairs = {key for key in named if ANY not in key}
+            keyed.append(
+                (route, None if templates is None else frozenset(map(_template_key, templates)))
+            )
+
+        def filtered(key: Key) -> tuple[BaseRoute, ...]:
+            # Called with ANY standing for "a segment no route names": only routes taking any
+            # text there (or whose paths are unknown) can match it.
+            return tuple(route for route, keys in keyed if _admits(keys, key))
+
+        named = {key for _route, found in keyed if found for key in found}
         # A parameter in the first segment makes the second one ANY too (_template_key), so a
         # pair no route names can only be matched by a route that takes any second segment.
-        firsts = {first for first, _second in named if first != ANY}
-        index = cls(version, tuple(routes), tuple(keys), {}, {}, ())
-        for key in pairs:
-            index.pairs[key] = index._filtered(key)
-        for first in firsts:
-            index.firsts[first] = index._filtered((first, ANY))
-        object.__setattr__(index, "others", index._filtered((ANY, ANY)))
-        return index
-
-    def _filtered(self, key: Key) -> tuple[BaseRoute, ...]:
-        # Called with ANY standing for "a segment no route names": only routes taking any text
-        # there (or whose paths are unknown) can match it.
-        return tuple(
-            route for route, keys in zip(self.routes, self.keys, strict=True) if _admits(keys, key)
+        return cls(
+            version,
+            tuple(routes),
+            pairs={key: filtered(key) for key in named if ANY not in key},
+            firsts={first: filtered((first, ANY)) for first, _second in named if first != ANY},
+            others=filtered((ANY, ANY)),
         )
 
     def candidates(self, path: str) -> tuple[BaseRoute, ...]:
