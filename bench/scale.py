@@ -343,7 +343,8 @@ def render(
             server = result.server_ms / base.server_ms
             postgres = result.postgres_ms / base.postgres_ms if base.postgres_ms else float("nan")
             # The database's CPU is part of what a request costs: a school among 50 may not
-            # make PostgreSQL work harder than a school alone either.
+            # make PostgreSQL work harder than a school alone either (NaN, no PostgreSQL CPU
+            # measured for the 1-school run, judges nothing).
             met = (
                 rate >= 1 - RATIO_TARGET
                 and server <= 1 + RATIO_TARGET

@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -252,16 +253,12 @@ def _check_alive(engine: Engine) -> None:
             # so too when its turn comes, and anything else that made a socket readable (nothing
             # should) costs one new connection, never a pool's worth.
             raise DisconnectionError("the server ended the connection")
-        if time.monotonic() - returned_at >= IDLE_PING_SECONDS:
-            dbapi = engine.dialect.loaded_dbapi
-            try:
-                alive = engine.dialect.do_ping(dbapi_connection)
-            except dbapi.Error as error:
-                if not engine.dialect.is_disconnect(error, dbapi_connection, None):
-                    raise
-                alive = False
-            if not alive:
-                raise DisconnectionError("the connection did not answer a ping")
+        # The ping SQLAlchemy's pre-ping sends: False on a disconnect (its handle_error events
+        # included), any other error raised.
+        if time.monotonic() - returned_at >= IDLE_PING_SECONDS and not cast(
+            DefaultDialect, engine.dialect
+        )._do_ping_w_event(dbapi_connection):
+            raise DisconnectionError("the connection did not answer a ping")
 
 
 def _socket_readable(fd: int) -> bool:
